@@ -1,0 +1,184 @@
+"""The ``mote`` command line: a thin shell over the library (every verb is one library call).
+
+    mote convert BASE OUT [--placement every|every-other|0,2,4] [--tasks ...]
+    mote encode MODEL --task T --input FILE(.txt|.jsonl) --output FILE.npy
+    mote export MODEL --task T OUT [--onnx]
+    mote info MODEL
+    mote demo
+
+Subsystems add their own verbs (eval, compare, similarity, train, moee, ...) through ``register(subparsers)``
+in their ``cli`` modules, listed in ``_SUBCOMMAND_MODULES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+# Each of these modules defines `register(subparsers) -> None`.
+_SUBCOMMAND_MODULES = ("mote.eval.cli", "mote.train.cli", "mote.moee.cli")
+
+
+def _quiet_hf() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    import logging
+
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+
+
+# ------------------------------------------------------------------------------------------------ verbs
+def cmd_convert(args: argparse.Namespace) -> int:
+    import mote
+    from mote.io import atomic_dir
+
+    routing = mote.RoutingTable.from_spec(args.tasks)
+    model = mote.convert(args.base, placement=args.placement, routing=routing)
+    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
+        model.save(str(tmp))
+    print(f"Saved MoTE model to {args.out}")
+    print(describe(model))
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import mote
+    from mote.io import atomic_write_bytes, read_texts
+
+    texts = read_texts(args.input, field=args.field)
+    model = mote.load(args.model)
+    emb = mote.encode(model, texts, task=args.task, batch_size=args.batch_size, show_progress_bar=True)
+    out = Path(args.output)
+    if out.suffix != ".npy":
+        raise SystemExit(f"--output must end in .npy, got {out}")
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, emb.astype(np.float32))
+    atomic_write_bytes(out, buf.getvalue())
+    print(f"Encoded {len(texts)} texts as task {args.task!r} -> {out} {tuple(emb.shape)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from mote.export import export_dense
+
+    out = export_dense(args.model, args.task, args.out, overwrite=args.overwrite)
+    print(f"Exported task {args.task!r} as a plain sentence-transformers model: {out}")
+    if args.onnx:
+        from mote.onnx import export_onnx
+
+        report = export_onnx(out, quantize=args.quantize)
+        print(report)
+    return 0
+
+
+def describe(model) -> str:
+    """Tasks, prefixes, expert layers and parameter counts of a MoTE model, as text."""
+    from mote import mote_module
+    from mote.stats import parameter_counts
+
+    module = mote_module(model)
+    counts = parameter_counts(model)
+    lines = [
+        f"base encoder: {type(module.auto_model).__name__} ({module.auto_model.config.num_hidden_layers} layers, "
+        f"hidden {module.auto_model.config.hidden_size}), max_seq_length {module.max_seq_length}",
+        f"expert layers: {module.expert_layers}  ({module.num_experts} experts each: FFN + both LayerNorms)",
+        f"default task: {module.routing.default_task!r}",
+        f"parameters: total {counts['total']:,}; active per task {counts['active']:,} "
+        f"(dense base {counts['dense']:,})",
+        "tasks:",
+    ]
+    for r in module.routing.routes:
+        lines.append(f"  {r.name:<16} prefix {r.prefix!r:<24} -> expert {r.expert}   active {counts['active']:,}")
+    return "\n".join(lines)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import mote
+
+    print(describe(mote.load(args.model)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mote.demo import run_demo
+
+    return run_demo(args)
+
+
+# ------------------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mote", description="Task-specialised embeddings with mixtures of experts.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("convert", help="upcycle a dense encoder into a MoTE model")
+    p.add_argument("base", help="sentence-transformers model: hub id, local folder, or all-MiniLM-L6-v2 (offline)")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--placement", default="every-other", help="every | every-other | layer indices like 0,2,4")
+    p.add_argument(
+        "--tasks",
+        default=None,
+        help="comma list of tasks: names with default prefixes (query,document,classification,clustering), "
+        "'name=prefix', and '@k' to share expert k (e.g. query@0,document@0,classification,clustering)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("encode", help="encode texts with one task's expert")
+    p.add_argument("model")
+    p.add_argument("--task", required=True)
+    p.add_argument("--input", required=True, help=".txt (one text per line) or .jsonl[.gz]")
+    p.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
+    p.add_argument("--output", required=True, help="output .npy (float32, [N, dim])")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("export", help="write one task as a plain dense sentence-transformers model")
+    p.add_argument("model")
+    p.add_argument("out")
+    p.add_argument("--task", required=True)
+    p.add_argument("--onnx", action="store_true", help="also write an ONNX export (needs mote[onnx])")
+    p.add_argument("--quantize", action="store_true", help="with --onnx: also a dynamic int8 model + its quality")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("info", help="tasks, prefixes, expert layers and parameter counts")
+    p.add_argument("model")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="the end-to-end tour: convert MiniLM, route, encode")
+    p.add_argument("--workdir", default="runs/demo")
+    p.set_defaults(func=cmd_demo)
+
+    for name in _SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_hf()
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+        if os.environ.get("MOTE_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

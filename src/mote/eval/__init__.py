@@ -1,0 +1,1 @@
+"""mote.eval (under construction)."""

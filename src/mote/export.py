@@ -1,0 +1,63 @@
+"""Export one task of a MoTE model as a plain dense sentence-transformers model (stock modules only).
+
+Routing is per sequence and deterministic, so for a fixed task the MoTE model *is* a dense model: the task's
+expert slice of every stacked weight. The exported folder loads with vanilla sentence-transformers (no mote
+import), stores the task's prefix as its default prompt, and encodes at exactly the dense model's cost.
+
+Example:
+    >>> export_dense("minilm-mote", "query", "minilm-query")   # doctest: +SKIP
+    >>> SentenceTransformer("minilm-query").encode(["how do magnets work"])  # prefix added by default  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.modules import Transformer
+
+from mote.experts import densify
+from mote.io import atomic_dir
+from mote.model import load, mote_module
+
+
+def export_dense(
+    model: SentenceTransformer | str | os.PathLike,
+    task: str,
+    output: str | os.PathLike,
+    overwrite: bool = False,
+) -> Path:
+    """Write task ``task`` of a MoTE model as a plain sentence-transformers folder at ``output`` (atomically).
+
+    The folder holds a stock ``Transformer`` (BERT weights = the task's experts), the MoTE model's remaining
+    modules (Pooling, Normalize), and ``prompts = {task: prefix}`` with ``default_prompt_name = task`` so that
+    ``SentenceTransformer(output).encode(texts)`` prepends the task's instruction like the MoTE model does.
+    """
+    if not isinstance(model, SentenceTransformer):
+        model = load(model, device="cpu")
+    module = mote_module(model)
+    route = module.routing.route(task)
+    hf = copy.deepcopy(module.auto_model).cpu()
+    densify(hf, route.expert)
+    output = Path(output)
+    with atomic_dir(output, overwrite=overwrite) as tmp:
+        hf.save_pretrained(tmp)
+        module.tokenizer.save_pretrained(tmp)
+        with open(tmp / "sentence_bert_config.json", "w", encoding="utf-8") as f:
+            json.dump({"max_seq_length": module.max_seq_length, "do_lower_case": module.do_lower_case}, f, indent=2)
+        transformer = Transformer(str(tmp), max_seq_length=module.max_seq_length, do_lower_case=module.do_lower_case)
+        dense = SentenceTransformer(
+            modules=[transformer, *list(model)[1:]],
+            prompts={task: route.prefix},
+            default_prompt_name=task,
+            similarity_fn_name=model.similarity_fn_name,
+            device="cpu",
+        )
+        dense.save(str(tmp))
+        meta = {"exported_from": "mote", "task": task, "prefix": route.prefix, "expert": route.expert}
+        with open(tmp / "mote_export.json", "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2)
+    return output

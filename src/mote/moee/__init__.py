@@ -1,0 +1,1 @@
+"""mote.moee (under construction)."""

@@ -1,0 +1,222 @@
+"""The routing table: the one place that knows task names, their instruction prefixes and their experts.
+
+MoTE routes whole sequences, deterministically, by task: ``task -> (prefix, expert index)``. Several tasks may
+share one expert (many-to-one), e.g. to consolidate similar tasks. Everybody else (model, trainer, evaluation,
+IC baseline, export) reads task names and prefixes from here.
+
+Example:
+    >>> table = RoutingTable.default()
+    >>> table.expert("query"), table.prefix("query")
+    (0, 'search_query: ')
+    >>> table.task_for_prompt("clustering: ")
+    'clustering'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_TASKS: dict[str, str] = {
+    "query": "search_query: ",
+    "document": "search_document: ",
+    "classification": "classification: ",
+    "clustering": "clustering: ",
+}
+# `SentenceTransformer.encode(texts)` with neither task nor prompt routes here. "document" matches the
+# sentence-transformers Router convention (its default route) and the most common bulk use: indexing a corpus.
+DEFAULT_TASK = "document"
+
+
+class UnknownTaskError(ValueError):
+    """A task name (or prompt) that the routing table does not know."""
+
+
+@dataclass(frozen=True)
+class TaskRoute:
+    """One row of the routing table."""
+
+    name: str
+    prefix: str
+    expert: int
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    """Maps task name -> instruction prefix -> expert index.
+
+    Args:
+        routes: the rows, in a fixed order (a task's index in this tuple is its ``task_id``).
+        default_task: task used when a caller names neither a task nor a prompt.
+    """
+
+    routes: tuple[TaskRoute, ...]
+    default_task: str = DEFAULT_TASK
+    _by_name: dict[str, TaskRoute] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if not self.routes:
+            problems.append("the routing table needs at least one task")
+        names = [r.name for r in self.routes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            problems.append(f"duplicate task names: {dupes}")
+        for r in self.routes:
+            if not r.name or not isinstance(r.name, str):
+                problems.append(f"task names must be non-empty strings, got {r.name!r}")
+            if not isinstance(r.prefix, str):
+                problems.append(f"task {r.name!r}: prefix must be a string, got {r.prefix!r}")
+            if not isinstance(r.expert, int) or r.expert < 0:
+                problems.append(f"task {r.name!r}: expert must be a non-negative int, got {r.expert!r}")
+        prefixes = [r.prefix for r in self.routes]
+        clash = sorted({p for p in prefixes if prefixes.count(p) > 1})
+        if clash:
+            problems.append(f"two tasks share a prefix {clash}: a prompt could not tell them apart")
+        experts = sorted({r.expert for r in self.routes})
+        if experts and experts != list(range(len(experts))):
+            problems.append(f"expert indices must be 0..E-1 with none unused, got {experts}")
+        if self.routes and self.default_task not in names:
+            problems.append(f"default task {self.default_task!r} is not one of the tasks {names}")
+        if problems:
+            raise ValueError("Invalid routing table: " + "; ".join(problems))
+        object.__setattr__(self, "_by_name", {r.name: r for r in self.routes})
+
+    # ----------------------------------------------------------------------------------------------- builders
+    @classmethod
+    def default(cls) -> RoutingTable:
+        """The four MoTE tasks, one expert each: query, document, classification, clustering."""
+        return cls.from_prefixes(DEFAULT_TASKS)
+
+    @classmethod
+    def from_prefixes(
+        cls,
+        prefixes: Mapping[str, str],
+        experts: Mapping[str, int] | None = None,
+        default_task: str | None = None,
+    ) -> RoutingTable:
+        """Build a table from ``{task: prefix}``; ``experts`` maps tasks to shared experts (default: one each).
+
+        Example:
+            >>> t = RoutingTable.from_prefixes({"query": "q: ", "document": "d: ", "clustering": "c: "},
+            ...                                experts={"query": 0, "document": 1, "clustering": 1})
+            >>> t.num_experts
+            2
+        """
+        names = list(prefixes)
+        if experts is None:
+            experts = {name: i for i, name in enumerate(names)}
+        missing = [n for n in names if n not in experts]
+        extra = [n for n in experts if n not in prefixes]
+        if missing or extra:
+            raise ValueError(
+                f"experts mapping must name exactly the tasks {names}; missing {missing}, unknown {extra}"
+            )
+        if default_task is None:
+            default_task = DEFAULT_TASK if DEFAULT_TASK in prefixes else names[0]
+        routes = tuple(TaskRoute(n, prefixes[n], int(experts[n])) for n in names)
+        return cls(routes=routes, default_task=default_task)
+
+    @classmethod
+    def from_spec(cls, spec: str | Sequence[str] | None) -> RoutingTable:
+        """Parse a CLI spec: ``"query=search_query: ,document=search_document: "`` or task names from the defaults.
+
+        A ``task@k`` suffix shares expert ``k``: ``"query@0,document@0,classification,clustering"``.
+        """
+        if spec is None:
+            return cls.default()
+        items = [s for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+        prefixes: dict[str, str] = {}
+        experts: dict[str, int] = {}
+        for item in items:
+            name, _, prefix = item.partition("=")
+            name, _, expert = name.strip().partition("@")
+            if not prefix:
+                if name not in DEFAULT_TASKS:
+                    raise UnknownTaskError(
+                        f"Task {name!r} has no default prefix; give one as '{name}=<prefix>'. "
+                        f"Tasks with defaults: {DEFAULT_TASKS}"
+                    )
+                prefix = DEFAULT_TASKS[name]
+            prefixes[name] = prefix
+            if expert:
+                experts[name] = int(expert)
+        if experts and len(experts) != len(prefixes):
+            # Tasks without @k get fresh experts after the explicit ones.
+            nxt = max(experts.values()) + 1
+            for name in prefixes:
+                if name not in experts:
+                    experts[name], nxt = nxt, nxt + 1
+        return cls.from_prefixes(prefixes, experts or None)
+
+    # ----------------------------------------------------------------------------------------------- queries
+    @property
+    def task_names(self) -> list[str]:
+        return [r.name for r in self.routes]
+
+    @property
+    def num_experts(self) -> int:
+        return max(r.expert for r in self.routes) + 1
+
+    def route(self, task: str) -> TaskRoute:
+        try:
+            return self._by_name[task]
+        except (KeyError, TypeError):
+            raise UnknownTaskError(f"Unknown task {task!r}. {self.describe()}") from None
+
+    def expert(self, task: str) -> int:
+        return self.route(task).expert
+
+    def prefix(self, task: str) -> str:
+        return self.route(task).prefix
+
+    def task_id(self, task: str) -> int:
+        self.route(task)
+        return self.task_names.index(task)
+
+    def tasks_of_expert(self, expert: int) -> list[str]:
+        return [r.name for r in self.routes if r.expert == expert]
+
+    def task_for_prompt(self, prompt: str) -> str:
+        """The task whose prefix is exactly ``prompt`` (what ``encode(prompt_name=...)`` hands the model)."""
+        for r in self.routes:
+            if r.prefix == prompt:
+                return r.name
+        raise UnknownTaskError(
+            f"The prompt {prompt!r} is not the prefix of any task, so it cannot choose an expert. "
+            f"Pass task=... explicitly (the prompt text is still prepended). {self.describe()}"
+        )
+
+    def resolve(self, task: str | None = None, prompt: str | None = None) -> tuple[str, str]:
+        """Resolve ``(task, prefix)``: explicit task, else the prompt's task, else the default task.
+
+        An explicit prompt is the text that gets prepended; otherwise the task's own prefix is.
+        """
+        if task is None:
+            task = self.task_for_prompt(prompt) if prompt else self.default_task
+        route = self.route(task)
+        return route.name, route.prefix if prompt is None else prompt
+
+    def prompts(self) -> dict[str, str]:
+        """``{task: prefix}``, the sentence-transformers ``prompts`` dict (so ``prompt_name=task`` works)."""
+        return {r.name: r.prefix for r in self.routes}
+
+    def describe(self) -> str:
+        rows = ", ".join(f"{r.name!r} (prefix {r.prefix!r}, expert {r.expert})" for r in self.routes)
+        return f"Known tasks: {rows}; default task {self.default_task!r}."
+
+    # ----------------------------------------------------------------------------------------------- (de)serialise
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tasks": [{"name": r.name, "prefix": r.prefix, "expert": r.expert} for r in self.routes],
+            "default_task": self.default_task,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RoutingTable:
+        routes = tuple(TaskRoute(t["name"], t["prefix"], int(t["expert"])) for t in data["tasks"])
+        return cls(routes=routes, default_task=data.get("default_task", DEFAULT_TASK))
+
+    def expert_ids(self, tasks: Iterable[str]) -> list[int]:
+        return [self.expert(t) for t in tasks]

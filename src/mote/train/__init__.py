@@ -1,0 +1,1 @@
+"""mote.train (under construction)."""
