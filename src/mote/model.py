@@ -22,7 +22,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ class MoTETransformer(InputModule):
 
     config_file_name = CONFIG_NAME
     save_in_root = True
-    forward_kwargs = {"task"}
+    forward_kwargs: ClassVar[set[str]] = {"task"}
 
     def __init__(
         self,
