@@ -6,7 +6,7 @@ import), stores the task's prefix as its default prompt, and encodes at exactly 
 
 Example:
     >>> export_dense("minilm-mote", "query", "minilm-query")   # doctest: +SKIP
-    >>> SentenceTransformer("minilm-query").encode(["how do magnets work"])  # prefix added by default  # doctest: +SKIP
+    >>> SentenceTransformer("minilm-query").encode(["how do magnets work"])  # doctest: +SKIP
 """
 
 from __future__ import annotations
