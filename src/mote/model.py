@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -320,11 +321,14 @@ def convert(
         raise ValueError("This model is already a MoTE model")
     if not isinstance(first, Transformer):
         raise ValueError(f"Expected a Transformer first module, got {type(first).__name__}")
+    # Upcycling rewrites the encoder in place: never touch a model object the caller still holds.
+    hf = copy.deepcopy(first.model) if isinstance(base, SentenceTransformer) else first.model
     module = MoTETransformer.from_dense(
-        first.model, first.tokenizer, routing, placement, first.max_seq_length, bool(first.do_lower_case)
+        hf, first.tokenizer, routing, placement, first.max_seq_length, bool(first.do_lower_case)
     )
+    rest = [copy.deepcopy(m) for m in list(st)[1:]] if isinstance(base, SentenceTransformer) else list(st)[1:]
     return SentenceTransformer(
-        modules=[module, *list(st)[1:]],
+        modules=[module, *rest],
         prompts=routing.prompts(),
         similarity_fn_name=st.similarity_fn_name,
         device=str(st.device) if device is None else device,

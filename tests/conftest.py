@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny random BERT-family encoders (no downloads) and the real all-MiniLM-L6-v2 (offline)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.modules import Normalize, Transformer
+from sentence_transformers.sentence_transformer.modules import Pooling
+from transformers import AutoTokenizer, BertConfig, BertModel, MPNetConfig, MPNetModel
+
+import mote
+
+MINILM = mote.resolve_model_path("all-MiniLM-L6-v2")
+
+SENTENCES = [
+    "A man is playing a guitar.",
+    "how do magnets work",
+    "The new movie is awesome and I loved every minute of it, especially the ending.",
+    "Stocks fell sharply on Tuesday after the central bank raised interest rates again.",
+    "hi",
+    "What is the capital of France? Paris is the capital and most populous city of France.",
+]
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer():
+    return AutoTokenizer.from_pretrained(MINILM)
+
+
+def make_tiny_st(tmp_path, tokenizer, family: str = "bert", layers: int = 4, seed: int = 0) -> str:
+    """Save a tiny random BERT/MPNet sentence-transformers model (Transformer, mean Pooling, Normalize)."""
+    torch.manual_seed(seed)
+    kw = dict(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    hf = BertModel(BertConfig(**kw)) if family == "bert" else MPNetModel(MPNetConfig(**kw))
+    # Random LayerNorm affine parameters, so that an expert's norms matter in every test.
+    with torch.no_grad():
+        for m in hf.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.normal_(1.0, 0.2)
+                m.bias.normal_(0.0, 0.2)
+    raw = tmp_path / f"hf-{family}-{seed}"
+    hf.save_pretrained(raw)
+    tokenizer.save_pretrained(raw)
+    transformer = Transformer(str(raw), max_seq_length=64)
+    st = SentenceTransformer(modules=[transformer, Pooling(32, "mean"), Normalize()], device="cpu")
+    out = tmp_path / f"st-{family}-{seed}"
+    st.save(str(out))
+    return str(out)
+
+
+@pytest.fixture
+def tiny_bert(tmp_path, minilm_tokenizer) -> str:
+    return make_tiny_st(tmp_path, minilm_tokenizer, "bert")
+
+
+@pytest.fixture(scope="session")
+def minilm() -> SentenceTransformer:
+    return SentenceTransformer(MINILM, device="cpu")
