@@ -28,6 +28,7 @@ def _quiet_hf() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     import logging
 
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)

@@ -1,0 +1,102 @@
+"""Encode throughput: dense all-MiniLM-L6-v2 (sentence-transformers) vs its MoTE conversion, side by side.
+
+Same 2,000+ real sentences from the offline data, same prefixed texts, same batch size. Two settings:
+  (a) single: every sentence routed to one task (the normal case: encode a corpus, a batch of queries);
+  (b) mixed:  four tasks interleaved, so every batch holds all four (MoTE groups rows by expert once per forward).
+The dense model encodes exactly the same prefixed strings in both settings. Rounds alternate dense / MoTE so that
+background load hits both alike; the ratio reported is the median over rounds.
+
+    python benchmarks/encode.py [--n 2000] [--rounds 3] [--batch-size 32]
+
+The last line is `encode ratio mote/dense: single=<x> mixed=<y>` (throughput ratios; 1.0 = same speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import time
+
+import torch
+from sentence_transformers import SentenceTransformer
+
+import mote
+from mote.data import data_dir
+
+
+def load_sentences(n: int) -> list[str]:
+    """Unique sentences from STSBenchmark, STS12 and Banking77 test files (real text of varied length)."""
+    root = data_dir()
+    out: list[str] = []
+    seen: set[str] = set()
+    for name, fields in (
+        ("STSBenchmark", ("sentence1", "sentence2")),
+        ("STS12", ("sentence1", "sentence2")),
+        ("Banking77Classification", ("text",)),
+    ):
+        with gzip.open(root / name / "test.jsonl.gz", "rt", encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                for k in fields:
+                    if row[k] not in seen:
+                        seen.add(row[k])
+                        out.append(row[k])
+    if len(out) < n:
+        raise SystemExit(f"only {len(out)} sentences available, asked for {n}")
+    return out[:n]
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--placement", default="every")
+    args = parser.parse_args()
+
+    texts = load_sentences(args.n)
+    tasks = list(mote.DEFAULT_TASKS)
+    mixed_tasks = [tasks[i % len(tasks)] for i in range(len(texts))]
+    prefixes = mote.DEFAULT_TASKS
+    single_prefixed = [prefixes["query"] + t for t in texts]
+    mixed_prefixed = [prefixes[k] + t for k, t in zip(mixed_tasks, texts)]
+
+    dense = SentenceTransformer(mote.resolve_model_path(mote.DEFAULT_BASE_MODEL), device="cpu")
+    moe = mote.convert(mote.DEFAULT_BASE_MODEL, placement=args.placement)
+    bs = args.batch_size
+    print(
+        f"{len(texts)} sentences, batch {bs}, torch threads {torch.get_num_threads()}, MoTE placement {args.placement}"
+    )
+
+    # warm-up (allocator, tokenizer caches)
+    dense.encode(single_prefixed[:64], batch_size=bs)
+    moe.encode(texts[:64], task="query", batch_size=bs)
+
+    runs: dict[str, list[float]] = {k: [] for k in ("dense_single", "mote_single", "dense_mixed", "mote_mixed")}
+    for r in range(args.rounds):
+        runs["dense_single"].append(timed(lambda: dense.encode(single_prefixed, batch_size=bs)))
+        runs["mote_single"].append(timed(lambda: moe.encode(texts, task="query", batch_size=bs)))
+        runs["dense_mixed"].append(timed(lambda: dense.encode(mixed_prefixed, batch_size=bs)))
+        runs["mote_mixed"].append(timed(lambda: mote.encode(moe, texts, task=mixed_tasks, batch_size=bs)))
+        print(
+            f"round {r + 1}: " + "  ".join(f"{k} {len(texts) / v[-1]:.0f}/s" for k, v in runs.items()),
+            flush=True,
+        )
+
+    single = statistics.median(d / m for d, m in zip(runs["dense_single"], runs["mote_single"]))
+    mixed = statistics.median(d / m for d, m in zip(runs["dense_mixed"], runs["mote_mixed"]))
+    for k, v in runs.items():
+        print(f"{k:>13}: {len(texts) / statistics.median(v):8.1f} sentences/s (median of {len(v)})")
+    print(f"encode ratio mote/dense: single={single:.3f} mixed={mixed:.3f}")
+
+
+if __name__ == "__main__":
+    main()
