@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--placement", default="every")
+    parser.add_argument("--chunk", type=int, default=256, help="sentences per alternation (multiple of batch size)")
     args = parser.parse_args()
 
     texts = load_sentences(args.n)
@@ -80,16 +81,27 @@ def main() -> None:
     dense.encode(single_prefixed[:64], batch_size=bs)
     moe.encode(texts[:64], task="query", batch_size=bs)
 
+    # Alternate dense / MoTE on small chunks (order flipped every chunk) so that load from other processes hits
+    # both alike; a round's time is the sum over chunks.
+    chunk = args.chunk
     runs: dict[str, list[float]] = {k: [] for k in ("dense_single", "mote_single", "dense_mixed", "mote_mixed")}
     for r in range(args.rounds):
-        runs["dense_single"].append(timed(lambda: dense.encode(single_prefixed, batch_size=bs)))
-        runs["mote_single"].append(timed(lambda: moe.encode(texts, task="query", batch_size=bs)))
-        runs["dense_mixed"].append(timed(lambda: dense.encode(mixed_prefixed, batch_size=bs)))
-        runs["mote_mixed"].append(timed(lambda: mote.encode(moe, texts, task=mixed_tasks, batch_size=bs)))
-        print(
-            f"round {r + 1}: " + "  ".join(f"{k} {len(texts) / v[-1]:.0f}/s" for k, v in runs.items()),
-            flush=True,
-        )
+        t = dict.fromkeys(runs, 0.0)
+        for i, start in enumerate(range(0, len(texts), chunk)):
+            sl = slice(start, start + chunk)
+            jobs = [
+                ("dense_single", lambda sl=sl: dense.encode(single_prefixed[sl], batch_size=bs)),
+                ("mote_single", lambda sl=sl: moe.encode(texts[sl], task="query", batch_size=bs)),
+                ("dense_mixed", lambda sl=sl: dense.encode(mixed_prefixed[sl], batch_size=bs)),
+                ("mote_mixed", lambda sl=sl: mote.encode(moe, texts[sl], task=mixed_tasks[sl], batch_size=bs)),
+            ]
+            if i % 2:
+                jobs = [jobs[1], jobs[0], jobs[3], jobs[2]]
+            for name, fn in jobs:
+                t[name] += timed(fn)
+        for k in runs:
+            runs[k].append(t[k])
+        print(f"round {r + 1}: " + "  ".join(f"{k} {len(texts) / v[-1]:.0f}/s" for k, v in runs.items()), flush=True)
 
     single = statistics.median(d / m for d, m in zip(runs["dense_single"], runs["mote_single"]))
     mixed = statistics.median(d / m for d, m in zip(runs["dense_mixed"], runs["mote_mixed"]))
