@@ -49,19 +49,22 @@ class Dispatch:
     """Routing state shared by all expert modules of one model, set for the duration of one forward.
 
     Every expert module holds a reference to the same ``Dispatch``; :meth:`use` installs the segments of the
-    current batch. Outside a ``use`` block the experts refuse to run rather than guess a task.
+    current batch (and, for mixed batches, ``rows``: each row's expert as a device tensor, which lets the norms
+    run as one gathered op). Outside a ``use`` block the experts refuse to run rather than guess a task.
     """
 
     def __init__(self) -> None:
         self.segments: tuple[Segment, ...] | None = None
+        self.rows: torch.Tensor | None = None
 
     @contextlib.contextmanager
-    def use(self, segments: Sequence[Segment]) -> Iterator[None]:
-        previous, self.segments = self.segments, tuple(segments)
+    def use(self, segments: Sequence[Segment], rows: torch.Tensor | None = None) -> Iterator[None]:
+        previous = self.segments, self.rows
+        self.segments, self.rows = tuple(segments), rows
         try:
             yield
         finally:
-            self.segments = previous
+            self.segments, self.rows = previous
 
     def current(self) -> tuple[Segment, ...]:
         if self.segments is None:
@@ -141,7 +144,21 @@ class ExpertLinear(_ExpertModule):
         return F.linear(x, self.weight[e], None if self.bias is None else self.bias[e])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._apply_grouped(x, self._one)
+        segments = self.dispatch.current()
+        if len(segments) == 1 or torch.is_grad_enabled():
+            return self._apply_grouped(x, self._one)
+        # Inference on a mixed batch: each group's matmul writes straight into its rows of one output buffer
+        # (no concatenation copy). x: (B, T, in) sorted by expert -> out: (B, T, out)
+        out = x.new_empty(*x.shape[:-1], self.out_features)
+        flat_out = out.view(x.shape[0], -1, self.out_features)
+        for s in segments:
+            xs = x[s.start : s.stop].reshape(-1, self.in_features)  # (rows * T, in)
+            dst = flat_out[s.start : s.stop].view(-1, self.out_features)
+            if self.bias is None:
+                torch.mm(xs, self.weight[s.expert].t(), out=dst)
+            else:
+                torch.addmm(self.bias[s.expert], xs, self.weight[s.expert].t(), out=dst)
+        return out
 
     def extra_repr(self) -> str:
         return f"experts={self.num_experts}, in={self.in_features}, out={self.out_features}"
@@ -177,7 +194,16 @@ class ExpertLayerNorm(_ExpertModule):
         return F.layer_norm(x, (self.hidden,), self.weight[e], self.bias[e], self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._apply_grouped(x, self._one)
+        rows = self.dispatch.rows
+        if rows is None or len(self.dispatch.current()) == 1:
+            return self._apply_grouped(x, self._one)
+        # Mixed batch: normalise once, then one fused affine with each row's expert weights gathered.
+        # x: (B, T, H); rows: (B,) expert of each row
+        shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (self.hidden,)
+        normed = F.layer_norm(x, (self.hidden,), None, None, self.eps)
+        weight = self.weight.index_select(0, rows).view(shape)
+        bias = self.bias.index_select(0, rows).view(shape)
+        return torch.addcmul(bias, normed, weight)
 
     def extra_repr(self) -> str:
         return f"experts={self.num_experts}, hidden={self.hidden}, eps={self.eps}"

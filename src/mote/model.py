@@ -216,10 +216,15 @@ class MoTETransformer(InputModule):
             experts = [self._expert_of_task[t] for t in task_ids.tolist()]  # one host read per forward
         order, segments = plan_segments(experts)
         inputs = {k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features}
+        rows = None
         if order is not None:  # mixed batch: make each expert's rows contiguous, once for all layers
-            perm = torch.tensor(order, device=features["input_ids"].device)
+            device = features["input_ids"].device
+            perm = torch.tensor(order, device=device)
             inputs = {k: v.index_select(0, perm) for k, v in inputs.items()}
-        with self.dispatch.use(segments):
+            rows = torch.tensor([experts[i] for i in order], device=device)
+        elif len(segments) > 1:
+            rows = torch.tensor(experts, device=features["input_ids"].device)
+        with self.dispatch.use(segments, rows):
             hidden = self.auto_model(**inputs, return_dict=True).last_hidden_state  # (B, T, H)
         if order is not None:
             inverse = torch.empty_like(perm)
