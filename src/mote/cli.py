@@ -2,7 +2,7 @@
 
     mote convert BASE OUT [--placement every|every-other|0,2,4] [--tasks ...]
     mote encode MODEL --task T --input FILE(.txt|.jsonl) --output FILE.npy
-    mote export MODEL --task T OUT [--onnx]
+    mote export MODEL OUT --task T [--onnx [--quantize]]
     mote info MODEL
     mote demo
 
@@ -72,6 +72,12 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from mote.export import export_dense
 
+    if args.quantize and not args.onnx:
+        raise ValueError("--quantize needs --onnx")
+    if args.onnx:
+        from mote.onnx import require_onnx
+
+        require_onnx()  # fail before the dense export when onnx/onnxruntime are missing
     out = export_dense(args.model, args.task, args.out, overwrite=args.overwrite)
     print(f"Exported task {args.task!r} as a plain sentence-transformers model: {out}")
     if args.onnx:
@@ -174,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as e:
         if os.environ.get("MOTE_DEBUG"):
             raise
         print(f"error: {e}", file=sys.stderr)
