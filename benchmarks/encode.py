@@ -61,8 +61,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--placement", default="every")
     parser.add_argument("--chunk", type=int, default=256, help="sentences per alternation (multiple of batch size)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     texts = load_sentences(args.n)
     tasks = list(mote.DEFAULT_TASKS)
     mixed_tasks = [tasks[i % len(tasks)] for i in range(len(texts))]
