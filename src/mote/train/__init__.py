@@ -1,1 +1,42 @@
-"""mote.train (under construction)."""
+"""mote.train: Task-Aware Contrastive Learning (TA-CL) for MoTE models and their baselines.
+
+One YAML recipe (:mod:`mote.train.config`) trains any arm of the comparison (:mod:`mote.train.arms`: ``mote``,
+``ic``, ``static``, ``tlr``, ``ic-matched``) with one trainer (:mod:`mote.train.trainer`) on the same batches.
+
+Example:
+    >>> from mote.train import load_config, run_training
+    >>> cfg = load_config("configs/demo.yaml")                     # doctest: +SKIP
+    >>> result = run_training(cfg, "runs/demo-train")              # doctest: +SKIP
+    >>> mote.load(result.model_dir).encode(["hi"], task="query")   # doctest: +SKIP
+"""
+
+from mote.train.config import ARMS, ConfigError, RunConfig, load_config, parse_config
+from mote.train.losses import CachedTaskInfoNCE, TaskInfoNCE, info_nce
+
+
+def run_training(*args, **kwargs):
+    """See :func:`mote.train.trainer.run_training` (imported lazily: it pulls in the trainer stack)."""
+    from mote.train.trainer import run_training as _run
+
+    return _run(*args, **kwargs)
+
+
+def demo_train(*args, **kwargs):
+    """See :func:`mote.train.demo.demo_train`."""
+    from mote.train.demo import demo_train as _demo
+
+    return _demo(*args, **kwargs)
+
+
+__all__ = [
+    "ARMS",
+    "CachedTaskInfoNCE",
+    "ConfigError",
+    "RunConfig",
+    "TaskInfoNCE",
+    "demo_train",
+    "info_nce",
+    "load_config",
+    "parse_config",
+    "run_training",
+]

@@ -1,0 +1,288 @@
+"""What the evaluation harness evaluates: anything with ``encode(texts, task) -> float32 [N, d]``.
+
+Three built-in kinds, all behind the :class:`Encoder` protocol:
+
+* :class:`MoTEEncoder`   a MoTE model; ``task`` picks the expert *and* the instruction prefix (routing table).
+* :class:`DenseEncoder`  a plain sentence-transformers model, either with no prefixes (``dense``) or with the
+  routing table's prefix of each task prepended (``ic``: the instruction-conditioning baseline, which sees
+  exactly the instructions MoTE sees).
+* anything else that follows the protocol (e.g. ``mote.moee.encoder_for_eval(...)``).
+
+Optional hooks an encoder may define (the harness uses them when present, else cosine similarity):
+
+* ``pair_scores(a, b) -> [N]``: row-wise similarity (STS, pair classification).
+* ``score_matrix(q, d) -> [Q, D]``: query x document scores (retrieval, reranking).
+* ``views(emb) -> [(name, emb_view, weight), ...]`` and ``combine_predictions(preds, weights) -> labels``:
+  classification / clustering fit one classifier / k-means per view and combine the predicted labels.
+* ``task_key(task) -> str``: the embedding-cache key of a task (default: the task name). Two tasks with the same
+  key share cached embeddings (a dense encoder without prefixes gives every task the same key).
+
+Example:
+    >>> enc = load_encoder("all-MiniLM-L6-v2", mode="ic")                 # doctest: +SKIP
+    >>> enc.encode(["how do magnets work"], task="query").shape          # doctest: +SKIP
+    (1, 384)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from mote.routing import RoutingTable
+
+Mode = Literal["auto", "dense", "ic"]
+MODES: tuple[str, ...] = ("auto", "dense", "ic")
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """The one interface the harness needs. ``task`` is a routing-table task name (query, document, ...)."""
+
+    name: str  # label for tables
+    identity: str  # stable id of weights + config + prefix policy (a hash); part of the embedding-cache key
+
+    def encode(
+        self, texts: Sequence[str], task: str, *, batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:  # float32 [N, d]
+        ...
+
+
+# ------------------------------------------------------------------------------------------------ identity
+def weights_fingerprint(model: Any) -> str:
+    """sha256 over every parameter/buffer (name, dtype, shape, bytes) and every module's config of a torch model.
+
+    Two models with the same fingerprint compute the same function (up to code changes), so cached embeddings
+    can be shared between them; any weight update changes it.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    h.update(type(model).__name__.encode())
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.dtype == torch.bfloat16:
+            t = t.view(torch.int16)
+        h.update(t.numpy().tobytes())
+    # Module configs (pooling mode, normalisation, max_seq_length, routing table ...), when the model has them.
+    try:
+        modules = list(model)
+    except TypeError:
+        modules = []
+    for m in modules:
+        cfg: Any = None
+        if hasattr(m, "get_config_dict"):
+            try:
+                cfg = m.get_config_dict()
+            except Exception:  # a module without a serialisable config still has its weights hashed
+                cfg = None
+        h.update(f"{type(m).__name__}|{json.dumps(cfg, sort_keys=True, default=str)}|".encode())
+        for attr in ("max_seq_length", "do_lower_case"):
+            if hasattr(m, attr):
+                h.update(f"{attr}={getattr(m, attr)!r}|".encode())
+        tok = getattr(m, "tokenizer", None)
+        if tok is not None:
+            h.update(f"tok={type(tok).__name__}|{len(tok)}|{getattr(tok, 'do_lower_case', None)}|".encode())
+    return h.hexdigest()
+
+
+def _short(digest: str) -> str:
+    return digest[:16]
+
+
+def _to_float32(emb: Any) -> np.ndarray:
+    if hasattr(emb, "detach"):
+        emb = emb.detach().float().cpu().numpy()
+    return np.ascontiguousarray(np.asarray(emb, dtype=np.float32))
+
+
+def _model_label(model: Any, fallback: str) -> str:
+    card = getattr(model, "model_card_data", None)
+    base = getattr(card, "base_model", None)
+    return str(base).rsplit("/", 1)[-1] if base else fallback
+
+
+# ------------------------------------------------------------------------------------------------ encoders
+class DenseEncoder:
+    """A plain sentence-transformers model; ``prefixes`` = ``{task: prefix}`` for the IC baseline, else none.
+
+    Args:
+        model: a loaded ``SentenceTransformer``.
+        name: label for result tables.
+        prefixes: per-task instruction prefixes (``RoutingTable.prompts()``), or ``None`` for no prefixes.
+
+    Example:
+        >>> from sentence_transformers import SentenceTransformer                      # doctest: +SKIP
+        >>> st = SentenceTransformer(mote.resolve_model_path("all-MiniLM-L6-v2"))      # doctest: +SKIP
+        >>> DenseEncoder(st, "MiniLM+IC", RoutingTable.default().prompts())            # doctest: +SKIP
+    """
+
+    def __init__(self, model: Any, name: str, prefixes: dict[str, str] | None = None) -> None:
+        self.model = model
+        self.prefixes = dict(prefixes) if prefixes is not None else None
+        self.name = name
+        policy = "dense" if self.prefixes is None else "ic:" + json.dumps(self.prefixes, sort_keys=True)
+        self.identity = _short(hashlib.sha256(f"{weights_fingerprint(model)}|{policy}".encode()).hexdigest())
+
+    @property
+    def kind(self) -> str:
+        return "dense" if self.prefixes is None else "ic"
+
+    def prefix(self, task: str) -> str:
+        if self.prefixes is None:
+            return ""
+        if task not in self.prefixes:
+            raise ValueError(f"Task {task!r} has no IC prefix; known tasks: {sorted(self.prefixes)}")
+        return self.prefixes[task]
+
+    def task_key(self, task: str) -> str:
+        """Cache key of a task: the prefix itself (tasks with the same prefix give the same embeddings)."""
+        return "prefix=" + json.dumps(self.prefix(task))
+
+    def encode(
+        self, texts: Sequence[str], task: str, *, batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        texts = list(texts)
+        prefix = self.prefix(task)
+        dim = self.model.get_embedding_dimension()
+        if not texts:
+            return np.zeros((0, dim or 0), dtype=np.float32)
+        emb = self.model.encode(
+            texts,
+            prompt=prefix if prefix else None,
+            batch_size=batch_size,
+            show_progress_bar=show_progress,
+            convert_to_numpy=True,
+        )
+        return _to_float32(emb)
+
+    def __repr__(self) -> str:
+        return f"DenseEncoder(name={self.name!r}, kind={self.kind!r}, identity={self.identity!r})"
+
+
+class MoTEEncoder:
+    """A MoTE model: ``task`` selects the expert and the prefix from the model's own routing table.
+
+    Example:
+        >>> enc = MoTEEncoder(mote.load("minilm-mote"), "minilm-mote")   # doctest: +SKIP
+        >>> enc.encode(["a b c"], task="clustering").dtype                 # doctest: +SKIP
+        dtype('float32')
+    """
+
+    def __init__(self, model: Any, name: str) -> None:
+        from mote.model import mote_module
+
+        self.model = model
+        self.module = mote_module(model)
+        self.routing: RoutingTable = self.module.routing
+        self.name = name
+        policy = "mote:" + json.dumps(self.routing.to_dict(), sort_keys=True)
+        self.identity = _short(hashlib.sha256(f"{weights_fingerprint(model)}|{policy}".encode()).hexdigest())
+
+    def prefix(self, task: str) -> str:
+        return self.routing.prefix(task)
+
+    def task_key(self, task: str) -> str:
+        route = self.routing.route(task)
+        return f"expert={route.expert}|prefix=" + json.dumps(route.prefix)
+
+    def encode(
+        self, texts: Sequence[str], task: str, *, batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        from mote.model import encode
+
+        return _to_float32(
+            encode(self.model, list(texts), task=task, batch_size=batch_size, show_progress_bar=show_progress)
+        )
+
+    def __repr__(self) -> str:
+        return f"MoTEEncoder(name={self.name!r}, tasks={self.routing.task_names}, identity={self.identity!r})"
+
+
+# ------------------------------------------------------------------------------------------------ loading
+def _is_mote_folder(path: Path) -> bool:
+    from mote.model import CONFIG_NAME
+
+    return path.is_dir() and (path / CONFIG_NAME).is_file()
+
+
+def _is_mote_model(model: Any) -> bool:
+    from mote.model import MoTETransformer
+
+    try:
+        return len(model) > 0 and isinstance(model[0], MoTETransformer)
+    except TypeError:
+        return False
+
+
+def load_encoder(
+    spec: str | os.PathLike | Any,
+    mode: Mode = "auto",
+    routing: RoutingTable | None = None,
+    *,
+    name: str | None = None,
+    device: str | None = "cpu",
+) -> Encoder:
+    """An :class:`Encoder` from a model name/folder or an already-loaded ``SentenceTransformer``.
+
+    Args:
+        spec: ``all-MiniLM-L6-v2`` (offline package), a hub id, a local folder, a loaded ``SentenceTransformer``,
+            or an object that already satisfies :class:`Encoder` (returned unchanged).
+        mode: ``auto`` = MoTE model if the folder has ``mote_config.json`` (or the model's first module is MoTE),
+            else dense; ``dense`` = a sentence-transformers model without prefixes; ``ic`` = a dense model with the
+            routing table's prefix of each task prepended (instruction-conditioning baseline).
+        routing: the routing table whose prefixes ``ic`` uses (default: :meth:`RoutingTable.default`).
+        name: label for result tables (default: derived from ``spec``).
+
+    Example:
+        >>> load_encoder("all-MiniLM-L6-v2", mode="ic").name   # doctest: +SKIP
+        'all-MiniLM-L6-v2+ic'
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    from sentence_transformers import SentenceTransformer
+
+    if not isinstance(spec, SentenceTransformer | str | os.PathLike) and isinstance(spec, Encoder):
+        return spec
+    if isinstance(spec, SentenceTransformer):
+        model, label, is_mote = spec, name or _model_label(spec, "model"), _is_mote_model(spec)
+    else:
+        from mote.weights import resolve_model_path
+
+        label = name or Path(str(spec)).name or str(spec)
+        path = resolve_model_path(spec)
+        local = Path(path)
+        if local.exists() and not (local / "modules.json").is_file():
+            raise ValueError(f"{str(spec)!r} is not a sentence-transformers model folder (it has no modules.json)")
+        if not local.exists() and ("/" not in str(spec) or str(spec).startswith((".", "/"))):
+            raise FileNotFoundError(
+                f"Model {str(spec)!r} is neither a local folder nor an offline-packaged model "
+                "(e.g. all-MiniLM-L6-v2); give a model folder or a hub id (org/name)."
+            )
+        is_mote = _is_mote_folder(local)
+        if is_mote:
+            import mote
+
+            model = mote.load(path, device=device)
+        else:
+            model = SentenceTransformer(path, device=device)
+    if is_mote:
+        if mode == "dense" or mode == "ic":
+            raise ValueError(
+                f"{label!r} is a MoTE model: evaluate it with mode 'auto' (its own routing); --dense/--ic apply to "
+                "dense sentence-transformers models (export one task with `mote export` first)."
+            )
+        return MoTEEncoder(model, label)
+    if mode == "ic":
+        table = routing or RoutingTable.default()
+        return DenseEncoder(model, name or f"{label}+ic", table.prompts())
+    return DenseEncoder(model, label, None)
+
+
+__all__ = ["MODES", "DenseEncoder", "Encoder", "MoTEEncoder", "Mode", "load_encoder", "weights_fingerprint"]

@@ -1,0 +1,378 @@
+"""Training recipes: a YAML file validated up front into a :class:`RunConfig` (pydantic).
+
+Everything that can be checked before any work starts is checked at once, and every problem is reported in
+one :class:`ConfigError`: unknown keys, arms, task kinds and routing tasks, missing data folders, splits or
+files, a dataset whose rows do not fit its task, a test split named for training, and bad numbers.
+
+Example (``configs/mote-minilm.yaml`` is a full recipe)::
+
+    arm: mote                      # mote | ic | static | tlr | ic-matched
+    seed: 42
+    model: {base: all-MiniLM-L6-v2, placement: every-other, max_seq_length: 128}
+    tasks:
+      retrieval:
+        datasets: [train-SQuADDev, train-MedQuAD]
+      classification:
+        datasets: [Banking77Classification, {name: EmotionClassification, max_examples: 5000}]
+      clustering:
+        datasets: [train-20NewsgroupsTitlesClustering]
+    train: {steps: 200, batch_size: 32, learning_rate: 2.0e-5}
+
+    >>> cfg = parse_config({"tasks": {"clustering": {"datasets": [{"path": "x.jsonl"}]}}}, check_files=False)
+    >>> cfg.task_specs(None)[0].kind.temperature
+    0.06
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mote.data.pairs import LABELLED_SCHEMAS, PAIR_SCHEMAS, detect_schema
+from mote.data.sources import DataSourceError, Source, TestSplitError, check_split, peek, resolve_file
+from mote.data.tasks import COLUMNS, TASK_KINDS, TaskKind
+from mote.data.training import DatasetSpec, TaskSpec
+from mote.routing import RoutingTable
+
+ARMS: tuple[str, ...] = ("mote", "ic", "static", "tlr", "ic-matched")
+MOTE_ARMS: tuple[str, ...] = ("mote", "static", "tlr")
+CONFIG_FILE = "train_config.yaml"
+
+
+class ConfigError(ValueError):
+    """A training config with problems; ``problems`` lists every one of them."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = problems
+        where = f" in {source}" if source else ""
+        super().__init__(
+            f"{len(problems)} problem(s){where}:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetConfig(_Strict):
+    """One dataset of a task. A bare string in YAML is ``{name: <string>}`` (a folder under the data root)."""
+
+    name: str | None = None
+    path: str | None = None
+    hf: str | None = None
+    subset: str | None = None
+    split: str = "train"
+    max_examples: int | None = Field(default=None, gt=0)
+    split_by: str | None = None
+    hard_negatives: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetConfig:
+        if self.path and self.hf:
+            raise ValueError("give either path or hf, not both")
+        if not (self.name or self.path or self.hf):
+            raise ValueError("a dataset needs a name (folder under the data root), a path or an hf id")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.path:
+            return Path(self.path).name.split(".")[0]
+        return str(self.hf).replace("/", "__") + (f"-{self.subset}" if self.subset else "")
+
+    def source(self) -> Source:
+        if self.path or self.hf:
+            return Source(self.label, path=self.path, hf=self.hf, subset=self.subset, split=self.split)
+        return Source(self.label, folder=self.name, split=self.split)
+
+
+class TaskConfig(_Strict):
+    """A training task: its datasets and (optional) overrides of its kind's defaults (see mote.data.tasks)."""
+
+    kind: str | None = None  # default: the task's own name
+    datasets: list[str | DatasetConfig] = Field(min_length=1)
+    temperature: float | None = Field(default=None, gt=0)
+    symmetric: bool | None = None
+    batching: Literal["homogeneous", "heterogeneous"] | None = None
+    routes: dict[str, str] | None = None
+
+    def dataset_configs(self) -> list[DatasetConfig]:
+        return [DatasetConfig(name=d) if isinstance(d, str) else d for d in self.datasets]
+
+
+class ModelConfig(_Strict):
+    base: str = "all-MiniLM-L6-v2"
+    placement: str = "every-other"  # EB: every, EOB: every-other, or layer indices "1,3"
+    tasks: str | list[str] | None = None  # routing table spec (mote convert --tasks); default: the four tasks
+    max_seq_length: int | None = Field(default=128, gt=0)
+    trainable: Literal["all", "experts"] = "all"
+
+    def routing(self) -> RoutingTable:
+        return RoutingTable.from_spec(self.tasks)
+
+
+class DataConfig(_Strict):
+    data_dir: str | None = None  # default: $MOTE_DATA, else ../shared/data
+    sampling: Literal["proportional", "temperature", "round-robin"] = "proportional"
+    sampling_temperature: float = Field(default=2.0, gt=0)
+
+
+class LossConfig(_Strict):
+    cached: bool = False  # GradCache: large batches in small memory
+    mini_batch_size: int = Field(default=16, gt=0)
+    static_temperature: float = Field(default=0.05, gt=0)  # the static arm's one temperature
+    gather_across_devices: bool = True  # DDP: in-batch negatives from every process
+
+
+class TLRConfig(_Strict):
+    aux_loss_weight: float = Field(default=0.01, ge=0)
+    router_learning_rate: float | None = Field(default=None, gt=0)
+
+
+class OptimConfig(_Strict):
+    steps: int = Field(default=200, gt=0)
+    batch_size: int = Field(default=32, ge=2)  # global batch (split across DDP processes)
+    learning_rate: float = Field(default=2e-5, gt=0)
+    expert_learning_rate: float | None = Field(default=None, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    max_grad_norm: float = Field(default=1.0, ge=0)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+
+
+class LogConfig(_Strict):
+    every: int = Field(default=10, gt=0)
+    tensorboard: bool = False
+    progress: bool = True
+
+
+class CheckpointConfig(_Strict):
+    every: int = Field(default=100, ge=0)  # 0: only the final (and Ctrl-C) checkpoint
+    keep: int | None = Field(default=2, gt=0)
+
+
+class EvalConfig(_Strict):
+    every: int = Field(default=0, ge=0)  # steps between quick evaluations; 0: none during training
+    at_end: bool = False
+    suite: str = "quick"
+    options: dict[str, Any] = Field(default_factory=dict)  # passed to mote.eval.evaluate
+
+
+class RunConfig(_Strict):
+    """A whole training recipe (the YAML file)."""
+
+    arm: Literal["mote", "ic", "static", "tlr", "ic-matched"] = "mote"
+    seed: int = 42
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    tasks: dict[str, TaskConfig] = Field(min_length=1)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    tlr: TLRConfig = Field(default_factory=TLRConfig)
+    train: OptimConfig = Field(default_factory=OptimConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    # ------------------------------------------------------------------------------------------- derived
+    def data_root(self) -> Path | None:
+        """The data root folder, or ``None`` if none is configured or found."""
+        from mote.data.location import data_dir
+
+        try:
+            return data_dir(self.data.data_dir)
+        except FileNotFoundError:
+            return None
+
+    def task_kind(self, name: str) -> TaskKind:
+        """The kind of task ``name`` with its per-task overrides applied."""
+        task = self.tasks[name]
+        base = TASK_KINDS[task.kind or name]
+        return TaskKind(
+            name=base.name,
+            pair_kind=base.pair_kind,
+            routes={**base.routes, **(task.routes or {})},
+            batching=task.batching or base.batching,
+            temperature=task.temperature if task.temperature is not None else base.temperature,
+            symmetric=task.symmetric if task.symmetric is not None else base.symmetric,
+        )
+
+    def task_specs(self, data_root: Path | None) -> list[TaskSpec]:
+        specs = []
+        for name, task in self.tasks.items():
+            datasets = tuple(
+                DatasetSpec(d.source(), d.max_examples, d.split_by, d.hard_negatives) for d in task.dataset_configs()
+            )
+            specs.append(TaskSpec(name, self.task_kind(name), datasets))
+        return specs
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# ------------------------------------------------------------------------------------------------ validation
+def _pydantic_problems(err: ValidationError, prefix: str = "") -> list[str]:
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-after"))
+        where = f"{prefix}{'.' if prefix and loc else ''}{loc}" or "config"
+        msg = e["msg"].removeprefix("Value error, ")
+        got = e.get("input")
+        shown = "" if e["type"] in ("missing", "model_type") or isinstance(got, dict) else f" (got {got!r})"
+        out.append(f"{where}: {msg}{shown}")
+    return out
+
+
+def _dataset_problems(
+    task: str, kind: TaskKind, ds: DatasetConfig, where: str, data_root: Path | None, check_files: bool
+) -> list[str]:
+    problems = []
+    source = ds.source()
+    try:
+        check_split(source)
+    except TestSplitError as e:
+        return [f"{where}: {e}"]
+    if not check_files or ds.hf:
+        return problems
+    if ds.name and not ds.path and data_root is None:
+        return [
+            f"{where}: dataset folder {ds.name!r} needs a data root: set data.data_dir or $MOTE_DATA "
+            "(no ../shared/data here)"
+        ]
+    try:
+        path = resolve_file(source, data_root)
+    except (DataSourceError, TestSplitError) as e:
+        return [f"{where}: {e}"]
+    try:
+        schema = detect_schema(peek(path))
+    except DataSourceError as e:
+        return [f"{where}: {e}"]
+    wanted = PAIR_SCHEMAS if kind.pair_kind == "pairs" else LABELLED_SCHEMAS
+    if schema not in wanted:
+        fields = {"pairs": "{query, positive, negative?} or {sentence1, sentence2}", "labelled": "{text, label} or "
+                  "{sentences, labels}"}[kind.pair_kind]
+        problems.append(
+            f"{where}: rows of {path.name} are {schema or 'of an unknown layout'}, but a {kind.name} task needs "
+            f"{fields}"
+        )
+    if ds.split_by and check_files:
+        first = peek(path) or {}
+        if ds.split_by not in first:
+            problems.append(f"{where}: split_by field {ds.split_by!r} is not a field of its rows ({sorted(first)})")
+    return problems
+
+
+def _semantic_problems(cfg: RunConfig, check_files: bool) -> list[str]:
+    problems: list[str] = []
+    try:
+        routing = cfg.model.routing()
+    except ValueError as e:
+        problems.append(f"model.tasks: {e}")
+        routing = None
+    data_root = cfg.data_root()
+    if cfg.data.data_dir and data_root is None:
+        problems.append(f"data.data_dir: folder {cfg.data.data_dir!r} does not exist")
+    for name, task in cfg.tasks.items():
+        kind_name = task.kind or name
+        if kind_name not in TASK_KINDS:
+            hint = "" if task.kind else f" (name it after a kind, or give kind: one of {sorted(TASK_KINDS)})"
+            problems.append(f"tasks.{name}: unknown task kind {kind_name!r}{hint}; known: {sorted(TASK_KINDS)}")
+            continue
+        kind = cfg.task_kind(name)
+        bad_cols = sorted(set(task.routes or {}) - set(COLUMNS))
+        if bad_cols:
+            problems.append(f"tasks.{name}.routes: unknown columns {bad_cols}; columns are {list(COLUMNS)}")
+        if routing is not None:
+            for col, target in kind.routes.items():
+                if target not in routing.task_names:
+                    problems.append(
+                        f"tasks.{name}: column {col!r} is routed to {target!r}, which is not a task of the routing "
+                        f"table {routing.task_names} (model.tasks)"
+                    )
+        seen: set[str] = set()
+        for i, ds in enumerate(task.dataset_configs()):
+            where = f"tasks.{name}.datasets[{i}] ({ds.label})"
+            if ds.label in seen:
+                problems.append(f"{where}: dataset listed twice in task {name!r}")
+            seen.add(ds.label)
+            problems += _dataset_problems(name, kind, ds, where, data_root, check_files)
+    if cfg.arm == "tlr" and cfg.loss.cached:
+        problems.append("loss.cached: the tlr arm's load-balancing loss is not supported with the cached loss")
+    if cfg.arm in MOTE_ARMS or cfg.arm == "ic-matched":
+        try:
+            from mote.experts import resolve_placement
+
+            resolve_placement(cfg.model.placement, 1_000)
+        except ValueError as e:
+            problems.append(f"model.placement: {e}")
+    if cfg.train.expert_learning_rate is not None and cfg.arm == "ic":
+        problems.append("train.expert_learning_rate: the ic arm has no expert parameters (use ic-matched)")
+    if cfg.loss.cached and cfg.loss.mini_batch_size > cfg.train.batch_size:
+        problems.append(
+            f"loss.mini_batch_size ({cfg.loss.mini_batch_size}) exceeds train.batch_size ({cfg.train.batch_size})"
+        )
+    return problems
+
+
+def parse_config(
+    raw: Mapping[str, Any] | None, source: str | None = None, check_files: bool = True, arm: str | None = None
+) -> RunConfig:
+    """Validate a config mapping; one :class:`ConfigError` lists every problem found.
+
+    ``check_files=False`` skips the data checks that read the disk (folders, splits, row layouts).
+    ``arm`` overrides the config's ``arm`` (the same recipe trains every arm).
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError([f"the config must be a mapping of sections, got {type(raw).__name__}"], source)
+    raw = dict(raw)
+    if arm is not None:
+        raw["arm"] = arm
+    problems: list[str] = []
+    cfg = None
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as e:
+        problems += _pydantic_problems(e)
+        # Check the datasets of whatever tasks did parse, so file problems come in the same report.
+        tasks = raw.get("tasks")
+        partial = None
+        if isinstance(tasks, Mapping):
+            good = {}
+            for name, task in tasks.items():
+                try:
+                    good[name] = TaskConfig.model_validate(task)
+                except ValidationError:
+                    continue
+            if good:
+                try:
+                    partial = RunConfig(tasks=good, data=DataConfig.model_validate(raw.get("data") or {}))
+                except ValidationError:
+                    partial = RunConfig(tasks=good)
+        if partial is not None:
+            problems += [p for p in _semantic_problems(partial, check_files) if p.startswith("tasks.")]
+    if cfg is not None:
+        problems += _semantic_problems(cfg, check_files)
+    if problems:
+        raise ConfigError(problems, source)
+    return cfg
+
+
+def load_config(path: str | os.PathLike, check_files: bool = True, arm: str | None = None) -> RunConfig:
+    """Read and validate a YAML training config (see :func:`parse_config`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Training config {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError([f"not valid YAML: {e}"], str(path)) from None
+    return parse_config(raw, str(path), check_files, arm)

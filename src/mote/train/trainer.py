@@ -1,0 +1,507 @@
+"""The TA-CL trainer: sentence-transformers' trainer with TA-CL batches, atomic checkpoints and exact resume.
+
+What comes from sentence-transformers / transformers unchanged: the training loop (AdamW, warmup + decay,
+gradient clipping and accumulation), multi-dataset training with **a loss per batch group** (``loss={group:
+TaskInfoNCE(temperature=...)}``: that is how each task gets its temperature), ``router_mapping`` (which
+routing-table task each column of each group is routed to), ``learning_rate_mapping`` (a separate learning rate
+for expert / router parameters), HF checkpoints (model, optimizer, scheduler, RNG states, trainer state) and
+resume, logging, DDP set-up through ``accelerate``.
+
+What :class:`MoteTrainer` adds, and why:
+
+* **TA-CL batch sampler** (:mod:`mote.data.sampler`): the stock proportional / round-robin samplers choose a
+  *dataset* per batch; TA-CL chooses a *task* (proportional, temperature-scaled or round-robin), then a dataset
+  within it, and classification/clustering batches mix a task's datasets. Set per epoch explicitly, so a resumed
+  run replays exactly the batches of an uninterrupted one.
+* **atomic checkpoints**: transformers writes ``checkpoint-N`` in place; a kill mid-write would leave a folder that
+  ``--resume`` picks up and fails on. Checkpoints are written to ``.staging/`` and renamed into place.
+* **expert-aware weight decay** (:func:`expert_aware_weight_decay`): AdamW's decay would also shrink the experts
+  a step did not use (they share one stacked tensor); only the used experts' slices are decayed.
+* **gradient all-reduce under DDP**: a MoTE step runs the model several times (anchor column through the query
+  expert, positive column through the document expert, ...), so different experts' parameters are used in
+  different forward calls of one step. DDP's reducer cannot handle that (with ``find_unused_parameters`` it
+  raises "Expected to mark a variable ready only once"; without it, it hangs on the experts a step did not use).
+  The trainer therefore keeps DDP's wrapper (it broadcasts rank 0's parameters at the start) but runs the losses on
+  the unwrapped model, so the reducer never engages, and averages the gradients itself once per optimiser step
+  (one flat all-reduce per 64 MB bucket), keeping ``None`` for parameters no process used (so AdamW leaves
+  untouched experts exactly as they were, as in a single process).
+
+:func:`run_training` is the whole ``mote train``: validate, load data, build the arm, train, save.
+
+Example:
+    >>> from mote.train import load_config, run_training
+    >>> result = run_training(load_config("configs/demo.yaml"), "runs/demo-train")   # doctest: +SKIP
+    >>> result.model_dir                                                              # doctest: +SKIP
+    PosixPath('runs/demo-train/model')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+from torch.nn.parallel import DistributedDataParallel
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
+
+from mote.data.sampler import MixedBatchSampler, TaskBatchSampler
+from mote.data.training import TrainingData, to_dataset_dict
+from mote.io import atomic_dir, atomic_write_json, atomic_write_text
+from mote.train.arms import ArmModel, build_arm
+from mote.train.callbacks import GracefulInterrupt, MetricsLogger, ProgressBar, QuickEvaluation
+from mote.train.collator import TaskCollator
+from mote.train.config import CONFIG_FILE, ConfigError, RunConfig, parse_config
+from mote.train.losses import CachedTaskInfoNCE, TaskInfoNCE
+
+logger = logging.getLogger(__name__)
+
+STAGING = ".staging"
+CHECKPOINTS = "checkpoints"
+MODEL = "model"
+_BUCKET = 2**24  # gradient all-reduce bucket, in elements
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def all_reduce_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Average ``.grad`` over processes; a parameter without a gradient on every process keeps ``None``."""
+    world = dist.get_world_size()
+    params = [p for p in params if p.requires_grad]
+    device = params[0].device if params else torch.device("cpu")
+    used = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
+    dist.all_reduce(used)
+    grads = []
+    for p, u in zip(params, used.tolist()):
+        if u > 0:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+    bucket: list[torch.Tensor] = []
+    size = 0
+    for g in [*grads, None]:
+        if g is not None:
+            bucket.append(g)
+            size += g.numel()
+        if bucket and (g is None or size >= _BUCKET):
+            flat = _flatten_dense_tensors(bucket)
+            dist.all_reduce(flat)
+            flat.div_(world)
+            for dst, src in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
+                dst.copy_(src)
+            bucket, size = [], 0
+
+
+def expert_aware_weight_decay(optimizer: torch.optim.Optimizer, expert_params: set[int]) -> int:
+    """Decay each stacked expert weight only in the experts a step used; returns how many tensors it moved.
+
+    AdamW's decoupled decay ``p *= 1 - lr * wd`` would shrink the whole ``[E, out, in]`` tensor every step,
+    including experts that saw no data (whose Adam update is exactly 0), so a task routed to an untrained expert
+    would drift from the base model. The stacked weights move to groups without decay, and a step pre-hook decays
+    the slices whose gradient is non-zero: what separate per-expert parameters (``grad is None`` when unused)
+    would get.
+    """
+    moved = []
+    for group in optimizer.param_groups:
+        wd = group.get("weight_decay", 0.0)
+        experts = [p for p in group["params"] if id(p) in expert_params] if wd else []
+        if experts:
+            group["params"] = [p for p in group["params"] if id(p) not in expert_params]
+            moved.append({**{k: v for k, v in group.items() if k != "params"}, "params": experts,
+                          "weight_decay": 0.0, "expert_weight_decay": wd})
+    for group in moved:
+        optimizer.add_param_group(group)
+    if moved:
+        optimizer.register_step_pre_hook(_decay_used_experts)
+    return sum(len(g["params"]) for g in moved)
+
+
+def _decay_used_experts(optimizer, args, kwargs) -> None:
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            wd = group.get("expert_weight_decay")
+            if not wd:
+                continue
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                used = p.grad.reshape(p.shape[0], -1).ne(0).any(dim=1)  # (E,)
+                scale = torch.where(used, 1.0 - group["lr"] * wd, 1.0).to(p.dtype)
+                p.mul_(scale.view(-1, *([1] * (p.dim() - 1))))
+
+
+class MoteTrainer(SentenceTransformerTrainer):
+    """``SentenceTransformerTrainer`` + TA-CL batches, atomic checkpoints and DDP gradient averaging (module doc).
+
+    Args:
+        group_tasks: the task of each batch group, in ``train_dataset`` order.
+        sampling: ``proportional`` | ``temperature`` | ``round-robin``; ``sampling_temperature`` for the second.
+        mixed: task-mixed batches instead (the ``static`` arm).
+    """
+
+    def __init__(
+        self,
+        *args,
+        group_tasks: list[str],
+        sampling: str = "proportional",
+        sampling_temperature: float = 1.0,
+        mixed: bool = False,
+        **kwargs,
+    ) -> None:
+        self.group_tasks = list(group_tasks)
+        self.sampling, self.sampling_temperature, self.mixed = sampling, sampling_temperature, mixed
+        self._ta_sampler = None
+        self._staging_dir: str | None = None
+        super().__init__(*args, **kwargs)
+
+    def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
+        """No model-card dataset statistics: they tokenize every column of every group at start-up (slow for
+        dozens of groups) and assume no missing values (our optional ``negative`` column has some)."""
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if not getattr(optimizer, "_mote_expert_decay", False):
+            from mote.experts import expert_modules
+
+            stacked = {id(p) for m in expert_modules(self.model) for p in m.parameters(recurse=False)}
+            expert_aware_weight_decay(optimizer, stacked)
+            optimizer._mote_expert_decay = True
+        return optimizer
+
+    # ------------------------------------------------------------------------------------------- batches
+    def get_multi_dataset_batch_sampler(self, dataset, batch_samplers, generator=None, seed=0):
+        if self.mixed:
+            sampler = MixedBatchSampler(dataset, batch_samplers, generator=generator, seed=seed)
+        else:
+            sampler = TaskBatchSampler(
+                dataset,
+                batch_samplers,
+                generator=generator,
+                seed=seed,
+                group_tasks=self.group_tasks,
+                strategy=self.sampling,
+                temperature=self.sampling_temperature,
+            )
+        self._ta_sampler = sampler
+        return sampler
+
+    def _run_epoch(self, *args, **kwargs):
+        epoch = kwargs.get("epoch", args[1] if len(args) > 1 else None)
+        if self._ta_sampler is not None and epoch is not None:
+            self._ta_sampler.set_epoch(int(epoch))  # also when the loader is wrapped for skipping (resume)
+        return super()._run_epoch(*args, **kwargs)
+
+    # ------------------------------------------------------------------------------------------- DDP
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # Run the losses on the unwrapped model: DDP's forward (and with it its reducer) never runs, the
+        # gradients are averaged by `training_step` instead (see the module doc).
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if isinstance(model, DistributedDataParallel) and self.accelerator.sync_gradients:
+            all_reduce_gradients(list(self.model.parameters()))
+        return loss
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    def _get_output_dir(self, trial):
+        return self._staging_dir if self._staging_dir is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        run_dir = super()._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        self._staging_dir = os.path.join(run_dir, STAGING)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_dir = None
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            target = os.path.join(run_dir, name)
+            if os.path.exists(target):
+                shutil.rmtree(target)
+            os.replace(os.path.join(run_dir, STAGING, name), target)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(run_dir, STAGING))
+            fd = os.open(run_dir, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            rotate_checkpoints(run_dir, save_total_limit=self.args.save_total_limit)
+        self.accelerator.wait_for_everyone()
+
+
+# ------------------------------------------------------------------------------------------------ run
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    output_dir: Path
+    model_dir: Path | None  # None if interrupted
+    steps: int
+    interrupted: bool
+    wall_s: float
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) as logged
+
+    @property
+    def first_loss(self) -> float | None:
+        return self.losses[0][1] if self.losses else None
+
+    @property
+    def last_loss(self) -> float | None:
+        return self.losses[-1][1] if self.losses else None
+
+
+def make_losses(cfg: RunConfig, arm: ArmModel, groups) -> dict[str, torch.nn.Module] | torch.nn.Module:
+    """One loss per batch group (its task's temperature); a single global-temperature loss for ``static``."""
+    common = dict(
+        gather_across_devices=cfg.loss.gather_across_devices,
+        aux_loss_weight=cfg.tlr.aux_loss_weight if cfg.arm == "tlr" else 0.0,
+    )
+
+    def make(temperature: float, symmetric: bool) -> torch.nn.Module:
+        if cfg.loss.cached:
+            return CachedTaskInfoNCE(
+                arm.model, mini_batch_size=cfg.loss.mini_batch_size, temperature=temperature, symmetric=symmetric,
+                **common,
+            )
+        return TaskInfoNCE(arm.model, temperature=temperature, symmetric=symmetric, **common)
+
+    if cfg.arm == "static":
+        return make(cfg.loss.static_temperature, False)
+    return {g.name: make(cfg.task_kind(g.task).temperature, cfg.task_kind(g.task).symmetric) for g in groups}
+
+
+def training_arguments(
+    cfg: RunConfig, output: Path, arm: ArmModel, router_mapping: dict[str, dict[str, str]]
+) -> SentenceTransformerTrainingArguments:
+    """The transformers/sentence-transformers arguments of a run."""
+    lr_map: dict[str, float] = {}
+    if cfg.train.expert_learning_rate is not None and cfg.arm != "ic":
+        lr_map[arm.expert_pattern] = cfg.train.expert_learning_rate
+    if cfg.arm == "tlr" and cfg.tlr.router_learning_rate is not None and arm.router_pattern:
+        lr_map[arm.router_pattern] = cfg.tlr.router_learning_rate
+    report_to: str | list[str] = "none"
+    if cfg.log.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+
+            report_to = ["tensorboard"]
+        except ImportError:
+            logger.warning("log.tensorboard: the tensorboard package is not installed; logging to JSONL/CSV only")
+    cuda = torch.cuda.is_available()
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(output / CHECKPOINTS),
+        max_steps=cfg.train.steps,
+        per_device_train_batch_size=cfg.train.batch_size,  # the global batch: split_batches shares it out
+        learning_rate=cfg.train.learning_rate,
+        weight_decay=cfg.train.weight_decay,
+        lr_scheduler_type=cfg.train.scheduler,
+        warmup_steps=round(cfg.train.warmup_ratio * cfg.train.steps),
+        max_grad_norm=cfg.train.max_grad_norm,
+        gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=cfg.log.every,
+        logging_first_step=True,
+        save_strategy="steps" if cfg.checkpoint.every else "no",
+        save_steps=cfg.checkpoint.every or 500,
+        save_total_limit=cfg.checkpoint.keep,
+        report_to=report_to,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        dataloader_drop_last=True,
+        accelerator_config={"split_batches": True},
+        ddp_broadcast_buffers=False,
+        ddp_find_unused_parameters=False,
+        ddp_backend="gloo" if not cuda and _world()[1] > 1 else None,
+        use_cpu=not cuda,
+        router_mapping=router_mapping,
+        learning_rate_mapping=lr_map,
+        eval_strategy="no",
+    )
+
+
+def _say(msg: str) -> None:
+    if _world()[0] == 0:
+        print(msg, flush=True)
+
+
+def _logged_losses(metrics: Path) -> list[tuple[int, float]]:
+    out = []
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            entry = json.loads(line)
+            if "loss" in entry:
+                out.append((int(entry["step"]), float(entry["loss"])))
+    return out
+
+
+def _check_output(cfg: RunConfig, output: Path, resume: bool) -> str | None:
+    """The checkpoint to resume from (``None`` for a fresh run); errors for a clash with an earlier run."""
+    ckpts = output / CHECKPOINTS
+    last = get_last_checkpoint(str(ckpts)) if ckpts.is_dir() else None
+    if not resume:
+        if last is not None or (output / MODEL).exists():
+            raise FileExistsError(
+                f"{output} already holds a training run; pass --resume to continue it, or choose another --output"
+            )
+        return None
+    if last is None:
+        raise FileNotFoundError(f"--resume: {ckpts} holds no checkpoint to resume from")
+    saved = output / CONFIG_FILE
+    if saved.is_file():
+        import yaml
+
+        before = parse_config(yaml.safe_load(saved.read_text()), str(saved), check_files=False).model_dump()
+        now = cfg.model_dump()
+        diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        if "tasks" not in diff and list(before["tasks"]) != list(now["tasks"]):
+            diff.append("tasks")  # the task order fixes the batch groups' order, hence the batches
+        if diff:
+            raise ConfigError(
+                [f"section {k!r} differs from the run being resumed ({saved}); exact resume needs the same config"
+                 for k in diff]
+            )
+    return last
+
+
+@dataclass
+class PreparedRun:
+    """Everything :func:`run_training` builds before it starts the loop (tests inspect it)."""
+
+    cfg: RunConfig
+    output: Path
+    trainer: MoteTrainer
+    arm: ArmModel
+    data: TrainingData
+    interrupt: GracefulInterrupt
+    resume_from: str | None
+
+
+def prepare_run(
+    cfg: RunConfig, output: str | os.PathLike, resume: bool = False, callbacks: list | None = None
+) -> PreparedRun:
+    """Check the output folder, load the data, build the arm, its losses, collator and trainer (see
+    :func:`run_training`)."""
+    from transformers import PrinterCallback, set_seed
+
+    output = Path(output)
+    rank, world = _world()
+    if cfg.train.batch_size % world:
+        raise ValueError(f"train.batch_size {cfg.train.batch_size} must be divisible by the {world} processes")
+    last = _check_output(cfg, output, resume)
+
+    set_seed(cfg.seed)
+    data_root = cfg.data_root()
+    data = TrainingData.load(cfg.task_specs(data_root), data_root, cfg.seed, progress=_say)
+    groups = data.groups()
+    for row in data.summary():
+        _say(f"  {row['task']:<16} {row['dataset']:<40} {row['pairs']:>7,} pairs  {row['hard_negatives']:>7,} hard "
+             f"negatives  {row['labels']:>6,} labels")
+    arm = build_arm(cfg)
+    counts = arm.parameter_counts()
+    _say(f"arm {cfg.arm}: {type(arm.model[0]).__name__}, {counts['trainable']:,} of {counts['total']:,} parameters "
+         "trainable")
+    router_mapping = {g.name: dict(cfg.task_kind(g.task).routes) for g in groups}
+    collator = TaskCollator(
+        preprocess_fn=arm.model.preprocess,
+        router_mapping=router_mapping,
+        prefixes=None if arm.routed else arm.prefixes,
+    )
+    if rank == 0:
+        output.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(output / CHECKPOINTS / STAGING, ignore_errors=True)  # leftovers of a killed save
+        atomic_write_text(output / CONFIG_FILE, cfg.to_yaml())
+        atomic_write_json(output / "data_summary.json", {"tasks": data.summary(), "groups": [
+            {"name": g.name, "task": g.task, "pairs": len(g)} for g in groups]})
+
+    examples_per_step = cfg.train.batch_size * cfg.train.gradient_accumulation_steps
+    metrics = MetricsLogger(output, examples_per_step)
+    interrupt = GracefulInterrupt()
+    all_callbacks = [
+        metrics,
+        QuickEvaluation(
+            output, cfg.eval.every, cfg.eval.at_end, cfg.eval.suite, cfg.eval.options, name=cfg.arm,
+            dense_prefixes=None if arm.routed else arm.prefixes, metrics=metrics,
+        ),
+        interrupt,
+        *(callbacks or []),
+    ]
+    if cfg.log.progress:
+        all_callbacks.insert(1, ProgressBar(examples_per_step, desc=f"train {cfg.arm}"))
+    trainer = MoteTrainer(
+        model=arm.model,
+        args=training_arguments(cfg, output, arm, router_mapping),
+        train_dataset=to_dataset_dict(groups),
+        loss=make_losses(cfg, arm, groups),
+        data_collator=collator,
+        callbacks=all_callbacks,
+        group_tasks=[g.task for g in groups],
+        sampling=cfg.data.sampling,
+        sampling_temperature=cfg.data.sampling_temperature,
+        mixed=cfg.arm == "static",
+    )
+    trainer.remove_callback(PrinterCallback)
+    return PreparedRun(cfg, output, trainer, arm, data, interrupt, last)
+
+
+def run_training(
+    cfg: RunConfig, output: str | os.PathLike, resume: bool = False, callbacks: list | None = None
+) -> TrainResult:
+    """Train ``cfg.arm`` on ``cfg``'s data into ``output`` (checkpoints, metrics, ``model/``); see module doc.
+
+    Layout of ``output``: ``train_config.yaml`` (the resolved recipe), ``data_summary.json``, ``metrics.jsonl`` /
+    ``metrics.csv``, ``checkpoints/checkpoint-N/`` (resumable), ``eval/`` (quick evaluations) and ``model/`` (the
+    final model: a MoTE folder for ``mote``/``static``/``tlr``, a plain sentence-transformers folder with the task
+    prompts for ``ic``/``ic-matched``; ``train_config.yaml`` is copied next to its weights). ``callbacks`` are extra
+    ``TrainerCallback`` s.
+    """
+    t0 = time.perf_counter()
+    run = prepare_run(cfg, output, resume, callbacks)
+    trainer, output = run.trainer, run.output
+    trainer.train(resume_from_checkpoint=run.resume_from)
+
+    model_dir = None
+    if not run.interrupt.interrupted:
+        model_dir = output / MODEL
+        if trainer.is_world_process_zero():
+            with atomic_dir(model_dir, overwrite=True) as tmp:
+                run.arm.model.save(str(tmp))
+                atomic_write_text(tmp / CONFIG_FILE, cfg.to_yaml())
+        trainer.accelerator.wait_for_everyone()
+        _say(f"saved the trained {cfg.arm} model to {model_dir}")
+    else:
+        _say(f"interrupted at step {trainer.state.global_step}: checkpoint saved; continue with --resume")
+    return TrainResult(
+        output, model_dir, trainer.state.global_step, run.interrupt.interrupted, time.perf_counter() - t0,
+        _logged_losses(output / "metrics.jsonl"),
+    )
+
+
+def describe_result(result: TrainResult) -> dict[str, Any]:
+    return {
+        "output_dir": str(result.output_dir),
+        "model_dir": str(result.model_dir) if result.model_dir else None,
+        "steps": result.steps,
+        "interrupted": result.interrupted,
+        "wall_s": round(result.wall_s, 1),
+        "first_loss": result.first_loss,
+        "last_loss": result.last_loss,
+    }

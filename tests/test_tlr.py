@@ -1,0 +1,124 @@
+"""Token-level routing: exact at init, routers hookable, deterministic, load balancing, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+import mote
+import mote.tlr as tlr
+from mote.train.testing import write_tiny_model
+
+TEXTS = ["what is a rocket", "the cheese and the bread in the oven", "goal", "a stock market price today"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return write_tiny_model(tmp_path_factory.mktemp("tlr") / "bert", layers=2)
+
+
+def test_fresh_tlr_model_computes_the_dense_function(base):
+    dense = SentenceTransformer(base, device="cpu")
+    model = tlr.convert(base, placement="every")
+    assert isinstance(model[0], tlr.TLRTransformer)
+    ref = dense.encode(["search_query: " + t for t in TEXTS])
+    assert np.abs(model.encode(TEXTS, task="query") - ref).max() < 1e-5  # experts are copies, the gate is 1
+
+
+def test_routers_are_hookable_linears_and_routing_is_deterministic(base):
+    model = tlr.convert(base, placement="every")
+    routers = tlr.routers(model)
+    assert sorted(routers) == [0, 1] and all(isinstance(r, torch.nn.Linear) for r in routers.values())
+    assert all(name.endswith(".router") for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+               and m.out_features == 4)
+    captured = []
+    hooks = [r.register_forward_hook(lambda m, i, o: captured.append(o.detach())) for r in routers.values()]
+    features = model.preprocess(TEXTS, task="document")
+    with torch.no_grad():
+        model.eval()
+        model(dict(features))
+    for h in hooks:
+        h.remove()
+    b, t = features["input_ids"].shape
+    assert [c.shape for c in captured] == [(b, t, 4)] * 2
+    # route differently by making one expert different: outputs differ from the dense model, reproducibly
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, tlr.TokenExpertLinear):
+                m.weight[2].mul_(1.5)
+        routers[0].weight.zero_()
+        routers[0].weight[2, 0] = 10.0  # a strong preference, token-dependent through the hidden state
+    a, b2 = model.encode(TEXTS, task="query"), model.encode(TEXTS, task="query")
+    assert np.array_equal(a, b2)
+
+
+def test_load_balancing_loss_is_minimal_at_uniform_routing():
+    e, n = 4, 64
+    uniform = torch.full((1, n, e), 1.0 / e)
+    balanced_top = torch.arange(n).remainder(e).unsqueeze(0)
+    assert tlr.load_balancing_loss(uniform, balanced_top).item() == pytest.approx(1.0)
+    collapsed = torch.zeros(1, n, e)
+    collapsed[..., 0] = 1.0
+    assert tlr.load_balancing_loss(collapsed, torch.zeros(1, n, dtype=torch.long)).item() == pytest.approx(e)
+    # confident routing (probability follows the choice): E * sum f^2, 1 only when every expert gets 1/E
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        top = torch.randint(0, e, (1, n), generator=g)
+        probs = torch.nn.functional.one_hot(top, e).float()
+        value = tlr.load_balancing_loss(probs, top).item()
+        assert value >= 1.0 - 1e-6
+        assert value == pytest.approx(e * ((torch.bincount(top[0], minlength=e) / n) ** 2).sum().item(), rel=1e-5)
+    # masked (padding) tokens do not count
+    mask = torch.zeros(1, n)
+    mask[0, :e] = 1
+    assert tlr.load_balancing_loss(collapsed * 0 + uniform, balanced_top, mask).item() == pytest.approx(1.0)
+
+
+def test_minimising_the_balancing_loss_spreads_the_tokens():
+    torch.manual_seed(0)
+    x = torch.randn(256, 16) + 1.0
+    router = torch.nn.Linear(16, 4, bias=False)
+    with torch.no_grad():
+        router.weight[0] += 0.15  # start (almost) collapsed on expert 0
+    opt = torch.optim.SGD(router.parameters(), lr=0.5)
+
+    def step():
+        probs = torch.softmax(router(x), -1).unsqueeze(0)
+        return tlr.load_balancing_loss(probs, probs.argmax(-1)), probs
+
+    start, probs = step()
+    assert (probs.argmax(-1) == 0).float().mean() > 0.9
+    for _ in range(200):
+        loss, _ = step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    end, probs = step()
+    share = torch.bincount(probs.argmax(-1)[0], minlength=4).float() / 256
+    assert end < start and share.max() < 0.3  # close to 1/4 each
+
+
+def test_aux_loss_reaches_the_router_and_save_load_roundtrip(base, tmp_path):
+    model = tlr.convert(base, placement="1")
+    model.train()
+    out = model(dict(model.preprocess(TEXTS, task="query")))
+    assert out["router_aux_loss"].requires_grad
+    out["router_aux_loss"].backward()
+    assert all(r.weight.grad is not None and r.weight.grad.abs().sum() > 0 for r in tlr.routers(model).values())
+    model.eval()
+    model.save(str(tmp_path / "tlr"))
+    loaded = mote.load(tmp_path / "tlr")
+    assert isinstance(loaded[0], tlr.TLRTransformer) and loaded[0].expert_layers == [1]
+    assert np.array_equal(loaded.encode(TEXTS, task="query"), model.encode(TEXTS, task="query"))
+    with torch.no_grad():  # untrained TLR model = MoTE model = dense: the parameter counts say so too
+        assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in model.parameters())
