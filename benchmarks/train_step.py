@@ -3,7 +3,8 @@
 One step = embed both columns of a batch of (anchor, positive) pairs, TA-CL InfoNCE, backward, AdamW step.
 The MoTE model (experts every other block) routes the batch to one expert; the dense model gets the same texts
 with the same task prefix (the IC baseline), so both see identical token ids. Steps of the two models alternate,
-so a busy machine slows both alike; the ratio compares medians. Peak memory is the peak RSS of a fresh process
+so a busy machine slows both alike; the ratio compares medians of wall time (process CPU time is printed too:
+on a shared machine it is the steadier measure). Peak memory is the peak RSS of a fresh process
 per model (CPU) or ``torch.cuda.max_memory_allocated`` (GPU).
 
     python benchmarks/train_step.py                      # batch 64, seq 128, 6 timed steps each
@@ -84,8 +85,9 @@ def make_step(model, prep, anchors, positives, device):
     features = [{k: v.to(device) if hasattr(v, "to") else v for k, v in f.items()} for f in features]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
-    def step() -> float:
-        t = time.perf_counter()
+    def step() -> tuple[float, float]:
+        """(wall seconds, process CPU seconds) of one step."""
+        t, c = time.perf_counter(), time.process_time()
         embs = [model(dict(f))["sentence_embedding"] for f in features]
         loss = info_nce(embs[0], embs[1], None, None, temperature=0.03)
         loss.backward()
@@ -93,7 +95,7 @@ def make_step(model, prep, anchors, positives, device):
         optimizer.zero_grad(set_to_none=True)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        return time.perf_counter() - t
+        return time.perf_counter() - t, time.process_time() - c
 
     return step, features[0]["input_ids"].shape
 
@@ -170,13 +172,19 @@ def main() -> int:
     for kind in steps:  # warm-up
         steps[kind]()
     times: dict[str, list[float]] = {"mote": [], "dense": []}
-    for _ in range(args.steps):
-        for kind in ("mote", "dense"):
-            times[kind].append(steps[kind]())
+    cpu: dict[str, list[float]] = {"mote": [], "dense": []}
+    for i in range(args.steps):
+        for kind in ("mote", "dense") if i % 2 == 0 else ("dense", "mote"):
+            wall, used = steps[kind]()
+            times[kind].append(wall)
+            cpu[kind].append(used)
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     for kind in ("dense", "mote"):
-        print(f"{kind:>5}: step {med[kind]:.3f} s (median of {args.steps}; min {min(times[kind]):.3f}), "
-              f"{args.batch_size / med[kind]:.1f} pairs/s = {2 * args.batch_size / med[kind]:.1f} texts/s")
+        print(f"{kind:>5}: step {med[kind]:.3f} s wall (median of {args.steps}; min {min(times[kind]):.3f}), "
+              f"{med_cpu[kind]:.3f} s CPU; {args.batch_size / med[kind]:.1f} pairs/s = "
+              f"{2 * args.batch_size / med[kind]:.1f} texts/s")
+    print(f"CPU-time ratio mote/dense (robust to a busy machine): {med_cpu['mote'] / med_cpu['dense']:.3f}")
     if not args.no_memory:
         for kind in ("dense", "mote"):
             cmd = [sys.executable, __file__, "--child", kind, "--batch-size", str(args.batch_size), "--seq-len",

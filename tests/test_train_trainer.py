@@ -244,3 +244,14 @@ def test_weight_decay_spares_unused_experts():
     assert torch.equal(layer.weight[0], before[0]) and torch.equal(layer.weight[2], before[2])
     expected = before[1] * (1 - 0.1 * 0.5) - 0.1  # decoupled decay, then Adam's first step (-lr * sign)
     assert torch.allclose(layer.weight[1], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("arm", ["mote", "ic"])
+def test_saved_model_keeps_the_base_max_seq_length(tiny, tmp_path, arm):
+    base, _ = tiny
+    cfg = _cfg(tiny, arm=arm, model={"base": base, "placement": "every", "max_seq_length": 16}, train={"steps": 1})
+    run = prepare_run(cfg, tmp_path / "run")
+    assert run.arm.model.max_seq_length == 16  # training truncates
+    result = run_training(cfg, tmp_path / "run2")
+    saved = SentenceTransformer(str(result.model_dir), device="cpu", trust_remote_code=True)
+    assert saved.max_seq_length == SentenceTransformer(base).max_seq_length == 32

@@ -45,6 +45,7 @@ class ArmModel:
     routed: bool  # MoTE family: the task goes to preprocess(task=...); dense arms get the prefix as prompt
     expert_pattern: str  # regex (re.search) of the expert parameters' names
     router_pattern: str | None = None
+    base_max_seq_length: int | None = None  # the base model's limit, restored before the final save
 
     @property
     def prefixes(self) -> dict[str, str]:
@@ -107,11 +108,12 @@ def build_arm(cfg: RunConfig, device: str = "cpu") -> ArmModel:
         layers = resolve_placement(cfg.model.placement, len(transformer_layers(hf_model(model))))
         router_pattern = None
         routed = False
-    if cfg.model.max_seq_length is not None:
+    base_max_seq_length = model.max_seq_length
+    if cfg.model.max_seq_length is not None:  # a training-time truncation; the saved model keeps the base's
         model.max_seq_length = cfg.model.max_seq_length
     pattern = expert_parameter_pattern(hf_model(model), layers)
     if arm == "ic-matched" or (cfg.model.trainable == "experts" and arm != "ic"):
         freeze_all_but(model, [pattern] + ([router_pattern] if router_pattern else []))
     elif cfg.model.trainable == "experts" and arm == "ic":
         raise ValueError("model.trainable: experts does not apply to the ic arm (use the ic-matched arm)")
-    return ArmModel(arm, model, routing, routed, pattern, router_pattern)
+    return ArmModel(arm, model, routing, routed, pattern, router_pattern, base_max_seq_length)

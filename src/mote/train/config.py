@@ -111,6 +111,7 @@ class ModelConfig(_Strict):
     base: str = "all-MiniLM-L6-v2"
     placement: str = "every-other"  # EB: every, EOB: every-other, or layer indices "1,3"
     tasks: str | list[str] | None = None  # routing table spec (mote convert --tasks); default: the four tasks
+    # Truncation while training (memory, speed); the saved model keeps the base model's own limit.
     max_seq_length: int | None = Field(default=128, gt=0)
     trainable: Literal["all", "experts"] = "all"
 

@@ -23,8 +23,10 @@ What :class:`MoteTrainer` adds, and why:
   raises "Expected to mark a variable ready only once"; without it, it hangs on the experts a step did not use).
   The trainer therefore keeps DDP's wrapper (it broadcasts rank 0's parameters at the start) but runs the losses on
   the unwrapped model, so the reducer never engages, and averages the gradients itself once per optimiser step
-  (one flat all-reduce per 64 MB bucket), keeping ``None`` for parameters no process used (so AdamW leaves
-  untouched experts exactly as they were, as in a single process).
+  (one flat all-reduce per 64 MB bucket), keeping ``None`` for parameters no process used (AdamW skips them, as
+  in a single process). With ``split_batches`` every process gets its share of the same single-task global batch.
+* the data collator (:mod:`mote.train.collator`) reads ``router_mapping`` per row rather than per batch, and the
+  model-card dataset statistics are skipped (see :meth:`MoteTrainer.add_model_card_callback`).
 
 :func:`run_training` is the whole ``mote train``: validate, load data, build the arm, train, save.
 
@@ -481,6 +483,8 @@ def run_training(
     model_dir = None
     if not run.interrupt.interrupted:
         model_dir = output / MODEL
+        if run.arm.base_max_seq_length is not None:  # inference keeps the base model's limit
+            run.arm.model.max_seq_length = run.arm.base_max_seq_length
         if trainer.is_world_process_zero():
             with atomic_dir(model_dir, overwrite=True) as tmp:
                 run.arm.model.save(str(tmp))
