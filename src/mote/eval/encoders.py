@@ -182,6 +182,8 @@ class MoTEEncoder:
         self.module = mote_module(model)
         self.routing: RoutingTable = self.module.routing
         self.name = name
+        # "mote"; subclasses of the MoTE module (e.g. token-level routing) report their own class
+        self.kind = "mote" if type(self.module).__name__ == "MoTETransformer" else type(self.module).__name__
         policy = "mote:" + json.dumps(self.routing.to_dict(), sort_keys=True)
         self.identity = _short(hashlib.sha256(f"{weights_fingerprint(model)}|{policy}".encode()).hexdigest())
 
