@@ -263,20 +263,29 @@ def test_encoder_hooks_replace_cosine_and_combine_views(toy_root):
             self.used.add("score_matrix")
             return q @ d.T
 
+        def fit_scores(self, q, d):  # once per retrieval/reranking dataset, with all its embeddings
+            self.fitted.append((len(q), len(d)))
+            return self
+
         def views(self, emb):
             self.used.add("views")
             return [("first", emb[:, :8], 1.0), ("second", emb[:, 8:], 0.5)]
 
-        def combine_predictions(self, preds, weights):
+        def combine_predictions(self, preds, weights, kind):
             self.used.add("combine_predictions")
+            self.kinds.add(kind)
             return preds[0]
 
     hooked, plain = Hooked(), FakeEncoder()
+    hooked.fitted, hooked.kinds = [], set()
     a = _run(hooked, toy_root, datasets="ToySTS,ToyClassification,ToyClustering,ToyRetrieval")
     b = _run(plain, toy_root, datasets="ToySTS")
     assert hooked.used == {"pair_scores", "score_matrix", "views", "combine_predictions"}
+    assert hooked.kinds == {"classification", "clustering"}
+    n_queries = a["datasets"]["ToyRetrieval"]["n_items"]
+    assert len(hooked.fitted) == 1 and hooked.fitted[0][0] == n_queries  # one fit, all queries at once
     assert a["datasets"]["ToySTS"]["main_score"] < 0 < b["datasets"]["ToySTS"]["main_score"]
-    assert a["encoder"]["hooks"] == ["pair_scores", "score_matrix", "views", "combine_predictions"]
+    assert a["encoder"]["hooks"] == ["pair_scores", "score_matrix", "fit_scores", "views", "combine_predictions"]
 
 
 def test_moee_option_without_mote_moee_support_is_a_clear_error(toy_root, tmp_path, capsys, monkeypatch):
@@ -314,10 +323,26 @@ def test_moee_option_calls_encoder_for_eval(toy_root, tmp_path, monkeypatch):
         "--datasets",
         "ToySTS",
         "--no-cache",
+        "--moee-opt",
+        "rw_scores=logits",
+        "--moee-opt",
+        "preprocess=true",
     ]
     assert main(argv) == 0
-    assert seen == {"model": "some-moe", "view": "sum", "alpha": "auto"}
+    assert seen == {"model": "some-moe", "view": "sum", "alpha": "auto", "rw_scores": "logits", "preprocess": True}
     assert json.loads((out / "results.json").read_text())["model"] == "moee-fake"
+
+
+def test_auto_split_scores_the_rows_mteb_scores(toy_root, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(toy_root / "ToyPairs", root / "ToyPairs")
+    with gzip.open(root / "ToyPairs" / "test.jsonl.gz", "rt") as f:
+        rows = [json.loads(line) for line in f]
+    write_jsonl_gz(root / "ToyPairs" / "test-mteb99.jsonl.gz", rows + rows[:3])  # MTEB scores more rows
+    auto = _run(FakeEncoder(), root)["datasets"]["ToyPairs"]
+    plain = _run(FakeEncoder(), root, split="test")["datasets"]["ToyPairs"]
+    assert (auto["split"], auto["n_items"]) == ("test-mteb99", len(rows) + 3)
+    assert (plain["split"], plain["n_items"]) == ("test", len(rows))
 
 
 # ------------------------------------------------------------------------------------------------ compare, similarity

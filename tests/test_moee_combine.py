@@ -165,6 +165,18 @@ def test_auto_alpha_is_label_free_deterministic_and_recorded(model, tok):
     assert len(enc.alphas) == 2 and enc.alphas[0] == enc.alphas[1] > 0
     enc.score_matrix(x, x)
     assert enc.views(x)[1][2] == enc.alphas[-1]
+    # one alpha per retrieval/reranking dataset: fitted on the whole query x document grid, then fixed per chunk
+    fitted = enc.fit_scores(x[:4], x)
+    whole = enc.score_matrix(x[:4], x)  # "auto" on the same grid picks the same alpha
+    np.testing.assert_allclose(fitted.score_matrix(x[:4], x), whole, atol=1e-6)
+    chunk = fitted.score_matrix(x[:1], x)
+    k = enc.hs_dim
+    expected = cosine_rows(np.repeat(x[:1, :k], len(x), 0), x[:, :k]) + fitted.alpha * cosine_rows(
+        np.repeat(x[:1, k:], len(x), 0), x[:, k:]
+    )
+    np.testing.assert_allclose(chunk[0], expected, atol=1e-6)
+    assert enc.alpha == "auto" and fitted.alpha == enc.alphas[-2]
+    assert encoder_for_eval(model, "sum", alpha=0.5, tokenizer=tok).fit_scores(x, x).alpha == 0.5
 
 
 def test_select_alpha_balances_scales():

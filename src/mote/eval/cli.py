@@ -19,6 +19,20 @@ def _alpha(value: str) -> float | str:
         raise argparse.ArgumentTypeError(f"--alpha must be a number or 'auto', got {value!r}") from None
 
 
+def _option(value: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, true/false, null), else as a string."""
+    import json
+
+    key, sep, raw = value.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"--moee-opt takes KEY=VALUE (e.g. rw_scores=logits), got {value!r}")
+    try:
+        parsed: object = json.loads(raw)
+    except json.JSONDecodeError:
+        parsed = raw
+    return key.strip(), parsed
+
+
 def _mode(args: argparse.Namespace) -> str:
     return "ic" if args.ic else "dense" if args.dense else "auto"
 
@@ -50,14 +64,21 @@ def _moee_encoder(args: argparse.Namespace):
         kwargs["alpha"] = args.alpha
     if args.template is not None:
         kwargs["template"] = args.template
-    return factory(args.model, **kwargs)
+    for key, value in args.moee_opt or []:
+        if key in kwargs or key == "view":
+            raise ValueError(f"--moee-opt {key}=... repeats an option; use --{key} (or give it once)")
+        kwargs[key] = value
+    try:
+        return factory(args.model, **kwargs)
+    except TypeError as e:  # an unknown --moee-opt key: name the valid ones
+        raise ValueError(f"--moee-opt: {e} (see `mote moee encode --help` for MoEE options)") from None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from mote.eval import evaluate, results_markdown
 
-    if args.moee is None and (args.alpha is not None or args.template is not None):
-        raise ValueError("--alpha/--template go with --moee VIEW")
+    if args.moee is None and (args.alpha is not None or args.template is not None or args.moee_opt):
+        raise ValueError("--alpha/--template/--moee-opt go with --moee VIEW")
     if args.moee is not None and (args.ic or args.dense):
         raise ValueError("--moee cannot be combined with --ic/--dense")
     model = _moee_encoder(args) if args.moee is not None else args.model
@@ -161,7 +182,12 @@ def register(subparsers) -> None:
         help="task routing override, repeatable: TYPE=TASK, TYPE.SIDE=TASK or DATASET=TASK "
         "(e.g. STS=classification, Retrieval.document=query)",
     )
-    p.add_argument("--split", default="test", help="split to score (default: test)")
+    p.add_argument(
+        "--split",
+        default="auto",
+        help="split to score: auto (default) = the split MTEB scores per dataset (test, or TwitterURLCorpus "
+        "test-mteb51534); or a split name for every dataset (e.g. test)",
+    )
     p.add_argument(
         "--moee",
         default=None,
@@ -170,6 +196,15 @@ def register(subparsers) -> None:
     )
     p.add_argument("--alpha", type=_alpha, default=None, help="with --moee: similarity mixing weight (number or auto)")
     p.add_argument("--template", default=None, help="with --moee: prompt template")
+    p.add_argument(
+        "--moee-opt",
+        type=_option,
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="with --moee: any mote.moee.encoder_for_eval option, repeatable (e.g. rw_scores=logits, "
+        "rw_pooling=mean, stats=DIR, preprocess=true)",
+    )
     _model_options(p)
     p.set_defaults(func=cmd_eval)
 

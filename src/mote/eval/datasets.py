@@ -2,8 +2,10 @@
 
 Every sub-folder of the data folder with a ``meta.json`` is a dataset; ``meta.json`` gives its ``task`` (task type:
 STS, Classification, Clustering, PairClassification, Reranking, Retrieval) and ``role`` (``eval`` or ``train``).
-Only ``role == "eval"`` folders are evaluated, and only their ``test`` split is scored (classification fits its
-classifier on the ``train`` split, as MTEB does). A new folder in the same layout is picked up with no code change.
+Only ``role == "eval"`` folders are evaluated, and by default the split MTEB scores is scored
+(:meth:`DatasetInfo.mteb_split`: ``test``, or a ``test-mteb*`` split where the folder has one, e.g. TwitterURLCorpus
+``test-mteb51534``); classification fits its classifier on the ``train`` split, as MTEB does. A new folder in the
+same layout is picked up with no code change.
 
 File layouts (``*.jsonl`` or ``*.jsonl.gz``, one JSON object per line):
 
@@ -78,6 +80,20 @@ class DatasetInfo:
             return None, None
         m = re.fullmatch(r"\s*(\S+)\s*(?:\((.+)\))?\s*", str(value))
         return (m.group(1), m.group(2)) if m else (str(value), None)
+
+    def mteb_split(self) -> str:
+        """The split holding the rows MTEB scores: a ``test-mteb*`` split when the folder has one (its rows differ
+        from ``test``, e.g. TwitterURLCorpus ``test-mteb51534``), else ``test``."""
+        names = {p.name.split(".", 1)[0] for p in self.path.iterdir() if p.is_file()}
+        names |= set(self.meta.get("splits", {}))
+        mteb = sorted(n for n in names if n.startswith("test-mteb"))
+        if len(mteb) > 1:
+            raise DatasetFormatError(f"Dataset {self.name!r} has several MTEB splits {mteb}; pass split= explicitly")
+        return mteb[0] if mteb else "test"
+
+    def resolve_split(self, split: str) -> str:
+        """``split`` itself, or for ``"auto"`` the split MTEB scores (:meth:`mteb_split`)."""
+        return self.mteb_split() if split == "auto" else split
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.path.rglob("*") if p.is_file())

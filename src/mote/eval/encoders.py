@@ -12,8 +12,12 @@ Optional hooks an encoder may define (the harness uses them when present, else c
 
 * ``pair_scores(a, b) -> [N]``: row-wise similarity (STS, pair classification).
 * ``score_matrix(q, d) -> [Q, D]``: query x document scores (retrieval, reranking).
-* ``views(emb) -> [(name, emb_view, weight), ...]`` and ``combine_predictions(preds, weights) -> labels``:
-  classification / clustering fit one classifier / k-means per view and combine the predicted labels.
+* ``fit_scores(q, d) -> scorer``: called once per retrieval / reranking dataset with all its query and document
+  embeddings; the returned object's ``score_matrix`` scores that dataset (MoEE fixes its label-free alpha here,
+  so a dataset gets one alpha, not one per query chunk).
+* ``views(emb) -> [(name, emb_view, weight), ...]`` and ``combine_predictions(preds, weights, kind) -> labels``:
+  classification / clustering fit one classifier / k-means per view and combine the predicted labels
+  (``kind`` is ``"classification"`` or ``"clustering"``: cluster ids are not ordinal labels).
 * ``task_key(task) -> str``: the embedding-cache key of a task (default: the task name). Two tasks with the same
   key share cached embeddings (a dense encoder without prefixes gives every task the same key).
 

@@ -151,8 +151,9 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     by_type: dict[str, list[float]] = {}
     for name, r in results["datasets"].items():
         routes = ", ".join(f"{s}->{t}" for s, t in r["routes"].items())
+        shown = name if r.get("split", "test") == "test" else f"{name} ({r['split']})"
         lines.append(
-            f"| {name} | {r['task_type']} | {routes} | {r['main_metric']} | {r['main_score']:.2f} | "
+            f"| {shown} | {r['task_type']} | {routes} | {r['main_metric']} | {r['main_score']:.2f} | "
             f"{r['n_items']} | {r['seconds']:.1f} |"
         )
         by_type.setdefault(r["task_type"], []).append(r["main_score"])
@@ -198,7 +199,7 @@ def _encoder_description(encoder: Any) -> dict[str, Any]:
         desc["prefixes"] = dict(encoder.prefixes)
     if hasattr(encoder, "routing"):
         desc["routing"] = encoder.routing.to_dict()
-    hooks = ("pair_scores", "score_matrix", "views", "combine_predictions", "task_key")
+    hooks = ("pair_scores", "score_matrix", "fit_scores", "views", "combine_predictions", "task_key")
     hooks = [h for h in hooks if hasattr(encoder, h)]
     desc["hooks"] = hooks
     return desc
@@ -217,11 +218,12 @@ def evaluate_dataset(
     routes: Mapping[str, str] | None = None,
     cache: EmbeddingCache | None = None,
     batch_size: int = 32,
-    split: str = "test",
+    split: str = "auto",
     show_progress: bool = False,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Score one dataset: ``(result entry for results.json, per-item arrays)``; scores in percent."""
     t0 = time.perf_counter()
+    split = info.resolve_split(split)
     side_routes = resolve_routes(info, routes)
     data = ds.load(info, split)
     task = local_task(info, data, split)
@@ -265,7 +267,7 @@ def evaluate(
     data_dir: str | os.PathLike | None = None,
     batch_size: int = 32,
     cache: EmbeddingCache | str | os.PathLike | bool | None = True,
-    split: str = "test",
+    split: str = "auto",
     overwrite: bool = False,
     name: str | None = None,
     show_progress: bool = True,
@@ -282,7 +284,8 @@ def evaluate(
         routes: task-routing overrides, e.g. ``{"STS": "classification"}`` or ``["Retrieval.query=query"]``.
         data_dir: dataset folder (default ``$MOTE_DATA`` or ``../shared/data``).
         cache: an :class:`EmbeddingCache`, a folder for one, ``True`` (default location) or ``False``/``None``.
-        split: the split to score (``test``; other splits, e.g. TwitterURLCorpus ``test-mteb51534``, by name).
+        split: ``auto`` (default): per dataset, the split MTEB scores (``test``, or e.g. TwitterURLCorpus
+            ``test-mteb51534``: 51,534 pairs instead of the 9,334 of ``test``); or one split name for every dataset.
 
     Example:
         >>> r = evaluate("all-MiniLM-L6-v2", datasets="STSBenchmark", output=None)   # doctest: +SKIP

@@ -246,8 +246,15 @@ def _views(encoder: Any, emb: np.ndarray) -> list[tuple[str, np.ndarray, float]]
     return list(hook(emb)) if callable(hook) else None
 
 
-def _combine(encoder: Any, preds: list[np.ndarray], weights: list[float]) -> np.ndarray:
-    return np.asarray(encoder.combine_predictions(preds, weights))
+def _combine(encoder: Any, preds: list[np.ndarray], weights: list[float], kind: str) -> np.ndarray:
+    return np.asarray(encoder.combine_predictions(preds, weights, kind=kind))
+
+
+def _fitted_scorer(encoder: Any, q: np.ndarray, d: np.ndarray) -> Any:
+    """The encoder's ``fit_scores(q, d)`` hook (e.g. MoEE's label-free alpha, chosen once per dataset from all of
+    its unlabelled query x document pairs), else the encoder itself."""
+    hook = getattr(encoder, "fit_scores", None)
+    return hook(q, d) if callable(hook) else encoder
 
 
 def _timer():
@@ -349,7 +356,7 @@ def score_classification(data: ClassificationData, embed: Embed, encoder: Any, t
                 _, p = task._run_experiment(train_split, eval_ds, tr[rows], te, timer=timer)
                 preds.append(np.asarray(p))
                 weights.append(float(w))
-            pred = _combine(encoder, preds, weights)
+            pred = _combine(encoder, preds, weights, kind="classification")
             s = task._calculate_scores(y_test, pred)
         scores.append(s)
         predictions.append(pred)
@@ -393,7 +400,7 @@ def score_clustering(data: ClusteringData, embed: Embed, encoder: Any, task: Any
                 assign = kmeans_assign(emb, n_clusters)
             else:
                 preds = [kmeans_assign(v, n_clusters) for _, v, _ in views]
-                assign = _combine(encoder, preds, [float(w) for _, _, w in views])
+                assign = _combine(encoder, preds, [float(w) for _, _, w in views], kind="clustering")
             m = task._compute_metrics(codes.tolist(), assign.tolist(), v_measure_only=True)
             v_measures.append(float(m["v_measure"]))
         set_ids.append(np.full(len(labels), k, dtype=np.int32))
@@ -473,8 +480,9 @@ def score_retrieval(data: RetrievalData, embed: Embed, encoder: Any, task: Any) 
     d_emb = embed([data.corpus[d] for d in doc_ids], "document")
     results: dict[str, dict[str, float]] = {}
     top = max(RETRIEVAL_K_VALUES)
+    scorer = _fitted_scorer(encoder, q_emb, d_emb)
     for start in range(0, len(qids), 256):
-        sims = score_matrix(encoder, q_emb[start : start + 256], d_emb)
+        sims = score_matrix(scorer, q_emb[start : start + 256], d_emb)
         idx, vals = _top_k(sims, top)
         for r, qid in enumerate(qids[start : start + 256]):
             results[qid] = {doc_ids[j]: float(v) for j, v in zip(idx[r], vals[r])}
@@ -494,9 +502,10 @@ def score_reranking(data: RerankingData, embed: Embed, encoder: Any, task: Any) 
     d_emb = embed([corpus[d] for d in doc_ids], "document")
     results: dict[str, dict[str, float]] = {}
     ap_v1, mrr_v1 = [], []
+    scorer = _fitted_scorer(encoder, q_emb, d_emb)
     for r, qid in enumerate(qids):
         cand = top_ranked[qid]
-        sims = score_matrix(encoder, q_emb[r : r + 1], d_emb[[position[d] for d in cand]])[0].astype(np.float64)
+        sims = score_matrix(scorer, q_emb[r : r + 1], d_emb[[position[d] for d in cand]])[0].astype(np.float64)
         results[qid] = {d: float(s) for d, s in zip(cand, sims)}
         rel = np.asarray([qrels[qid][d] > 0 for d in cand])
         ap_v1.append(float(average_precision_score(rel, sims)) if rel.any() and not rel.all() else float(rel.all()))

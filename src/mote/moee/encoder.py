@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
@@ -152,6 +153,18 @@ class MoEESumEncoder(MoEEEncoder):
         rows, cols = sample_pairs(*sim_hs.shape)
         alpha = self._alpha_from(sim_hs[rows, cols], sim_rw[rows, cols])
         return sim_hs + alpha * sim_rw
+
+    def fit_scores(self, q: np.ndarray, d: np.ndarray) -> MoEESumEncoder:
+        """This encoder with alpha fixed for one dataset: ``"auto"`` picks it once from deterministic cells of the
+        whole ``q x d`` grid (unlabelled), so every query of a retrieval / reranking dataset shares one alpha."""
+        if self.alpha != "auto":
+            return self
+        k = self.hs_dim
+        rows, cols = sample_pairs(len(q), len(d))
+        alpha = self._alpha_from(cosine_rows(q[rows, :k], d[cols, :k]), cosine_rows(q[rows, k:], d[cols, k:]))
+        fitted = copy.copy(self)  # shares the embedder and the ``alphas`` log
+        fitted.alpha = alpha
+        return fitted
 
     def views(self, emb: np.ndarray) -> list[tuple[str, np.ndarray, float]]:
         """``[("hs", HS, 1.0), ("rw", RW, alpha)]``: one classifier / k-means per view, weighted by these."""
