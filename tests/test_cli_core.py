@@ -60,3 +60,10 @@ def test_cli_errors_are_clear(tiny_bert, tmp_path, capsys):
     assert "not a MoTE model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["convert", "--help"])
+
+
+def test_demo_without_training_converts_routes_and_is_exact(minilm, tmp_path, capsys):
+    assert main(["demo", "--no-train", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "max |MoTE - dense| over all tasks: 0.00e+00" in out
+    assert mote.load(tmp_path / "mote-minilm").encode(["hi"], task="query").shape == (1, 384)

@@ -162,8 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("demo", help="the end-to-end tour: convert MiniLM, route, encode")
+    p = sub.add_parser(
+        "demo",
+        help="the end-to-end tour: convert MiniLM, route, encode, then a few minutes of TA-CL and an evaluation",
+    )
     p.add_argument("--workdir", default="runs/demo")
+    p.add_argument("--steps", type=int, default=None, help="TA-CL steps of the training part (default: 60)")
+    p.add_argument("--no-train", action="store_true", help="stop after the conversion checks (about 10 s)")
     p.set_defaults(func=cmd_demo)
 
     for name in _SUBCOMMAND_MODULES:
