@@ -261,20 +261,10 @@ class MoTETransformer(InputModule):
     ) -> MoTETransformer:
         hub = dict(token=token, cache_folder=cache_folder, revision=revision, local_files_only=local_files_only)
         config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
-        if not config:
-            raise NotAMoTEModelError(
-                f"{model_name_or_path!r} has no {CONFIG_NAME}: it is not a MoTE model. "
-                "Create one with `mote convert BASE OUT` (or mote.convert)."
-            )
-        version = config.get("format_version", FORMAT_VERSION)
-        if version > FORMAT_VERSION:
-            raise NotAMoTEModelError(f"{model_name_or_path!r} uses MoTE format {version}; upgrade mote to load it")
+        config = cls._checked_config(config, model_name_or_path)
         folder = cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub)
-        hf_config = AutoConfig.from_pretrained(folder)
-        model = AutoModel.from_config(hf_config)
-        routing = RoutingTable.from_dict(config["routing"])
-        dispatch = Dispatch()
-        upcycle(model, config["expert_layers"], int(config["num_experts"]), dispatch)
+        model = AutoModel.from_config(AutoConfig.from_pretrained(folder))
+        dispatch = cls._add_experts(model, config)
         state = load_file(os.path.join(folder, WEIGHTS_NAME))
         missing, unexpected = model.load_state_dict(state, strict=False)
         # Non-persistent buffers (e.g. position_ids) are rebuilt by the model; anything else is an error.
@@ -285,10 +275,34 @@ class MoTETransformer(InputModule):
                 f"{unexpected[:5]}"
             )
         model.eval()
-        tokenizer = AutoTokenizer.from_pretrained(folder)
         return cls(
-            model, tokenizer, routing, config.get("max_seq_length"), config.get("do_lower_case", False), dispatch
+            model,
+            AutoTokenizer.from_pretrained(folder),
+            RoutingTable.from_dict(config["routing"]),
+            config.get("max_seq_length"),
+            config.get("do_lower_case", False),
+            dispatch,
         )
+
+    @classmethod
+    def _checked_config(cls, config: dict | None, name: str) -> dict:
+        """``mote_config.json`` of a loadable folder, or :class:`NotAMoTEModelError` naming the fix."""
+        if not config:
+            raise NotAMoTEModelError(
+                f"{name!r} has no {CONFIG_NAME}: it is not a MoTE model. "
+                "Create one with `mote convert BASE OUT` (or mote.convert)."
+            )
+        version = config.get("format_version", FORMAT_VERSION)
+        if version > FORMAT_VERSION:
+            raise NotAMoTEModelError(f"{name!r} uses MoTE format {version}; upgrade mote to load it")
+        return config
+
+    @classmethod
+    def _add_experts(cls, model: PreTrainedModel, config: dict) -> Dispatch:
+        """Put the (not yet loaded) expert layers into a freshly built backbone; returns their shared dispatch."""
+        dispatch = Dispatch()
+        upcycle(model, config["expert_layers"], int(config["num_experts"]), dispatch)
+        return dispatch
 
     def __repr__(self) -> str:
         return (

@@ -36,10 +36,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import PreTrainedModel
 
 from mote.experts import (
     Dispatch,
@@ -50,9 +49,8 @@ from mote.experts import (
     _set,
     layer_slots,
     transformer_layers,
-    upcycle,
 )
-from mote.model import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, MoTETransformer, NotAMoTEModelError
+from mote.model import MoTETransformer, NotAMoTEModelError
 from mote.model import convert as convert_mote
 from mote.routing import RoutingTable
 
@@ -271,44 +269,15 @@ class TLRTransformer(MoTETransformer):
         )
 
     @classmethod
-    def load(
-        cls,
-        model_name_or_path: str,
-        subfolder: str = "",
-        token: bool | str | None = None,
-        cache_folder: str | None = None,
-        revision: str | None = None,
-        local_files_only: bool = False,
-        **kwargs,
-    ) -> TLRTransformer:
-        hub = dict(token=token, cache_folder=cache_folder, revision=revision, local_files_only=local_files_only)
-        config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
+    def _checked_config(cls, config: dict | None, name: str) -> dict:
         if not config or config.get("routing_mode") != ROUTING_MODE:
-            raise NotAMoTEModelError(f"{model_name_or_path!r} is not a token-routed (TLR) MoTE model")
-        if config.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-            raise NotAMoTEModelError(f"{model_name_or_path!r} uses a newer MoTE format; upgrade mote to load it")
-        folder = cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub)
-        model = AutoModel.from_config(AutoConfig.from_pretrained(folder))
-        upcycle(model, config["expert_layers"], int(config["num_experts"]), Dispatch())
-        dispatch = attach_routers(model, config["expert_layers"], int(config["num_experts"]))
-        state = load_file(os.path.join(folder, WEIGHTS_NAME))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if k in dict(model.named_parameters())]
-        if missing or unexpected:
-            raise NotAMoTEModelError(
-                f"Weights in {folder} do not match its {CONFIG_NAME}: missing {missing[:5]}, unexpected "
-                f"{unexpected[:5]}"
-            )
-        model.eval()
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        return cls(
-            model,
-            tokenizer,
-            RoutingTable.from_dict(config["routing"]),
-            config.get("max_seq_length"),
-            config.get("do_lower_case", False),
-            dispatch,
-        )
+            raise NotAMoTEModelError(f"{name!r} is not a token-routed (TLR) MoTE model")
+        return super()._checked_config(config, name)
+
+    @classmethod
+    def _add_experts(cls, model: PreTrainedModel, config: dict) -> Dispatch:
+        super()._add_experts(model, config)  # the stacked experts; their routers come next
+        return attach_routers(model, config["expert_layers"], int(config["num_experts"]))
 
     def __repr__(self) -> str:
         return super().__repr__().replace("MoTETransformer(", "TLRTransformer(routing=token, ", 1)
