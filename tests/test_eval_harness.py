@@ -249,6 +249,22 @@ def test_mote_model_equals_ic_baseline_of_its_base_and_tiny_models_run_end_to_en
         load_encoder(str(mote_dir), mode="ic")
 
 
+def test_tsembed_folder_is_evaluated_with_its_own_task_routing(tiny_model, toy_root, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from mote.lora import MoELoRAConfig
+    from mote.lora.st import convert as convert_tsembed
+
+    folder = tmp_path / "tiny-tsembed"
+    convert_tsembed(SentenceTransformer(str(tiny_model)), MoELoRAConfig(num_experts=4, r=2)).save(str(folder))
+    enc = load_encoder(str(folder))
+    assert enc.kind == "TSEmbedTransformer" and enc.encode([], "query").shape[0] == 0
+    ts = _run(str(folder), toy_root, datasets="ToySTS,ToyRetrieval")
+    ic = _run(str(tiny_model), toy_root, mode="ic", datasets="ToySTS,ToyRetrieval")
+    for name in ("ToySTS", "ToyRetrieval"):  # fresh LoRA experts are a no-op: the IC baseline's scores
+        assert ts["datasets"][name]["main_score"] == pytest.approx(ic["datasets"][name]["main_score"], abs=1e-4)
+
+
 def test_encoder_hooks_replace_cosine_and_combine_views(toy_root):
     class Hooked(FakeEncoder):
         def __init__(self):

@@ -183,7 +183,7 @@ class MoTEEncoder:
         from mote.model import mote_module
 
         self.model = model
-        self.module = mote_module(model)
+        self.module = _routed_module(model) or mote_module(model)  # mote_module raises the helpful error
         self.routing: RoutingTable = self.module.routing
         self.name = name
         # "mote"; subclasses of the MoTE module (e.g. token-level routing) report their own class
@@ -201,10 +201,12 @@ class MoTEEncoder:
     def encode(
         self, texts: Sequence[str], task: str, *, batch_size: int = 32, show_progress: bool = False
     ) -> np.ndarray:
-        from mote.model import encode
-
+        texts = list(texts)
+        self.routing.resolve(task)  # unknown task -> UnknownTaskError before any work
+        if not texts:
+            return np.zeros((0, self.model.get_sentence_embedding_dimension()), dtype=np.float32)
         return _to_float32(
-            encode(self.model, list(texts), task=task, batch_size=batch_size, show_progress_bar=show_progress)
+            self.model.encode(texts, task=task, batch_size=batch_size, show_progress_bar=show_progress)
         )
 
     def __repr__(self) -> str:
@@ -212,19 +214,36 @@ class MoTEEncoder:
 
 
 # ------------------------------------------------------------------------------------------------ loading
-def _is_mote_folder(path: Path) -> bool:
+def _routed_module(model: Any) -> Any | None:
+    """The first module of a task-routed model (MoTE, TLR, TSEmbed: it owns a :class:`RoutingTable`), else None."""
+    try:
+        first = model[0] if len(model) else None
+    except TypeError:
+        return None
+    return first if isinstance(getattr(first, "routing", None), RoutingTable) else None
+
+
+def _routed_folder_loader(path: Path) -> Any | None:
+    """``load(path)`` of the mote family a saved folder belongs to (by its config file), else None."""
+    if not path.is_dir():
+        return None
     from mote.model import CONFIG_NAME
 
-    return path.is_dir() and (path / CONFIG_NAME).is_file()
+    if (path / CONFIG_NAME).is_file():
+        from mote.model import load
+
+        return load
+    from mote.lora.st import CONFIG_NAME as TSEMBED_CONFIG
+
+    if (path / TSEMBED_CONFIG).is_file():
+        from mote.lora.st import load as load_tsembed
+
+        return load_tsembed
+    return None
 
 
 def _is_mote_model(model: Any) -> bool:
-    from mote.model import MoTETransformer
-
-    try:
-        return len(model) > 0 and isinstance(model[0], MoTETransformer)
-    except TypeError:
-        return False
+    return _routed_module(model) is not None
 
 
 def load_encoder(
@@ -240,8 +259,9 @@ def load_encoder(
     Args:
         spec: ``all-MiniLM-L6-v2`` (offline package), a hub id, a local folder, a loaded ``SentenceTransformer``,
             or an object that already satisfies :class:`Encoder` (returned unchanged).
-        mode: ``auto`` = MoTE model if the folder has ``mote_config.json`` (or the model's first module is MoTE),
-            else dense; ``dense`` = a sentence-transformers model without prefixes; ``ic`` = a dense model with the
+        mode: ``auto`` = the model's own task routing if it is task-routed (a folder with ``mote_config.json`` or
+            ``tsembed_config.json``, or a model whose first module has a routing table: MoTE, TLR, TSEmbed), else
+            dense; ``dense`` = a sentence-transformers model without prefixes; ``ic`` = a dense model with the
             routing table's prefix of each task prepended (instruction-conditioning baseline).
         routing: the routing table whose prefixes ``ic`` uses (default: :meth:`RoutingTable.default`).
         name: label for result tables (default: derived from ``spec``).
@@ -271,13 +291,9 @@ def load_encoder(
                 f"Model {str(spec)!r} is neither a local folder nor an offline-packaged model "
                 "(e.g. all-MiniLM-L6-v2); give a model folder or a hub id (org/name)."
             )
-        is_mote = _is_mote_folder(local)
-        if is_mote:
-            import mote
-
-            model = mote.load(path, device=device)
-        else:
-            model = SentenceTransformer(path, device=device)
+        loader = _routed_folder_loader(local)
+        is_mote = loader is not None
+        model = loader(path, device=device) if loader else SentenceTransformer(path, device=device)
     if is_mote:
         if mode == "dense" or mode == "ic":
             raise ValueError(
