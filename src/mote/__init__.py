@@ -7,6 +7,7 @@ Example:
     (1, 384)
 """
 
+import mote.lora.st  # registers TSEmbedTransformer: SentenceTransformer(path) loads TSEmbed (tsembed arm) folders
 import mote.tlr  # noqa: F401  (registers TLRTransformer so mote.load / SentenceTransformer load TLR folders)
 from mote.model import MoTETransformer, NotAMoTEModelError, convert, encode, encode_mixed, load, mote_module
 from mote.routing import DEFAULT_TASKS, RoutingTable, UnknownTaskError

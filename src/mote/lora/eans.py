@@ -260,6 +260,26 @@ class EANSMiner:
             pool.sample = sample
         self.refreshes += 1
 
+    def state_dict(self) -> dict[str, Any]:
+        """The refreshed pools (sample indices and signatures, on the CPU) and the refresh count: what a training
+        checkpoint needs so that a resumed run mines exactly what an uninterrupted one does."""
+        pools = {}
+        for name, pool in self.pools.items():
+            if pool.distributions is not None and pool.sample is not None:
+                pools[name] = {"sample": pool.sample.cpu(), "distributions": pool.distributions.cpu()}
+        return {"refreshes": self.refreshes, "pools": pools}
+
+    def load_state_dict(self, state: Mapping[str, Any], device: torch.device | str | None = None) -> None:
+        """Restore :meth:`state_dict` (signatures onto ``device``); pools must be the same groups."""
+        unknown = sorted(set(state["pools"]) - set(self.pools))
+        if unknown:
+            raise KeyError(f"EANS state has pools {unknown} this miner does not know; pools: {sorted(self.pools)}")
+        for name, saved in state["pools"].items():
+            pool = self.pools[name]
+            pool.sample = saved["sample"].long()
+            pool.distributions = saved["distributions"].to(device) if device is not None else saved["distributions"]
+        self.refreshes = int(state["refreshes"])
+
     def mine(self, group: str, query_routing: Tensor, query_labels: Tensor | None = None,
              positives: Tensor | None = None) -> MinedNegatives:
         """Hard negatives for the queries of one batch of ``group``.
@@ -368,14 +388,45 @@ class EANSLoss(nn.Module):
 
 
 class EANSRefreshCallback(TrainerCallback):
-    """Refresh ``miner`` at the start of training and every ``miner.config.refresh_every`` steps."""
+    """Refresh ``miner`` at the start of training and every ``miner.config.refresh_every`` steps.
 
-    def __init__(self, miner: EANSMiner, model: Any) -> None:
+    Resumable: :meth:`save_checkpoint` writes the miner's pools into a checkpoint folder (the TA-CL trainer calls
+    it for every checkpoint), and with ``resume_from`` set to that folder the first ``on_train_begin`` restores
+    them instead of refreshing, so a resumed run mines exactly the negatives of an uninterrupted one. No refresh
+    after the last step (nothing would use it).
+    """
+
+    STATE_FILE = "eans_miner.pt"
+
+    def __init__(self, miner: EANSMiner, model: Any, resume_from: str | None = None) -> None:
         self.miner, self.model = miner, model
+        self.resume_from = resume_from
+
+    def _device(self):
+        from mote.lora.st import tsembed_module
+
+        module = self.model if hasattr(self.model, "auto_model") else tsembed_module(self.model)
+        return module.auto_model.device
 
     def on_train_begin(self, args, state, control, **kwargs):
+        resume, self.resume_from = self.resume_from, None
+        if resume is not None:
+            from pathlib import Path
+
+            file = Path(resume) / self.STATE_FILE
+            if file.is_file():
+                self.miner.load_state_dict(torch.load(file, map_location="cpu", weights_only=True), self._device())
+                return
+            logger.warning("%s has no %s: refreshing the EANS pools instead", resume, self.STATE_FILE)
         self.miner.refresh(self.model, step=state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.miner.config.refresh_every == 0:
+        last = getattr(state, "max_steps", None)
+        if state.global_step % self.miner.config.refresh_every == 0 and (not last or state.global_step < last):
             self.miner.refresh(self.model, step=state.global_step)
+
+    def save_checkpoint(self, folder: str) -> None:
+        """Write the miner's pools into ``folder`` (a checkpoint being written)."""
+        import os
+
+        torch.save(self.miner.state_dict(), os.path.join(folder, self.STATE_FILE))

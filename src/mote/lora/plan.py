@@ -6,8 +6,9 @@ signatures that choose negatives stay comparable between refreshes, and stage 1'
 experts train with EANS negatives mixed into the candidates. Each stage has its own steps and learning rate.
 
 The paper gives neither the split nor the schedules (``docs/tsembed.md``); the defaults are documented choices.
-This module describes the plan; the trainer (``mote.train``) runs it (see :func:`stage_runs` and the
-integration notes in ``docs/tsembed.md``).
+This module describes the plan; the TA-CL trainer runs it as the ``tsembed`` / ``tsembed-noeans`` arms
+(:mod:`mote.train.tsembed`; ``docs/tsembed.md``, "Training"). In a training recipe the stages share ``train.steps``
+(``stage1_fraction`` splits it when the stage steps are left out).
 
 Example:
     >>> cfg = TSEmbedConfig.model_validate({"stage1": {"steps": 300}, "stage2": {"steps": 100}})
@@ -70,6 +71,11 @@ class TSEmbedConfig(BaseModel):
 
     lora: MoELoRAConfig = Field(default_factory=MoELoRAConfig)
     eans: EANSConfig = Field(default_factory=EANSConfig)
+    stage1_fraction: float = Field(
+        default=0.5, gt=0, lt=1,
+        description="In a training recipe: the share of train.steps that stage 1 gets when the stage steps are left "
+        "out (mote.train.config.fill_stage_steps); the paper gives no split.",
+    )
     stage1: StageConfig = Field(default_factory=_stage1)
     stage2: StageConfig | None = Field(default_factory=_stage2)
 

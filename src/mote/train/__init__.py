@@ -1,7 +1,8 @@
 """mote.train: Task-Aware Contrastive Learning (TA-CL) for MoTE models and their baselines.
 
 One YAML recipe (:mod:`mote.train.config`) trains any arm of the comparison (:mod:`mote.train.arms`: ``mote``,
-``ic``, ``static``, ``tlr``, ``ic-matched``) with one trainer (:mod:`mote.train.trainer`) on the same batches.
+``ic``, ``static``, ``tlr``, ``ic-matched``, and the two-stage TSEmbed arms ``tsembed`` / ``tsembed-noeans`` of
+:mod:`mote.train.tsembed`) with one trainer (:mod:`mote.train.trainer`) on the same batches.
 
 Example:
     >>> from mote.train import load_config, run_training

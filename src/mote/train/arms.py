@@ -9,7 +9,15 @@ static       MoTE, task routing                                      task-mixed 
 tlr          MoTE experts + learned top-1 token routers (+ LB loss)  one task      per task
 ic-matched   the dense base + prefixes, training only the FFN and    one task      per task
              both norms of the expert layers (everything else frozen)
+tsembed      frozen base + MoE-LoRA experts and routers              one task      per task
+             (``tsembed.lora``); stage 1 + EANS stage 2
+tsembed-     the same, stage 1 only for the same total steps         one task      per task
+noeans       (the ablation without EANS)
 ============ ======================================================= ============= ==========================
+
+The TSEmbed arms (:mod:`mote.train.tsembed`) always train only the adapters (``model.placement`` and
+``model.trainable`` do not apply); their learning rates and the trainable set of each stage come from
+``tsembed.stage1`` / ``tsembed.stage2``.
 
 ``model.trainable: experts`` trains only the expert parameters of the MoTE arms (plus the routers for ``tlr``):
 the weights ``ic-matched`` trains in the dense model. With it, a task whose expert sees no training data keeps
@@ -31,7 +39,7 @@ from torch import nn
 
 from mote.experts import layer_slots, resolve_placement, transformer_layers
 from mote.routing import RoutingTable
-from mote.train.config import MOTE_ARMS, RunConfig
+from mote.train.config import MOTE_ARMS, TSEMBED_ARMS, RunConfig
 from mote.weights import resolve_model_path
 
 
@@ -93,6 +101,8 @@ def build_arm(cfg: RunConfig, device: str = "cpu") -> ArmModel:
 
     routing = cfg.model.routing()
     arm = cfg.arm
+    if arm in TSEMBED_ARMS:
+        return build_tsembed_arm(cfg, routing, device)
     if arm in MOTE_ARMS:
         model = mote.convert(cfg.model.base, placement=cfg.model.placement, routing=routing, device=device)
         router_pattern = None
@@ -117,3 +127,16 @@ def build_arm(cfg: RunConfig, device: str = "cpu") -> ArmModel:
     elif cfg.model.trainable == "experts" and arm == "ic":
         raise ValueError("model.trainable: experts does not apply to the ic arm (use the ic-matched arm)")
     return ArmModel(arm, model, routing, routed, pattern, router_pattern, base_max_seq_length)
+
+
+def build_tsembed_arm(cfg: RunConfig, routing: RoutingTable, device: str = "cpu") -> ArmModel:
+    """The ``tsembed`` / ``tsembed-noeans`` model: the base with MoE-LoRA adapters, stage 1's trainable set."""
+    from mote.lora.model import ADAPTER_PARAMETER_PATTERN, ROUTER_PARAMETER_PATTERN
+    from mote.lora.plan import build_model
+
+    model = build_model(cfg.tsembed_plan(), cfg.model.base, routing, device=device)
+    base_max_seq_length = model.max_seq_length
+    if cfg.model.max_seq_length is not None:
+        model.max_seq_length = cfg.model.max_seq_length
+    return ArmModel(cfg.arm, model, routing, True, ADAPTER_PARAMETER_PATTERN, ROUTER_PARAMETER_PATTERN,
+                    base_max_seq_length)

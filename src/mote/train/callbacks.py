@@ -54,19 +54,27 @@ class _Throughput:
 class MetricsLogger(TrainerCallback):
     """Append every log (loss, learning rate, gradient norm, examples/s, eval scores) to ``metrics.jsonl`` and
     the core columns to ``metrics.csv``. On resume, entries after the checkpoint's step are dropped first, so the
-    files read like one uninterrupted run."""
+    files read like one uninterrupted run.
 
-    def __init__(self, output_dir: str | Path, examples_per_step: int) -> None:
+    A later training stage (TSEmbed) logs into the same files with ``step_offset`` (the steps of the stages before
+    it) added to its own step numbers, and ``tags`` (e.g. ``{"stage": "stage2"}``) added to every JSONL entry.
+    """
+
+    def __init__(
+        self, output_dir: str | Path, examples_per_step: int, step_offset: int = 0, tags: dict | None = None
+    ) -> None:
         self.dir = Path(output_dir)
         self.jsonl, self.csv = self.dir / "metrics.jsonl", self.dir / "metrics.csv"
         self.clock = _Throughput(examples_per_step)
+        self.step_offset = int(step_offset)
+        self.tags = dict(tags or {})
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.clock.start(state.global_step)
         if not state.is_world_process_zero:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._truncate(state.global_step)
+        self._truncate(self.step_offset + state.global_step)
 
     def _truncate(self, step: int) -> None:
         if self.jsonl.is_file():
@@ -89,7 +97,7 @@ class MetricsLogger(TrainerCallback):
         """Append one entry (also used by :class:`QuickEvaluation`)."""
         if not state.is_world_process_zero:
             return
-        entry = {"step": state.global_step, **entry}
+        entry = {"step": self.step_offset + state.global_step, **self.tags, **entry}
         with open(self.jsonl, "a") as f:
             f.write(json.dumps(entry) + "\n")
 
@@ -97,7 +105,8 @@ class MetricsLogger(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         entry = {
-            "step": state.global_step,
+            "step": self.step_offset + state.global_step,
+            **self.tags,
             "epoch": round(state.epoch or 0.0, 4),
             **{k: v for k, v in logs.items() if isinstance(v, int | float)},
             "examples_per_s": round(self.clock.rate(state.global_step), 2),
@@ -201,8 +210,10 @@ class QuickEvaluation(TrainerCallback):
         name: str = "model",
         dense_prefixes: dict[str, str] | None = None,
         metrics: MetricsLogger | None = None,
+        step_offset: int = 0,
     ) -> None:
         self.dir = Path(output_dir) / "eval"
+        self.step_offset = int(step_offset)
         self.every, self.at_end = every, at_end
         self.name, self.dense_prefixes, self.metrics = name, dense_prefixes, metrics
         self.runner = quick_evaluator(suite, **(options or {}))
@@ -214,20 +225,21 @@ class QuickEvaluation(TrainerCallback):
         if self.runner is None or not state.is_world_process_zero or state.global_step == self.last_step:
             return
         self.last_step = state.global_step
+        step = self.step_offset + state.global_step
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                result = self.runner(model, f"{self.name}@{state.global_step}", self.dense_prefixes)
+                result = self.runner(model, f"{self.name}@{step}", self.dense_prefixes)
         finally:
             model.train(was_training)
         scores = flatten_scores(result)
-        atomic_write_json(self.dir / f"step-{state.global_step}.json", {"step": state.global_step, "scores": scores})
+        atomic_write_json(self.dir / f"step-{step}.json", {"step": step, "scores": scores})
         if self.metrics is not None:
             self.metrics.record(state, {"eval": scores})
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if self.every and state.global_step % self.every == 0:
+        if self.every and (self.step_offset + state.global_step) % self.every == 0:
             self._run(state, model)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):

@@ -20,7 +20,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         raw = cfg.model_dump(mode="json")
         if args.steps is not None:
+            from mote.train.config import rescale_stage_steps
+
             raw["train"]["steps"] = args.steps
+            raw["tsembed"] = rescale_stage_steps(raw["tsembed"], args.steps)  # the stages share the step budget
         if args.data_dir is not None:
             raw["data"]["data_dir"] = args.data_dir
         cfg = parse_config(raw, args.config)
@@ -43,6 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics, and the final model/")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     p.add_argument("--arm", choices=ARMS, default=None, help="override the recipe's arm (same data, steps, seed)")
-    p.add_argument("--steps", type=int, default=None, help="override train.steps")
+    p.add_argument("--steps", type=int, default=None,
+                   help="override train.steps (the TSEmbed arms split it between their stages in the same ratio)")
     p.add_argument("--data-dir", default=None, help="override data.data_dir (default $MOTE_DATA or ../shared/data)")
     p.set_defaults(func=cmd_train)

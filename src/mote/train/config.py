@@ -4,9 +4,9 @@ Everything that can be checked before any work starts is checked at once, and ev
 one :class:`ConfigError`: unknown keys, arms, task kinds and routing tasks, missing data folders, splits or
 files, a dataset whose rows do not fit its task, a test split named for training, and bad numbers.
 
-Example (``configs/mote-minilm.yaml`` is a full recipe)::
+Example (``configs/mote-minilm.yaml`` is a full recipe; ``configs/tsembed-minilm.yaml`` adds a ``tsembed:`` section)::
 
-    arm: mote                      # mote | ic | static | tlr | ic-matched
+    arm: mote                      # mote | ic | static | tlr | ic-matched | tsembed | tsembed-noeans
     seed: 42
     model: {base: all-MiniLM-L6-v2, placement: every-other, max_seq_length: 128}
     tasks:
@@ -37,10 +37,12 @@ from mote.data.pairs import LABELLED_SCHEMAS, PAIR_SCHEMAS, detect_schema
 from mote.data.sources import DataSourceError, Source, TestSplitError, check_split, peek, resolve_file
 from mote.data.tasks import COLUMNS, TASK_KINDS, TaskKind
 from mote.data.training import DatasetSpec, TaskSpec
+from mote.lora.plan import TSEmbedConfig
 from mote.routing import RoutingTable
 
-ARMS: tuple[str, ...] = ("mote", "ic", "static", "tlr", "ic-matched")
+ARMS: tuple[str, ...] = ("mote", "ic", "static", "tlr", "ic-matched", "tsembed", "tsembed-noeans")
 MOTE_ARMS: tuple[str, ...] = ("mote", "static", "tlr")
+TSEMBED_ARMS: tuple[str, ...] = ("tsembed", "tsembed-noeans")
 CONFIG_FILE = "train_config.yaml"
 
 
@@ -170,17 +172,30 @@ class EvalConfig(_Strict):
 class RunConfig(_Strict):
     """A whole training recipe (the YAML file)."""
 
-    arm: Literal["mote", "ic", "static", "tlr", "ic-matched"] = "mote"
+    arm: Literal["mote", "ic", "static", "tlr", "ic-matched", "tsembed", "tsembed-noeans"] = "mote"
     seed: int = 42
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     tasks: dict[str, TaskConfig] = Field(min_length=1)
     loss: LossConfig = Field(default_factory=LossConfig)
     tlr: TLRConfig = Field(default_factory=TLRConfig)
+    tsembed: TSEmbedConfig = Field(default_factory=TSEmbedConfig)
     train: OptimConfig = Field(default_factory=OptimConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stage_steps(cls, raw: Any) -> Any:
+        """Stage steps left out of ``tsembed:`` are taken from ``train.steps`` (see :func:`fill_stage_steps`)."""
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("tsembed", {}), Mapping | None):
+            return raw
+        train = raw.get("train") or {}
+        total = train.get("steps", OptimConfig.model_fields["steps"].default) if isinstance(train, Mapping) else None
+        if not isinstance(total, int) or isinstance(total, bool):
+            return raw
+        return {**raw, "tsembed": fill_stage_steps(raw.get("tsembed") or {}, total)}
 
     # ------------------------------------------------------------------------------------------- derived
     def data_root(self) -> Path | None:
@@ -214,8 +229,67 @@ class RunConfig(_Strict):
             specs.append(TaskSpec(name, self.task_kind(name), datasets))
         return specs
 
+    def tsembed_plan(self) -> TSEmbedConfig:
+        """The TSEmbed plan of this run: ``tsembed`` as given, or its stage-1-only ablation (``tsembed-noeans``:
+        stage 1 for the same total number of steps)."""
+        return self.tsembed.without_eans() if self.arm == "tsembed-noeans" else self.tsembed
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# ------------------------------------------------------------------------------------------------ TSEmbed steps
+def _split(total: int, fraction: float) -> int:
+    return max(1, min(total - 1, round(total * fraction)))
+
+
+def fill_stage_steps(tsembed: Mapping[str, Any], total: int) -> dict[str, Any]:
+    """The ``tsembed`` section with omitted stage steps filled from the run's step budget ``total``.
+
+    The stages share ``train.steps`` (the data budget of every arm): with both stage steps omitted, stage 1 gets
+    ``round(stage1_fraction * total)`` (default half) and stage 2 the rest; with one given, the other gets the
+    rest; a single stage (``stage2: null``) gets all of it. Explicit values are kept as they are (the recipe check
+    then requires them to add up to ``train.steps``). Malformed input is left to the validation.
+
+    Example:
+        >>> fill_stage_steps({"stage1_fraction": 0.75}, 120)["stage2"]
+        {'steps': 30}
+    """
+    out = dict(tsembed)
+    s1, s2 = out.get("stage1", {}), out.get("stage2", {})
+    fraction = out.get("stage1_fraction", TSEmbedConfig.model_fields["stage1_fraction"].default)
+    if not (isinstance(s1, Mapping) and (s2 is None or isinstance(s2, Mapping))) or total < 1:
+        return out
+    if not isinstance(fraction, int | float) or not 0 < fraction < 1:
+        return out
+    s1, s2 = dict(s1 or {}), (dict(s2) if s2 is not None else None)
+    if s2 is None:
+        s1.setdefault("steps", total)
+    elif total >= 2:
+        if "steps" not in s1 and "steps" not in s2:
+            s1["steps"] = _split(total, fraction)
+        if "steps" not in s1 and isinstance(s2["steps"], int) and 0 < s2["steps"] < total:
+            s1["steps"] = total - s2["steps"]
+        if "steps" not in s2 and isinstance(s1["steps"], int) and 0 < s1["steps"] < total:
+            s2["steps"] = total - s1["steps"]
+    out["stage1"], out["stage2"] = s1, s2
+    return out
+
+
+def rescale_stage_steps(tsembed: Mapping[str, Any], total: int) -> dict[str, Any]:
+    """A dumped ``tsembed`` section for a new step budget (``mote train --steps``): the stage split is kept
+    proportional (each stage at least one step)."""
+    out = dict(tsembed)
+    s1, s2 = dict(out.get("stage1") or {}), out.get("stage2")
+    if s2 is None:
+        s1["steps"] = total
+    else:
+        s2 = dict(s2)
+        old1, old2 = int(s1.get("steps", 1)), int(s2.get("steps", 1))
+        s1["steps"] = _split(total, old1 / max(1, old1 + old2)) if total >= 2 else total
+        s2["steps"] = total - s1["steps"]
+    out["stage1"], out["stage2"] = s1, s2
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ validation
@@ -306,6 +380,8 @@ def _semantic_problems(cfg: RunConfig, check_files: bool) -> list[str]:
             problems += _dataset_problems(name, kind, ds, where, data_root, check_files)
     if cfg.arm == "tlr" and cfg.loss.cached:
         problems.append("loss.cached: the tlr arm's load-balancing loss is not supported with the cached loss")
+    if cfg.arm in TSEMBED_ARMS:
+        problems += _tsembed_problems(cfg)
     if cfg.arm in MOTE_ARMS or cfg.arm == "ic-matched":
         try:
             from mote.experts import resolve_placement
@@ -318,6 +394,31 @@ def _semantic_problems(cfg: RunConfig, check_files: bool) -> list[str]:
     if cfg.loss.cached and cfg.loss.mini_batch_size > cfg.train.batch_size:
         problems.append(
             f"loss.mini_batch_size ({cfg.loss.mini_batch_size}) exceeds train.batch_size ({cfg.train.batch_size})"
+        )
+    return problems
+
+
+def _tsembed_problems(cfg: RunConfig) -> list[str]:
+    """What the TSEmbed arms cannot run with (the plan itself is validated by ``TSEmbedConfig``)."""
+    problems = []
+    ts = cfg.tsembed
+    if ts.total_steps != cfg.train.steps:
+        stages = f"tsembed.stage1.steps ({ts.stage1.steps})" + (
+            f" + tsembed.stage2.steps ({ts.stage2.steps})" if ts.stage2 is not None else "")
+        problems.append(
+            f"{stages} = {ts.total_steps}, but train.steps is {cfg.train.steps}: the stages share the run's step "
+            "budget (the same as every arm's). Make them add up, or leave the stage steps out to split train.steps "
+            "by tsembed.stage1_fraction"
+        )
+    if cfg.loss.cached:
+        problems.append(
+            f"loss.cached: the {cfg.arm} arm needs the plain loss (EANS mines negatives from each query's own "
+            "forward pass, and the cached loss drops the routers' load-balancing loss); set loss.cached: false"
+        )
+    if cfg.train.expert_learning_rate is not None:
+        problems.append(
+            f"train.expert_learning_rate: the {cfg.arm} arm takes its learning rates from tsembed.stage1 / "
+            "tsembed.stage2 (learning_rate, router_learning_rate)"
         )
     return problems
 

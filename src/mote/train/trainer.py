@@ -45,6 +45,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,13 +57,13 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.nn.parallel import DistributedDataParallel
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
-from mote.data.sampler import MixedBatchSampler, TaskBatchSampler
+from mote.data.sampler import MixedBatchSampler, TaskBatchSampler, task_batches
 from mote.data.training import TrainingData, to_dataset_dict
 from mote.io import atomic_dir, atomic_write_json, atomic_write_text
 from mote.train.arms import ArmModel, build_arm
 from mote.train.callbacks import GracefulInterrupt, MetricsLogger, ProgressBar, QuickEvaluation
 from mote.train.collator import TaskCollator
-from mote.train.config import CONFIG_FILE, ConfigError, RunConfig, parse_config
+from mote.train.config import CONFIG_FILE, TSEMBED_ARMS, ConfigError, RunConfig, parse_config
 from mote.train.losses import CachedTaskInfoNCE, TaskInfoNCE
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,41 @@ def _decay_used_experts(optimizer, args, kwargs) -> None:
                 p.mul_(scale.view(-1, *([1] * (p.dim() - 1))))
 
 
+class OffsetTaskBatchSampler(TaskBatchSampler):
+    """:class:`~mote.data.sampler.TaskBatchSampler` whose epoch ``e`` holds batches ``offset + e * L ...`` of the
+    uninterrupted TA-CL stream (``L`` batches an epoch, crossing into the stream's next epoch where needed).
+
+    With ``offset = 0`` it is the plain sampler. A second training stage uses the first stage's steps as its offset,
+    so the stages together consume exactly the batches one run of their total steps would.
+    """
+
+    def __init__(self, *args, offset: int = 0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        self.offset = int(offset)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if not self.offset:
+            yield from super().__iter__()
+            return
+        n = len(self)
+        if n == 0:
+            return
+        stream_epoch, skip = divmod(self.offset + self.epoch * n, n)
+        left = n
+        while left:
+            for i, batch in enumerate(task_batches(self.sizes, self.group_tasks, self.batch_size, self.seed,
+                                                   stream_epoch, self.strategy, self.temperature)):
+                if i < skip:
+                    continue
+                yield batch
+                left -= 1
+                if not left:
+                    return
+            stream_epoch, skip = stream_epoch + 1, 0
+
+
 class MoteTrainer(SentenceTransformerTrainer):
     """``SentenceTransformerTrainer`` + TA-CL batches, atomic checkpoints and DDP gradient averaging (module doc).
 
@@ -152,6 +188,10 @@ class MoteTrainer(SentenceTransformerTrainer):
         group_tasks: the task of each batch group, in ``train_dataset`` order.
         sampling: ``proportional`` | ``temperature`` | ``round-robin``; ``sampling_temperature`` for the second.
         mixed: task-mixed batches instead (the ``static`` arm).
+        batch_offset: start the TA-CL batch stream this many batches in (a later training stage continues the
+            stream of the stages before it, so a staged run sees exactly the batches of a one-stage run).
+        checkpoint_extras: objects with ``save_checkpoint(folder)``, called for every checkpoint before it is
+            renamed into place (e.g. the EANS pools), so their state is as atomic as the checkpoint's.
     """
 
     def __init__(
@@ -161,10 +201,16 @@ class MoteTrainer(SentenceTransformerTrainer):
         sampling: str = "proportional",
         sampling_temperature: float = 1.0,
         mixed: bool = False,
+        batch_offset: int = 0,
+        checkpoint_extras: list | tuple = (),
         **kwargs,
     ) -> None:
         self.group_tasks = list(group_tasks)
         self.sampling, self.sampling_temperature, self.mixed = sampling, sampling_temperature, mixed
+        if batch_offset and mixed:
+            raise ValueError("batch_offset applies to TA-CL (single-task) batches only")
+        self.batch_offset = int(batch_offset)
+        self.checkpoint_extras = list(checkpoint_extras)
         self._ta_sampler = None
         self._staging_dir: str | None = None
         super().__init__(*args, **kwargs)
@@ -177,8 +223,11 @@ class MoteTrainer(SentenceTransformerTrainer):
         optimizer = super().create_optimizer(model)
         if not getattr(optimizer, "_mote_expert_decay", False):
             from mote.experts import expert_modules
+            from mote.lora.model import moe_lora_layers
 
             stacked = {id(p) for m in expert_modules(self.model) for p in m.parameters(recurse=False)}
+            # MoE-LoRA experts are stacked too ([E, r, in] / [E, out, r]): decay only the experts a step used
+            stacked |= {id(p) for m in moe_lora_layers(self.model).values() for p in (m.lora_A, m.lora_B)}
             expert_aware_weight_decay(optimizer, stacked)
             optimizer._mote_expert_decay = True
         return optimizer
@@ -188,7 +237,7 @@ class MoteTrainer(SentenceTransformerTrainer):
         if self.mixed:
             sampler = MixedBatchSampler(dataset, batch_samplers, generator=generator, seed=seed)
         else:
-            sampler = TaskBatchSampler(
+            sampler = OffsetTaskBatchSampler(
                 dataset,
                 batch_samplers,
                 generator=generator,
@@ -196,6 +245,7 @@ class MoteTrainer(SentenceTransformerTrainer):
                 group_tasks=self.group_tasks,
                 strategy=self.sampling,
                 temperature=self.sampling_temperature,
+                offset=self.batch_offset,
             )
         self._ta_sampler = sampler
         return sampler
@@ -232,6 +282,9 @@ class MoteTrainer(SentenceTransformerTrainer):
             super()._save_checkpoint(model, trial)
         finally:
             self._staging_dir = None
+        if self.args.should_save:
+            for extra in self.checkpoint_extras:
+                extra.save_checkpoint(os.path.join(run_dir, STAGING, name))
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
             target = os.path.join(run_dir, name)
@@ -270,12 +323,17 @@ class TrainResult:
         return self.losses[-1][1] if self.losses else None
 
 
-def make_losses(cfg: RunConfig, arm: ArmModel, groups) -> dict[str, torch.nn.Module] | torch.nn.Module:
-    """One loss per batch group (its task's temperature); a single global-temperature loss for ``static``."""
-    common = dict(
-        gather_across_devices=cfg.loss.gather_across_devices,
-        aux_loss_weight=cfg.tlr.aux_loss_weight if cfg.arm == "tlr" else 0.0,
-    )
+def make_losses(
+    cfg: RunConfig, arm: ArmModel, groups, aux_loss_weight: float | None = None
+) -> dict[str, torch.nn.Module] | torch.nn.Module:
+    """One loss per batch group (its task's temperature); a single global-temperature loss for ``static``.
+
+    ``aux_loss_weight``: the weight of the routers' load-balancing loss (default: ``tlr.aux_loss_weight`` for the
+    ``tlr`` arm, else 0; a TSEmbed stage passes its own).
+    """
+    if aux_loss_weight is None:
+        aux_loss_weight = cfg.tlr.aux_loss_weight if cfg.arm == "tlr" else 0.0
+    common = dict(gather_across_devices=cfg.loss.gather_across_devices, aux_loss_weight=aux_loss_weight)
 
     def make(temperature: float, symmetric: bool) -> torch.nn.Module:
         if cfg.loss.cached:
@@ -291,14 +349,25 @@ def make_losses(cfg: RunConfig, arm: ArmModel, groups) -> dict[str, torch.nn.Mod
 
 
 def training_arguments(
-    cfg: RunConfig, output: Path, arm: ArmModel, router_mapping: dict[str, dict[str, str]]
+    cfg: RunConfig,
+    output: Path,
+    arm: ArmModel,
+    router_mapping: dict[str, dict[str, str]],
+    stage: Any = None,
 ) -> SentenceTransformerTrainingArguments:
-    """The transformers/sentence-transformers arguments of a run."""
+    """The transformers/sentence-transformers arguments of a run, or of one TSEmbed stage (``stage``: a
+    :class:`mote.lora.plan.StageRun`: its steps, learning rates and warm-up; checkpoints in ``output/<stage>/``)."""
     lr_map: dict[str, float] = {}
     if cfg.train.expert_learning_rate is not None and cfg.arm != "ic":
         lr_map[arm.expert_pattern] = cfg.train.expert_learning_rate
     if cfg.arm == "tlr" and cfg.tlr.router_learning_rate is not None and arm.router_pattern:
         lr_map[arm.router_pattern] = cfg.tlr.router_learning_rate
+    steps, learning_rate, warmup_ratio = cfg.train.steps, cfg.train.learning_rate, cfg.train.warmup_ratio
+    checkpoints = output / CHECKPOINTS
+    if stage is not None:
+        steps, learning_rate, warmup_ratio = stage.steps, stage.learning_rate, stage.warmup_ratio
+        lr_map = dict(stage.learning_rate_mapping)
+        checkpoints = output / stage.name / CHECKPOINTS
     report_to: str | list[str] = "none"
     if cfg.log.tensorboard:
         try:
@@ -309,13 +378,13 @@ def training_arguments(
             logger.warning("log.tensorboard: the tensorboard package is not installed; logging to JSONL/CSV only")
     cuda = torch.cuda.is_available()
     return SentenceTransformerTrainingArguments(
-        output_dir=str(output / CHECKPOINTS),
-        max_steps=cfg.train.steps,
+        output_dir=str(checkpoints),
+        max_steps=steps,
         per_device_train_batch_size=cfg.train.batch_size,  # the global batch: split_batches shares it out
-        learning_rate=cfg.train.learning_rate,
+        learning_rate=learning_rate,
         weight_decay=cfg.train.weight_decay,
         lr_scheduler_type=cfg.train.scheduler,
-        warmup_steps=round(cfg.train.warmup_ratio * cfg.train.steps),
+        warmup_steps=round(warmup_ratio * steps),
         max_grad_norm=cfg.train.max_grad_norm,
         gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
         seed=cfg.seed,
@@ -367,6 +436,12 @@ def _check_output(cfg: RunConfig, output: Path, resume: bool) -> str | None:
         return None
     if last is None:
         raise FileNotFoundError(f"--resume: {ckpts} holds no checkpoint to resume from")
+    check_resumed_config(cfg, output)
+    return last
+
+
+def check_resumed_config(cfg: RunConfig, output: Path) -> None:
+    """:class:`ConfigError` if ``cfg`` differs from the recipe saved by the run in ``output`` (exact resume)."""
     saved = output / CONFIG_FILE
     if saved.is_file():
         import yaml
@@ -381,7 +456,6 @@ def _check_output(cfg: RunConfig, output: Path, resume: bool) -> str | None:
                 [f"section {k!r} differs from the run being resumed ({saved}); exact resume needs the same config"
                  for k in diff]
             )
-    return last
 
 
 @dataclass
@@ -397,70 +471,131 @@ class PreparedRun:
     resume_from: str | None
 
 
-def prepare_run(
-    cfg: RunConfig, output: str | os.PathLike, resume: bool = False, callbacks: list | None = None
-) -> PreparedRun:
-    """Check the output folder, load the data, build the arm, its losses, collator and trainer (see
-    :func:`run_training`)."""
-    from transformers import PrinterCallback, set_seed
-
-    output = Path(output)
-    rank, world = _world()
-    if cfg.train.batch_size % world:
-        raise ValueError(f"train.batch_size {cfg.train.batch_size} must be divisible by the {world} processes")
-    last = _check_output(cfg, output, resume)
-
-    set_seed(cfg.seed)
+def load_run_data(cfg: RunConfig) -> TrainingData:
+    """The run's training data (seeded), with one summary line per dataset on the main process."""
     data_root = cfg.data_root()
     data = TrainingData.load(cfg.task_specs(data_root), data_root, cfg.seed, progress=_say)
-    groups = data.groups()
     for row in data.summary():
         _say(f"  {row['task']:<16} {row['dataset']:<40} {row['pairs']:>7,} pairs  {row['hard_negatives']:>7,} hard "
              f"negatives  {row['labels']:>6,} labels")
-    arm = build_arm(cfg)
-    counts = arm.parameter_counts()
-    _say(f"arm {cfg.arm}: {type(arm.model[0]).__name__}, {counts['trainable']:,} of {counts['total']:,} parameters "
-         "trainable")
-    router_mapping = {g.name: dict(cfg.task_kind(g.task).routes) for g in groups}
-    collator = TaskCollator(
+    return data
+
+
+def write_run_files(cfg: RunConfig, output: Path, data: TrainingData, staging: list[Path]) -> None:
+    """Main process: the output folder, the resolved recipe and the data summary; ``staging`` folders (leftovers
+    of a killed checkpoint save) are removed."""
+    if _world()[0] != 0:
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    for folder in staging:
+        shutil.rmtree(folder, ignore_errors=True)
+    atomic_write_text(output / CONFIG_FILE, cfg.to_yaml())
+    atomic_write_json(output / "data_summary.json", {"tasks": data.summary(), "groups": [
+        {"name": g.name, "task": g.task, "pairs": len(g)} for g in data.groups()]})
+
+
+def make_collator(arm: ArmModel, router_mapping: dict[str, dict[str, str]]) -> TaskCollator:
+    return TaskCollator(
         preprocess_fn=arm.model.preprocess,
         router_mapping=router_mapping,
         prefixes=None if arm.routed else arm.prefixes,
     )
-    if rank == 0:
-        output.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(output / CHECKPOINTS / STAGING, ignore_errors=True)  # leftovers of a killed save
-        atomic_write_text(output / CONFIG_FILE, cfg.to_yaml())
-        atomic_write_json(output / "data_summary.json", {"tasks": data.summary(), "groups": [
-            {"name": g.name, "task": g.task, "pairs": len(g)} for g in groups]})
 
+
+def make_callbacks(
+    cfg: RunConfig,
+    output: Path,
+    arm: ArmModel,
+    interrupt: GracefulInterrupt,
+    callbacks: list | None = None,
+    step_offset: int = 0,
+    stage: str | None = None,
+) -> list:
+    """Metrics log, progress bar, periodic evaluation, Ctrl-C handling, then ``callbacks``. A later training stage
+    passes the steps before it (``step_offset``) so that logs and evaluations count the run's steps."""
     examples_per_step = cfg.train.batch_size * cfg.train.gradient_accumulation_steps
-    metrics = MetricsLogger(output, examples_per_step)
-    interrupt = GracefulInterrupt()
-    all_callbacks = [
+    tags = {"stage": stage} if stage else None
+    metrics = MetricsLogger(output, examples_per_step, step_offset=step_offset, tags=tags)
+    out = [
         metrics,
         QuickEvaluation(
             output, cfg.eval.every, cfg.eval.at_end, cfg.eval.suite, cfg.eval.options, name=cfg.arm,
-            dense_prefixes=None if arm.routed else arm.prefixes, metrics=metrics,
+            dense_prefixes=None if arm.routed else arm.prefixes, metrics=metrics, step_offset=step_offset,
         ),
         interrupt,
         *(callbacks or []),
     ]
     if cfg.log.progress:
-        all_callbacks.insert(1, ProgressBar(examples_per_step, desc=f"train {cfg.arm}"))
+        desc = f"train {cfg.arm}" + (f" {stage}" if stage else "")
+        out.insert(1, ProgressBar(examples_per_step, desc=desc))
+    return out
+
+
+def make_trainer(
+    cfg: RunConfig,
+    arm: ArmModel,
+    args: SentenceTransformerTrainingArguments,
+    train_dataset,
+    losses,
+    collator: TaskCollator,
+    callbacks: list,
+    groups,
+    **kwargs,
+) -> MoteTrainer:
+    """The :class:`MoteTrainer` of a run (or stage); ``kwargs`` go to it (``batch_offset``, ...)."""
+    from transformers import PrinterCallback
+
     trainer = MoteTrainer(
         model=arm.model,
-        args=training_arguments(cfg, output, arm, router_mapping),
-        train_dataset=to_dataset_dict(groups),
-        loss=make_losses(cfg, arm, groups),
+        args=args,
+        train_dataset=train_dataset,
+        loss=losses,
         data_collator=collator,
-        callbacks=all_callbacks,
+        callbacks=callbacks,
         group_tasks=[g.task for g in groups],
         sampling=cfg.data.sampling,
         sampling_temperature=cfg.data.sampling_temperature,
         mixed=cfg.arm == "static",
+        **kwargs,
     )
     trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def check_world(cfg: RunConfig) -> None:
+    world = _world()[1]
+    if cfg.train.batch_size % world:
+        raise ValueError(f"train.batch_size {cfg.train.batch_size} must be divisible by the {world} processes")
+
+
+def prepare_run(
+    cfg: RunConfig, output: str | os.PathLike, resume: bool = False, callbacks: list | None = None
+) -> PreparedRun:
+    """Check the output folder, load the data, build the arm, its losses, collator and trainer (see
+    :func:`run_training`). The TSEmbed arms train in stages, one trainer each (:mod:`mote.train.tsembed`)."""
+    from transformers import set_seed
+
+    if cfg.arm in TSEMBED_ARMS:
+        raise ValueError(f"the {cfg.arm} arm trains in stages (one trainer each): use run_training")
+    output = Path(output)
+    check_world(cfg)
+    last = _check_output(cfg, output, resume)
+
+    set_seed(cfg.seed)
+    data = load_run_data(cfg)
+    groups = data.groups()
+    arm = build_arm(cfg)
+    counts = arm.parameter_counts()
+    _say(f"arm {cfg.arm}: {type(arm.model[0]).__name__}, {counts['trainable']:,} of {counts['total']:,} parameters "
+         "trainable")
+    router_mapping = {g.name: dict(cfg.task_kind(g.task).routes) for g in groups}
+    collator = make_collator(arm, router_mapping)
+    write_run_files(cfg, output, data, [output / CHECKPOINTS / STAGING])
+    interrupt = GracefulInterrupt()
+    trainer = make_trainer(
+        cfg, arm, training_arguments(cfg, output, arm, router_mapping), to_dataset_dict(groups),
+        make_losses(cfg, arm, groups), collator, make_callbacks(cfg, output, arm, interrupt, callbacks), groups,
+    )
     return PreparedRun(cfg, output, trainer, arm, data, interrupt, last)
 
 
@@ -473,8 +608,13 @@ def run_training(
     ``metrics.csv``, ``checkpoints/checkpoint-N/`` (resumable), ``eval/`` (quick evaluations) and ``model/`` (the
     final model: a MoTE folder for ``mote``/``static``/``tlr``, a plain sentence-transformers folder with the task
     prompts for ``ic``/``ic-matched``; ``train_config.yaml`` is copied next to its weights). ``callbacks`` are extra
-    ``TrainerCallback`` s.
+    ``TrainerCallback`` s. The TSEmbed arms train in stages: ``stage1/``, ``stage2/`` replace ``checkpoints/``
+    (see :func:`mote.train.tsembed.run_tsembed`).
     """
+    if cfg.arm in TSEMBED_ARMS:
+        from mote.train.tsembed import run_tsembed
+
+        return run_tsembed(cfg, output, resume, callbacks)
     t0 = time.perf_counter()
     run = prepare_run(cfg, output, resume, callbacks)
     trainer, output = run.trainer, run.output
