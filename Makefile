@@ -29,5 +29,10 @@ lint: install
 bench: install
 	$(PY) benchmarks/encode.py
 
+# The MoTE experiment (configs/reproduce.yaml): BUDGET=small (<= 45 min on a 2-core CPU) or full (<= 2 h); resumable.
+BUDGET ?= small
+reproduce: install
+	$(VENV)/bin/mote reproduce configs/reproduce.yaml --budget $(BUDGET)
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -254,9 +254,14 @@ def test_tsembed_folder_is_evaluated_with_its_own_task_routing(tiny_model, toy_r
 
     from mote.lora import MoELoRAConfig
     from mote.lora.st import convert as convert_tsembed
+    from mote.stats import parameter_counts
 
     folder = tmp_path / "tiny-tsembed"
-    convert_tsembed(SentenceTransformer(str(tiny_model)), MoELoRAConfig(num_experts=4, r=2)).save(str(folder))
+    base = SentenceTransformer(str(tiny_model))
+    model = convert_tsembed(base, MoELoRAConfig(num_experts=4, top_k=1, r=2))
+    model.save(str(folder))
+    counts, n_base = parameter_counts(model), sum(p.numel() for p in base.parameters())
+    assert counts["dense"] == n_base < counts["active"] < counts["total"]  # top-1 of 4 LoRA experts per token
     enc = load_encoder(str(folder))
     assert enc.kind == "TSEmbedTransformer" and enc.encode([], "query").shape[0] == 0
     ts = _run(str(folder), toy_root, datasets="ToySTS,ToyRetrieval")

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 # Each of these modules defines `register(subparsers) -> None`.
-_SUBCOMMAND_MODULES = ("mote.eval.cli", "mote.train.cli", "mote.moee.cli")
+_SUBCOMMAND_MODULES = ("mote.eval.cli", "mote.train.cli", "mote.moee.cli", "mote.experiment.cli")
 
 
 def _quiet_hf() -> None:

@@ -14,6 +14,11 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     for every task and equals the dense base model's count (MoTE's zero-extra-inference-cost claim).
     """
     total = sum(p.numel() for p in model.parameters())
+    from mote.lora.model import moe_lora_layers, parameter_report
+
+    if moe_lora_layers(model):  # MoE-LoRA (TSEmbed): backbone + routers + the top-k of E LoRA experts per token
+        report = parameter_report(model)
+        return {"total": report["total"], "active": report["active"], "dense": report["backbone"]}
     inactive = 0
     for m in expert_modules(model):
         per_expert = sum(p[0].numel() for p in m.parameters(recurse=False))

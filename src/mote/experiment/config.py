@@ -1,0 +1,457 @@
+"""The experiment file of ``mote reproduce``: validated up front into an :class:`ExperimentConfig` (pydantic).
+
+One YAML file names a training recipe (a ``mote train`` config), the arms (each one a ``mote.train`` arm plus
+recipe overrides), the base models ("blocks") with their arms and seeds, the evaluation datasets and split, the
+similarity and throughput measurements, and named **budgets**: overlays deep-merged onto the file before
+validation (mappings merge key by key, everything else, lists included, is replaced), so that
+``--budget small`` and ``--budget full`` differ only where they say so.
+
+Every problem is collected and reported at once in one :class:`ExperimentConfigError`: unknown keys, unknown arms
+or budgets, arms not known to ``mote.train``, seeds, names unfit for folders, and every problem of every run's
+training recipe (``mote.train.parse_config`` with its data checks), prefixed with the run it belongs to.
+
+The arm list is data: an arm is ``{arm: <a mote.train arm>, label: ..., overrides: {...}}``; a new
+``mote.train`` arm (say ``tsembed``) needs only a new entry here.
+
+Example::
+
+    recipe: mote-minilm.yaml               # relative to this file
+    training: {train: {batch_size: 16}}    # overrides for every run
+    arms:
+      ic: {arm: ic}
+      mote: {arm: mote, label: mote (EOB), overrides: {model: {placement: every-other}}}
+    models:
+      minilm-l6: {base: all-MiniLM-L6-v2, arms: [ic, mote], seeds: [42]}
+    eval: {datasets: [STSBenchmark, WikiQARetrieval], split: test}
+    budgets:
+      small: {training: {train: {steps: 100}}}
+
+    >>> cfg = load_experiment("configs/reproduce.yaml", budget="small")   # doctest: +SKIP
+    >>> [r.name for r in cfg.train_runs()]                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+BASELINES: dict[str, str] = {"base": "dense", "base-ic": "ic"}  # untrained evaluations: name -> eval mode
+BASELINE_LABELS: dict[str, str] = {"base": "base", "base-ic": "base+prefix"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class ExperimentConfigError(ValueError):
+    """An experiment file with problems; ``problems`` lists every one of them."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = problems
+        where = f" in {source}" if source else ""
+        super().__init__(f"{len(problems)} problem(s){where}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ArmSpec(_Strict):
+    """One arm of the comparison: a ``mote.train`` arm and what differs in its recipe."""
+
+    arm: str | None = None  # the mote.train arm (default: this arm's own name)
+    label: str | None = None  # how tables and plots name it (default: its name)
+    description: str = ""
+    overrides: dict[str, Any] = Field(default_factory=dict)  # deep-merged into the recipe
+    eval_mode: Literal["detect", "auto", "ic", "dense"] = "detect"  # detect: a MoTE folder -> auto, else ic
+
+
+class ModelSpec(_Strict):
+    """A block of the experiment: one base model, the arms trained from it, their seeds."""
+
+    base: str
+    label: str | None = None
+    enabled: bool = True
+    arms: list[str] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
+    arm_seeds: dict[str, list[int]] = Field(default_factory=dict)  # per-arm seeds (replace ``seeds``)
+    baselines: list[Literal["base", "base-ic"]] = Field(default_factory=lambda: ["base", "base-ic"])
+    training: dict[str, Any] = Field(default_factory=dict)  # recipe overrides for this block's runs
+
+    def seeds_of(self, arm: str) -> list[int]:
+        return list(self.arm_seeds.get(arm, self.seeds))
+
+
+class EvalSpec(_Strict):
+    """What every model is evaluated on (one list for every arm, so the tables are comparable)."""
+
+    suite: str = "default"
+    datasets: list[str] | None = None  # overrides suite
+    split: str = "test"  # passed explicitly: "test", or "auto" (MTEB's split, e.g. TwitterURLCorpus 51k pairs)
+    routes: dict[str, str] = Field(default_factory=dict)
+    batch_size: int = Field(default=32, gt=0)
+    data_dir: str | None = None  # default: the recipe's data.data_dir, else $MOTE_DATA / ../shared/data
+    cache: str | bool = True  # embedding cache: true (default location), a folder, or false
+
+
+class SimilaritySpec(_Strict):
+    """Inter-task cosine-similarity heatmaps (mote.eval.task_similarity) of some runs (first seed)."""
+
+    enabled: bool = True
+    runs: list[str] = Field(default_factory=lambda: ["base-ic", "ic", "mote"])  # arms or baselines
+    datasets: list[str] = Field(default_factory=lambda: ["STSBenchmark", "Banking77Classification",
+                                                           "WikiQARetrieval", "TwentyNewsgroupsClustering"])
+    texts_per_dataset: int = Field(default=64, gt=0)
+
+
+class ThroughputSpec(_Strict):
+    """Encode throughput of every arm (first seed) and the base, side by side in one process, same texts."""
+
+    enabled: bool = True
+    datasets: list[str] = Field(default_factory=lambda: ["STSBenchmark", "Banking77Classification"])
+    texts: int = Field(default=512, gt=0)
+    rounds: int = Field(default=3, gt=0)
+    chunk: int = Field(default=128, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    threads: int | None = Field(default=None, gt=0)  # torch threads while measuring (default: as is)
+
+
+class ReportSpec(_Strict):
+    title: str = "Results"
+    significance: list[list[str]] = Field(default_factory=lambda: [["mote", "ic"]])  # [arm, against]
+    headline_category: str = "Retrieval"
+    n_boot: int = Field(default=1000, gt=0)
+    bootstrap_seed: int = 0
+    copy_raw: bool = True  # copy every results.json next to the report (raw/)
+
+
+class ExperimentConfig(_Strict):
+    """The whole experiment, after the budget overlay."""
+
+    name: str = "experiment"
+    description: str = ""
+    recipe: str | None = None  # a mote train YAML, relative to the experiment file (or absolute)
+    training: dict[str, Any] = Field(default_factory=dict)  # overrides for every run
+    arms: dict[str, ArmSpec] = Field(min_length=1)
+    models: dict[str, ModelSpec] = Field(min_length=1)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    similarity: SimilaritySpec = Field(default_factory=SimilaritySpec)
+    throughput: ThroughputSpec = Field(default_factory=ThroughputSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+    device: str = "auto"  # evaluation device: auto (cuda if available) | cpu | cuda | cuda:N
+    keep_checkpoints: bool = False  # a finished run keeps model/ only (checkpoints matter only while it runs)
+    default_budget: str | None = None
+    budgets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    # filled in by load_experiment / parse_experiment
+    source: str | None = None
+    budget: str | None = None
+    recipe_raw: dict[str, Any] = Field(default_factory=dict)
+
+    # ------------------------------------------------------------------------------------------- derived
+    def arm_label(self, arm: str) -> str:
+        if arm in BASELINES:
+            return BASELINE_LABELS[arm]
+        return self.arms[arm].label or arm
+
+    def train_arm(self, arm: str) -> str:
+        return self.arms[arm].arm or arm
+
+    def enabled_models(self) -> dict[str, ModelSpec]:
+        return {k: m for k, m in self.models.items() if m.enabled}
+
+    def run_recipe(self, model: str, arm: str, seed: int) -> dict[str, Any]:
+        """The raw training recipe of one run: recipe < training < block training < arm overrides < base/seed."""
+        block = self.models[model]
+        raw = deep_merge(self.recipe_raw, self.training)
+        raw = deep_merge(raw, block.training)
+        raw = deep_merge(raw, self.arms[arm].overrides)
+        raw = deep_merge(raw, {"model": {"base": block.base}, "seed": seed, "arm": self.train_arm(arm)})
+        return raw
+
+    def run_config(self, model: str, arm: str, seed: int, check_files: bool = True):
+        """The validated :class:`mote.train.RunConfig` of one run."""
+        from mote.train import parse_config
+
+        return parse_config(
+            self.run_recipe(model, arm, seed), f"{model}/{arm}/seed-{seed}", check_files, self.train_arm(arm)
+        )
+
+    def eval_data_dir(self) -> str | None:
+        return self.eval.data_dir or (self.recipe_raw.get("data") or {}).get("data_dir") or (
+            self.training.get("data") or {}
+        ).get("data_dir")
+
+
+# ------------------------------------------------------------------------------------------------ merging
+def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``overlay`` over ``base``: mappings merge key by key, anything else (lists too) replaces.
+
+    >>> deep_merge({"a": {"b": 1, "c": [1]}}, {"a": {"c": [2]}, "d": 3})
+    {'a': {'b': 1, 'c': [2]}, 'd': 3}
+    """
+    out = copy.deepcopy(dict(base))
+    for key, value in (overlay or {}).items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ validation
+def _pydantic_problems(err: ValidationError) -> list[str]:
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        got = e.get("input")
+        shown = "" if e["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+        out.append(f"{loc or 'config'}: {e['msg'].removeprefix('Value error, ')}{shown}")
+    return out
+
+
+def _known_train_arms() -> tuple[str, ...]:
+    from mote.train import config as train_config
+
+    return tuple(train_config.ARMS)
+
+
+def _dataset_problems(cfg: ExperimentConfig) -> list[str]:
+    """Evaluation / similarity / throughput datasets that the data folder lacks, and missing splits."""
+    from mote.data import data_dir
+    from mote.eval import datasets as ds
+
+    try:
+        root = data_dir(cfg.eval_data_dir())
+    except FileNotFoundError as e:
+        return [f"eval.data_dir: {e}"]
+    try:
+        available = ds.discover(root)
+    except ds.DatasetFormatError as e:
+        return [f"eval: {e}"]
+    problems = []
+    if cfg.eval.datasets is None and cfg.eval.suite not in ds.SUITES:
+        problems.append(f"eval.suite: unknown suite {cfg.eval.suite!r}; choose one of {ds.SUITES} or list datasets")
+    wanted = {"eval.datasets": cfg.eval.datasets or []}
+    if cfg.similarity.enabled:
+        wanted["similarity.datasets"] = cfg.similarity.datasets
+    if cfg.throughput.enabled:
+        wanted["throughput.datasets"] = cfg.throughput.datasets
+    for where, names in wanted.items():
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            problems.append(f"{where}: unknown evaluation dataset(s) {unknown} in {root}; available: "
+                            f"{', '.join(sorted(available))}")
+    chosen = [available[n] for n in cfg.eval.datasets or [] if n in available]
+    if cfg.eval.datasets is None and cfg.eval.suite in ds.SUITES:
+        chosen = ds.select(available, cfg.eval.suite)
+    for info in chosen:
+        try:
+            split = info.resolve_split(cfg.eval.split)
+            if info.task_type != "Retrieval":
+                ds.split_file(info, split)
+            elif not (info.path / "qrels" / f"{split}.tsv").is_file():
+                raise FileNotFoundError(f"Dataset {info.name!r} has no qrels/{split}.tsv")
+        except (FileNotFoundError, ds.DatasetFormatError) as e:
+            problems.append(f"eval.split: {e}")
+    return problems
+
+
+def _semantic_problems(cfg: ExperimentConfig, check_files: bool) -> list[str]:
+    problems: list[str] = []
+    known = _known_train_arms()
+    for name, spec in cfg.arms.items():
+        if not _NAME.match(name):
+            problems.append(f"arms.{name}: a name must be letters, digits, '.', '_' or '-' (it names folders)")
+        if name in BASELINES:
+            problems.append(f"arms.{name}: {sorted(BASELINES)} name the untrained baselines; choose another name")
+        if (spec.arm or name) not in known:
+            problems.append(f"arms.{name}: unknown mote.train arm {spec.arm or name!r}; known: {list(known)}")
+    for mname, block in cfg.models.items():
+        if not _NAME.match(mname):
+            problems.append(f"models.{mname}: a name must be letters, digits, '.', '_' or '-' (it names folders)")
+        missing = [a for a in block.arms if a not in cfg.arms]
+        if missing:
+            problems.append(f"models.{mname}.arms: {missing} not defined under arms ({list(cfg.arms)})")
+        if len(set(block.arms)) < len(block.arms):
+            problems.append(f"models.{mname}.arms: an arm is listed twice")
+        for arm, seeds in block.arm_seeds.items():
+            if arm not in block.arms:
+                problems.append(f"models.{mname}.arm_seeds.{arm}: not an arm of this block ({block.arms})")
+            if not seeds:
+                problems.append(f"models.{mname}.arm_seeds.{arm}: needs at least one seed")
+        for arm in block.arms:
+            seeds = block.seeds_of(arm)
+            if len(set(seeds)) < len(seeds):
+                problems.append(f"models.{mname}: seeds of {arm} repeat ({seeds})")
+    enabled = cfg.enabled_models()
+    if not enabled:
+        problems.append("models: every block is disabled (enabled: false)")
+    names = {a for b in enabled.values() for a in b.arms} | set(BASELINES)
+    if cfg.similarity.enabled:
+        bad = [r for r in cfg.similarity.runs if r not in names]
+        if bad:
+            problems.append(f"similarity.runs: {bad} are neither arms of an enabled block nor {sorted(BASELINES)}")
+    for i, pair in enumerate(cfg.report.significance):
+        if len(pair) != 2 or any(p not in cfg.arms and p not in BASELINES for p in pair):
+            problems.append(f"report.significance[{i}]: needs [arm, other arm or baseline], got {pair}")
+    if cfg.device != "auto" and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", cfg.device):
+        problems.append(f"device: {cfg.device!r} is not auto, cpu, cuda, cuda:N or mps")
+    # every run's training recipe, with mote.train's own validation (data files included)
+    from mote.train import ConfigError
+
+    if cfg.recipe_raw or cfg.training:
+        recipe_problems: dict[str, list[str]] = {}  # one line per problem, naming every run that has it
+        for mname, block in enabled.items():
+            for arm in block.arms:
+                if arm not in cfg.arms or (cfg.arms[arm].arm or arm) not in known:
+                    continue
+                seed = block.seeds_of(arm)[0] if block.seeds_of(arm) else 0
+                try:
+                    cfg.run_config(mname, arm, seed, check_files=check_files)
+                except ConfigError as e:
+                    for p in e.problems:
+                        recipe_problems.setdefault(p, []).append(f"{mname}/{arm}")
+        problems += [f"training recipe of {', '.join(runs)}: {p}" for p, runs in recipe_problems.items()]
+    else:
+        problems.append("recipe: no training recipe (give recipe: FILE and/or a training: section)")
+    if check_files:
+        problems += _dataset_problems(cfg)
+    return problems
+
+
+def parse_experiment(
+    raw: Mapping[str, Any] | None,
+    source: str | os.PathLike | None = None,
+    budget: str | None = None,
+    check_files: bool = True,
+) -> ExperimentConfig:
+    """Validate an experiment mapping under ``budget``; one :class:`ExperimentConfigError` lists every problem.
+
+    ``source`` is the experiment file (its folder resolves a relative ``recipe``). ``check_files=False`` skips
+    the checks that read the data folder.
+    """
+    where = str(source) if source is not None else None
+    if not isinstance(raw, Mapping):
+        raise ExperimentConfigError(
+            [f"the experiment file must be a mapping of sections, got {type(raw).__name__}"], where)
+    raw = dict(raw)
+    problems: list[str] = []
+    budgets = raw.get("budgets") or {}
+    if not isinstance(budgets, Mapping):
+        raise ExperimentConfigError(["budgets: must map budget names to overlays"], where)
+    chosen = budget if budget is not None else raw.get("default_budget")
+    merged = dict(raw)
+    if chosen is not None:
+        if chosen not in budgets:
+            known = ", ".join(budgets) or "none defined"
+            raise ExperimentConfigError([f"unknown budget {chosen!r}; budgets: {known}"], where)
+        overlay = budgets[chosen] or {}
+        if not isinstance(overlay, Mapping):
+            raise ExperimentConfigError([f"budgets.{chosen}: must be a mapping (an overlay of this file)"], where)
+        if "budgets" in overlay or "default_budget" in overlay:
+            problems.append(f"budgets.{chosen}: a budget cannot define budgets")
+        merged = deep_merge(raw, {k: v for k, v in overlay.items() if k not in ("budgets", "default_budget")})
+    # the recipe file
+    recipe_raw: dict[str, Any] = {}
+    recipe = merged.get("recipe")
+    if recipe is not None:
+        path = resolve_recipe(str(recipe), source)
+        if path is None:
+            problems.append(f"recipe: file {recipe!r} not found (relative to the experiment file or the current "
+                            "folder)")
+        else:
+            try:
+                loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+                if not isinstance(loaded, Mapping):
+                    problems.append(f"recipe: {path} is not a mapping of sections")
+                else:
+                    recipe_raw = dict(loaded)
+            except yaml.YAMLError as e:
+                problems.append(f"recipe: {path} is not valid YAML: {e}")
+    source_name = where
+    if chosen is not None:
+        where = f"{where or 'the experiment'} (budget {chosen})"
+    # Validate; on errors, drop the offending entries and validate again, so that the checks of the rest (arms,
+    # recipes, datasets) still run and every problem is reported at once.
+    candidate = {**merged, "source": source_name, "budget": chosen, "recipe_raw": recipe_raw}
+    cfg = None
+    for _ in range(20):
+        try:
+            cfg = ExperimentConfig.model_validate(candidate)
+            break
+        except ValidationError as e:
+            problems += [p for p in _pydantic_problems(e) if p not in problems]
+            if not any(_prune(candidate, err["loc"], err["type"] == "missing") for err in e.errors()):
+                break
+    if cfg is None:
+        raise ExperimentConfigError(problems, where)
+    problems += _semantic_problems(cfg, check_files)
+    # the other budgets: at least their shape (a typo in `full` should not wait until someone runs it)
+    for other, overlay in budgets.items():
+        if other == chosen or not isinstance(overlay, Mapping):
+            continue
+        try:
+            ExperimentConfig.model_validate({**deep_merge(raw, overlay), "budgets": {}})
+        except ValidationError as e:
+            problems += [f"budgets.{other}: {p}" for p in _pydantic_problems(e) if p not in problems]
+    if problems:
+        raise ExperimentConfigError(problems, where)
+    return cfg
+
+
+def _prune(raw: dict[str, Any], loc: tuple, missing: bool) -> bool:
+    """Delete the entry at ``loc`` (its parent for a missing field) from ``raw``; ``False`` if nothing to delete."""
+    path = list(loc[:-1] if missing else loc)
+    if len(path) < 2:  # never drop a whole top-level section: its own error stands
+        return False
+    node: Any = raw
+    for key in path[:-1]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return False
+    try:
+        del node[path[-1]]
+    except (KeyError, IndexError, TypeError):
+        return False
+    return True
+
+
+def resolve_recipe(recipe: str, source: str | os.PathLike | None) -> Path | None:
+    candidates = [Path(recipe)] if Path(recipe).is_absolute() else []
+    if source is not None and not Path(recipe).is_absolute():
+        candidates.append(Path(source).parent / recipe)
+    candidates.append(Path(recipe))
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def load_experiment(
+    path: str | os.PathLike, budget: str | None = None, check_files: bool = True
+) -> ExperimentConfig:
+    """Read and validate an experiment YAML file (see :func:`parse_experiment`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Experiment file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ExperimentConfigError([f"not valid YAML: {e}"], str(path)) from None
+    return parse_experiment(raw, path, budget, check_files)
+
+
+__all__ = [
+    "BASELINES",
+    "ArmSpec",
+    "EvalSpec",
+    "ExperimentConfig",
+    "ExperimentConfigError",
+    "ModelSpec",
+    "deep_merge",
+    "load_experiment",
+    "parse_experiment",
+]

@@ -1,0 +1,115 @@
+"""The plan of a reproduction: blocks x arms x seeds -> training runs, and the evaluations that follow them.
+
+Folders under the output root (``runs/reproduce/<budget>``)::
+
+    <block>/train/<arm>/seed-<s>/     mote train's run folder (model/, metrics.jsonl, checkpoints/) + DONE marker
+    <block>/eval/<arm>/seed-<s>/      mote eval's results.json / results.md / items/ + marker
+    <block>/eval/base/, eval/base-ic/ the untrained base (dense) and the base with the task prefixes (ic)
+    <block>/similarity/<run>/         inter-task similarity heatmaps
+    <block>/compare/<name>/           mote compare outputs (tables, bootstrap, bars)
+    measurements.json                 parameters and encode throughput of every arm, measured in one process
+
+Order: per block the two baselines first, then the first seed of every arm (so a budget cut short still has every
+arm once), then the further seeds; each training is followed by its evaluation.
+
+Example:
+    >>> cfg = load_experiment("configs/reproduce.yaml", budget="small")      # doctest: +SKIP
+    >>> plan = make_plan(cfg, "runs/reproduce/small")                        # doctest: +SKIP
+    >>> [t.key for t in plan.trainings][:2]                                  # doctest: +SKIP
+    ['minilm-l6/ic/seed-42', 'minilm-l6/mote/seed-42']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mote.experiment.config import ExperimentConfig
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """One training: ``arm`` of block ``model`` with ``seed``."""
+
+    model: str
+    arm: str
+    seed: int
+    dir: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/{self.arm}/seed-{self.seed}"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.dir / "model"
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """One evaluation: a trained run (``train`` set) or an untrained baseline (``base`` / ``base-ic``)."""
+
+    model: str
+    arm: str  # an arm name, or a baseline name
+    seed: int | None  # None for baselines
+    dir: Path
+    train: TrainRun | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/{self.arm}" + (f"/seed-{self.seed}" if self.seed is not None else "")
+
+    @property
+    def baseline(self) -> bool:
+        return self.train is None
+
+
+@dataclass
+class Plan:
+    """Everything a reproduction does, in order, and where it goes."""
+
+    root: Path
+    config: ExperimentConfig
+    trainings: list[TrainRun] = field(default_factory=list)
+    evaluations: list[EvalRun] = field(default_factory=list)
+
+    def steps(self) -> list[TrainRun | EvalRun]:
+        """Trainings and evaluations interleaved in execution order (baselines, then train -> eval per run)."""
+        out: list[TrainRun | EvalRun] = []
+        by_train = {e.train.key: e for e in self.evaluations if e.train is not None}
+        for block in self.config.enabled_models():
+            out += [e for e in self.evaluations if e.model == block and e.baseline]
+            for t in self.trainings:
+                if t.model == block:
+                    out += [t, by_train[t.key]]
+        return out
+
+    def evals_of(self, model: str, arm: str) -> list[EvalRun]:
+        """The evaluations of one arm (or baseline) of a block, in seed order."""
+        return [e for e in self.evaluations if e.model == model and e.arm == arm]
+
+    def first(self, model: str, arm: str) -> EvalRun | None:
+        runs = self.evals_of(model, arm)
+        return runs[0] if runs else None
+
+
+def make_plan(cfg: ExperimentConfig, root: str | Path) -> Plan:
+    """Expand ``cfg`` (after its budget) into the runs under ``root``."""
+    root = Path(root)
+    plan = Plan(root, cfg)
+    for mname, block in cfg.enabled_models().items():
+        for base in block.baselines:
+            plan.evaluations.append(EvalRun(mname, base, None, root / mname / "eval" / base))
+        per_arm = {arm: block.seeds_of(arm) for arm in block.arms}
+        rounds = max(len(s) for s in per_arm.values())
+        for k in range(rounds):  # seed-major: every arm once before any arm twice
+            for arm in block.arms:
+                if k < len(per_arm[arm]):
+                    seed = per_arm[arm][k]
+                    t = TrainRun(mname, arm, seed, root / mname / "train" / arm / f"seed-{seed}")
+                    plan.trainings.append(t)
+                    plan.evaluations.append(EvalRun(mname, arm, seed, root / mname / "eval" / arm / f"seed-{seed}", t))
+    return plan
+
+
+__all__ = ["EvalRun", "Plan", "TrainRun", "make_plan"]

@@ -1,0 +1,600 @@
+"""docs/results.md and its figures, generated from a reproduction's folders (never edited by hand).
+
+Per block (base model): per-dataset and per-category tables of the untrained base, the base with the task
+prefixes, and every arm (mean ± sample std over seeds where an arm has more than one); gains over the base,
+overall and per category; the paired significance of each configured pair (``report.significance``, default
+mote vs ic) — per dataset a paired bootstrap per seed and across datasets the Wilcoxon signed-rank and sign tests,
+all computed by :mod:`mote.eval.compare` / :mod:`mote.eval.stats`; inter-task similarity heatmaps; training curves;
+parameters and encode throughput; and, with more than one block, how the gains change with capacity.
+
+The numbers come from :func:`summarize` (plain means over datasets, categories and seeds; tested on made-up
+scores); a run that misses a dataset gets no aggregate ("–"), so a partial reproduction never mixes averages
+over different datasets.
+
+Example:
+    >>> write_report(make_plan(cfg, "runs/reproduce/small"), "docs/results.md")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mote.experiment.config import BASELINES, ExperimentConfig
+from mote.experiment.plan import EvalRun, Plan
+from mote.io import atomic_write_json, atomic_write_text
+
+OVERALL = ("mean over datasets", "mean over categories")
+Stat = tuple[float | None, float | None, int]  # mean, sample std (None for one value), number of values
+
+
+# ------------------------------------------------------------------------------------------------ numbers
+def mean_std(values: Sequence[float | None]) -> Stat:
+    """``(mean, sample std, n)`` of the non-missing values (std ``None`` below two values)."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None, None, 0
+    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+    return float(np.mean(vals)), std, len(vals)
+
+
+def category_order(types: set[str]) -> list[str]:
+    from mote.eval.datasets import TASK_TYPES
+
+    return [t for t in TASK_TYPES if t in types] + sorted(types - set(TASK_TYPES))
+
+
+def aggregates(scores: Mapping[str, float], datasets: Sequence[str], task_type: Mapping[str, str]) -> dict[str, Any]:
+    """One run's category means and both overall means over ``datasets``; ``None`` where a dataset is missing."""
+    cats = category_order({task_type[d] for d in datasets})
+    out: dict[str, float | None] = {}
+    for c in cats:
+        vals = [scores.get(d) for d in datasets if task_type[d] == c]
+        out[c] = None if any(v is None for v in vals) else float(np.mean(vals))
+    every = [scores.get(d) for d in datasets]
+    out[OVERALL[0]] = None if any(v is None for v in every) or not every else float(np.mean(every))
+    cat_vals = [out[c] for c in cats]
+    out[OVERALL[1]] = None if any(v is None for v in cat_vals) or not cat_vals else float(np.mean(cat_vals))
+    return out
+
+
+@dataclass
+class Summary:
+    """The tables of one block: every value a :data:`Stat` over seeds."""
+
+    names: list[str]  # columns: baselines, then arms
+    datasets: list[str]
+    task_type: dict[str, str]
+    categories: list[str]
+    seeds: dict[str, list[int | None]]
+    per_dataset: dict[str, dict[str, Stat]] = field(default_factory=dict)
+    per_category: dict[str, dict[str, Stat]] = field(default_factory=dict)  # categories + OVERALL
+    gains: dict[str, dict[str, Stat]] = field(default_factory=dict)  # vs base; categories + OVERALL
+    base: str | None = None
+
+
+def summarize(
+    runs: Mapping[str, Sequence[Mapping[str, float]]],
+    task_type: Mapping[str, str],
+    *,
+    base: str = "base",
+    seeds: Mapping[str, Sequence[int | None]] | None = None,
+    datasets: Sequence[str] | None = None,
+) -> Summary:
+    """Tables from main scores: ``runs[name]`` = one ``{dataset: score}`` per seed (column order kept).
+
+    Per dataset and per category: mean ± std over seeds. Gains: per seed, the run's aggregate minus the base's
+    (the base has one run; with several, their mean), then mean ± std over seeds.
+    """
+    if datasets is None:
+        found = {d for rs in runs.values() for r in rs for d in r}
+        cats = category_order({task_type[d] for d in found})
+        datasets = sorted(found, key=lambda d: (cats.index(task_type[d]), d))
+    datasets = list(datasets)
+    categories = category_order({task_type[d] for d in datasets})
+    summary = Summary(list(runs), datasets, {d: task_type[d] for d in datasets}, categories,
+                      {n: list((seeds or {}).get(n, [None] * len(rs))) for n, rs in runs.items()})
+    agg = {n: [aggregates(r, datasets, task_type) for r in rs] for n, rs in runs.items()}
+    for n, rs in runs.items():
+        summary.per_dataset[n] = {d: mean_std([r.get(d) for r in rs]) for d in datasets}
+        summary.per_category[n] = {k: mean_std([a[k] for a in agg[n]]) for k in [*categories, *OVERALL]}
+    if runs.get(base):
+        summary.base = base
+        base_agg = {k: mean_std([a[k] for a in agg[base]])[0] for k in [*categories, *OVERALL]}
+        for n in runs:
+            if n == base:
+                continue
+            summary.gains[n] = {
+                k: mean_std([None if a[k] is None or base_agg[k] is None else a[k] - base_agg[k] for a in agg[n]])
+                for k in [*categories, *OVERALL]
+            }
+    return summary
+
+
+def fmt(stat: Stat | None, signed: bool = False, digits: int = 2) -> str:
+    """``82.03``, ``+1.20 ± 0.31`` or ``–``."""
+    if stat is None or stat[0] is None:
+        return "–"
+    m, s, _ = stat
+    text = f"{m:+.{digits}f}" if signed else f"{m:.{digits}f}"
+    return text if s is None else f"{text} ± {s:.{digits}f}"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+# ------------------------------------------------------------------------------------------------ collecting
+@dataclass
+class BlockResults:
+    """The finished evaluations of one block: ``runs[name]`` = [(seed, folder, results.json)]."""
+
+    model: str
+    runs: dict[str, list[tuple[int | None, Path, dict[str, Any]]]]
+
+
+def _finished(ev: EvalRun) -> dict[str, Any] | None:
+    from mote.experiment.runner import EVAL_MARKER
+
+    if not (ev.dir / "results.json").is_file() or not (ev.dir / EVAL_MARKER).is_file():
+        return None
+    return json.loads((ev.dir / "results.json").read_text(encoding="utf-8"))
+
+
+def collect(plan: Plan) -> dict[str, BlockResults]:
+    out: dict[str, BlockResults] = {}
+    for model, block in plan.config.enabled_models().items():
+        runs: dict[str, list] = {}
+        for name in [*block.baselines, *block.arms]:
+            got = [(ev.seed, ev.dir, r) for ev in plan.evals_of(model, name) if (r := _finished(ev)) is not None]
+            runs[name] = got
+        out[model] = BlockResults(model, runs)
+    return out
+
+
+def block_summary(exp: ExperimentConfig, res: BlockResults) -> Summary:
+    task_type: dict[str, str] = {}
+    for rs in res.runs.values():
+        for _, _, r in rs:
+            task_type.update({d: e["task_type"] for d, e in r["datasets"].items()})
+    scores = {n: [{d: e["main_score"] for d, e in r["datasets"].items()} for _, _, r in rs]
+              for n, rs in res.runs.items()}
+    seeds = {n: [s for s, _, _ in rs] for n, rs in res.runs.items()}
+    return summarize(scores, task_type, base="base", seeds=seeds, datasets=exp.eval.datasets and [
+        d for d in exp.eval.datasets if d in task_type])
+
+
+# ------------------------------------------------------------------------------------------------ significance
+def cached_compare(a_dir: Path, b_dir: Path, out: Path, n_boot: int, seed: int) -> dict[str, Any]:
+    """``mote.eval.compare([b, a], base=b)`` into ``out``, reused while both results.json are unchanged."""
+    import hashlib
+
+    from mote.eval import compare
+
+    key = hashlib.sha256(
+        (a_dir / "results.json").read_bytes() + b"|" + (b_dir / "results.json").read_bytes()
+        + f"|{n_boot}|{seed}".encode()
+    ).hexdigest()[:16]
+    marker = out / "reproduce.json"
+    if (out / "compare.json").is_file() and marker.is_file() and json.loads(marker.read_text()).get("key") == key:
+        return json.loads((out / "compare.json").read_text())
+    res = compare([b_dir, a_dir], base=b_dir, output=out, n_boot=n_boot, seed=seed, overwrite=True, plots=False)
+    atomic_write_json(marker, {"key": key})
+    return res
+
+
+@dataclass
+class Significance:
+    a: str
+    b: str
+    seeds: list[int | None]
+    per_seed: list[dict[str, Any]]  # compare()'s comparison of a vs b, one per seed
+    datasets: list[str]
+    task_type: dict[str, str]
+    delta: dict[str, Stat]  # per dataset, over seeds
+    category_delta: dict[str, Stat]
+    across: dict[str, Any] | None  # mote.eval.stats.across_datasets of the seed-mean deltas
+
+
+def significance(plan: Plan, res: BlockResults, a: str, b: str) -> Significance | None:
+    """Paired comparison of arm ``a`` against ``b`` (an arm: paired by seed; a baseline: every seed of ``a``)."""
+    from mote.eval.stats import across_datasets
+
+    exp = plan.config
+    runs_a, runs_b = res.runs.get(a, []), res.runs.get(b, [])
+    if not runs_a or not runs_b:
+        return None
+    if b in BASELINES:
+        pairs = [(sa, da, runs_b[0][1]) for sa, da, _ in runs_a]
+    else:
+        by_seed = {s: d for s, d, _ in runs_b}
+        pairs = [(sa, da, by_seed[sa]) for sa, da, _ in runs_a if sa in by_seed]
+    if not pairs:
+        return None
+    per_seed = []
+    for seed, da, db in pairs:
+        out = plan.root / res.model / "compare" / f"{a}-vs-{b}" / f"seed-{seed}"
+        c = cached_compare(da, db, out, exp.report.n_boot, exp.report.bootstrap_seed)
+        label = next(r["label"] for r in c["runs"] if r["label"] != c["base"])
+        per_seed.append({**c["comparisons"][label], "common_datasets": c["common_datasets"],
+                         "task_type": c["task_type"]})
+    common = [d for d in per_seed[0]["common_datasets"] if all(d in p["per_dataset"] for p in per_seed)]
+    task_type = per_seed[0]["task_type"]
+    delta = {d: mean_std([p["per_dataset"][d]["delta"] for p in per_seed]) for d in common}
+    cats = category_order({task_type[d] for d in common})
+    cat_delta = {c: mean_std([p["category_deltas"].get(c) for p in per_seed]) for c in cats}
+    for k in ("mean_over_datasets", "mean_over_categories"):
+        cat_delta[k.replace("_", " ")] = mean_std([p["overall_delta"][k] for p in per_seed])
+    across = across_datasets([delta[d][0] for d in common]) if common else None
+    return Significance(a, b, [s for s, _, _ in pairs], per_seed, common, task_type, delta, cat_delta, across)
+
+
+# ------------------------------------------------------------------------------------------------ markdown
+def _table(head: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * left + "---:|" * (len(head) - left),
+            *["| " + " | ".join(r) + " |" for r in rows]]
+
+
+def _col(exp: ExperimentConfig, s: Summary, name: str) -> str:
+    n = len([x for x in s.seeds.get(name, [])])
+    label = exp.arm_label(name)
+    return f"{label} ({n} seeds)" if n > 1 else label
+
+
+def summary_markdown(exp: ExperimentConfig, s: Summary, metric: Mapping[str, str] | None = None) -> list[str]:
+    """The per-dataset, per-category and gain tables of one block."""
+    names = [n for n in s.names if s.seeds.get(n)]
+    lines = ["#### Per dataset (main score, %)", ""]
+    head = ["category", "dataset", *(["metric"] if metric else []), *[_col(exp, s, n) for n in names]]
+    rows = [[s.task_type[d], d, *([metric.get(d, "")] if metric else []),
+             *[fmt(s.per_dataset[n][d]) for n in names]] for d in s.datasets]
+    lines += _table(head, rows, left=3 if metric else 2)
+    lines += ["", "#### Per category and overall (mean of the category's datasets, %)", ""]
+    head = ["category", "datasets", *[_col(exp, s, n) for n in names]]
+    rows = []
+    for c in [*s.categories, *OVERALL]:
+        count = sum(1 for d in s.datasets if s.task_type[d] == c) if c in s.categories else (
+            len(s.datasets) if c == OVERALL[0] else len(s.categories))
+        label = c if c in s.categories else f"**{c}**"
+        rows.append([label, str(count), *[fmt(s.per_category[n][c]) for n in names]])
+    lines += _table(head, rows)
+    if s.gains:
+        gnames = [n for n in names if n in s.gains]
+        lines += ["", f"#### Gain over the untrained base ({exp.arm_label(s.base)}), points", ""]
+        head = ["category", *[_col(exp, s, n) for n in gnames]]
+        rows = [[c if c in s.categories else f"**{c}**", *[fmt(s.gains[n][c], signed=True) for n in gnames]]
+                for c in [*s.categories, *OVERALL]]
+        lines += _table(head, rows)
+    return lines
+
+
+def significance_markdown(exp: ExperimentConfig, sig: Significance, n_boot: int) -> list[str]:
+    a, b = exp.arm_label(sig.a), exp.arm_label(sig.b)
+    seeds = ", ".join(str(s) for s in sig.seeds)
+    paired = "the same baseline run" if sig.b in BASELINES else "the same seed"
+    lines = [f"#### Significance: {a} vs {b}", "",
+             f"Δ = {a} − {b} in points, mean ± std over seeds ({seeds}; each {a} run paired with {paired}). "
+             f"p: paired bootstrap over test items ({n_boot} resamples, `mote.eval.compare`), one per seed; "
+             "\\* p < 0.05.", ""]
+    head = ["category", "dataset", "Δ", *[f"p (seed {s})" for s in sig.seeds]]
+    rows = []
+    for d in sig.datasets:
+        ps = []
+        for p in sig.per_seed:
+            bs = p["per_dataset"][d].get("bootstrap")
+            ps.append("–" if not bs else _p(bs["p"]) + ("\\*" if bs["p"] < 0.05 else ""))
+        rows.append([sig.task_type[d], d, fmt(sig.delta[d], signed=True), *ps])
+    lines += _table(head, rows, left=2)
+    lines += ["", "| category | Δ (mean ± std over seeds) |", "|---|---:|"]
+    lines += [f"| {c} | {fmt(v, signed=True)} |" for c, v in sig.category_delta.items()]
+    if sig.across:
+        x = sig.across
+        lines += ["", f"Across {x['n_datasets']} datasets (seed-mean Δ): {x['wins']} wins, {x['losses']} losses, "
+                  f"{x['ties']} ties; mean Δ {x['mean_delta']:+.2f}; Wilcoxon signed-rank p = {_p(x['wilcoxon_p'])}; "
+                  f"sign test p = {_p(x['sign_test_p'])}."]
+    for s, p in zip(sig.seeds, sig.per_seed):
+        x = p["across_datasets"]
+        sig_n = sum(1 for d in sig.datasets if (bs := p["per_dataset"][d].get("bootstrap")) and bs["p"] < 0.05)
+        lines.append(f"- seed {s}: {x['wins']} wins, {x['losses']} losses; Wilcoxon p = {_p(x['wilcoxon_p'])}, "
+                     f"sign test p = {_p(x['sign_test_p'])}; {sig_n} of {len(sig.datasets)} datasets with "
+                     "bootstrap p < 0.05.")
+    return lines
+
+
+def _curves(plan: Plan, model: str) -> tuple[dict[str, list], dict[str, list], list[str]]:
+    """Loss and quick-eval score curves per arm label, one per finished seed (from metrics.jsonl), and the
+    datasets the quick evaluations scored."""
+    import re
+
+    exp = plan.config
+    losses: dict[str, list] = {}
+    scores: dict[str, list] = {}
+    names: dict[str, None] = {}
+    for arm in exp.models[model].arms:
+        label = exp.arm_label(arm)
+        for t in plan.trainings:
+            if t.model != model or t.arm != arm or not (t.dir / "metrics.jsonl").is_file():
+                continue
+            loss, score = [], []
+            for line in (t.dir / "metrics.jsonl").read_text().splitlines():
+                if not line.strip():
+                    continue
+                e = json.loads(line)
+                if "loss" in e:
+                    loss.append((int(e["step"]), float(e["loss"])))
+                if isinstance(e.get("eval"), dict):
+                    found = {m.group(1): v for k, v in e["eval"].items()
+                             if (m := re.fullmatch(r"datasets/([^/]+)/main_score", k))}
+                    names.update(dict.fromkeys(found))
+                    main = list(found.values())
+                    if main:
+                        score.append((int(e["step"]), float(np.mean(main))))
+            losses.setdefault(label, []).append(loss)
+            scores.setdefault(label, []).append(score)
+    return losses, scores, list(names)
+
+
+def _timings(root: Path) -> dict[str, float]:
+    """Seconds per kind of work from timings.jsonl: every piece of work done in this output folder, over all
+    invocations (an interrupted training counts with its part before the interruption)."""
+    from mote.experiment.runner import TIMINGS
+
+    out: dict[str, float] = {}
+    path = root / TIMINGS
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                e = json.loads(line)
+                out[e["kind"]] = out.get(e["kind"], 0.0) + float(e["seconds"])
+    return out
+
+
+def _recipe_lines(exp: ExperimentConfig, model: str) -> list[str]:
+    block = exp.models[model]
+    lines = []
+    for arm in block.arms:
+        cfg = exp.run_config(model, arm, block.seeds_of(arm)[0], check_files=False)
+        t = cfg.train
+        lines.append(
+            f"| {exp.arm_label(arm)} | `{cfg.arm}` | {cfg.model.placement if cfg.arm != 'ic' else '–'} | "
+            f"{cfg.model.trainable if cfg.arm != 'ic-matched' else 'experts'} | {t.steps} | {t.batch_size} | "
+            f"{t.learning_rate:g} | {cfg.model.max_seq_length} | {', '.join(map(str, block.seeds_of(arm)))} |"
+        )
+    first = exp.run_config(model, block.arms[0], block.seeds_of(block.arms[0])[0], check_files=False)
+    data = []
+    for name, task in first.tasks.items():
+        items = [f"{d.label}" + (f" (≤{d.max_examples:,})" if d.max_examples else "") for d in task.dataset_configs()]
+        kind = first.task_kind(name)
+        data.append(f"- {name} (temperature {kind.temperature:g}): {', '.join(items)}")
+    return ["| arm | mote.train arm | expert layers | trained | steps | batch | lr | max seq | seeds |",
+            "|---|---|---|---|---:|---:|---:|---:|---|", *lines, "",
+            f"Training data (sampling `{first.data.sampling}`, warmup {first.train.warmup_ratio:g}, "
+            f"scheduler {first.train.scheduler}):", "", *data]
+
+
+def _copy(src: Path, dst: Path) -> bool:
+    if not src.is_file():
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return True
+
+
+FIGURES_MARKER = ".generated-by-mote-reproduce"
+
+
+def _fresh_figures(figdir: Path) -> None:
+    """Empty the figures folder of an earlier report (only a folder this module made: it holds the marker), so
+    that no figure of another budget or block lingers next to the new report."""
+    if figdir.is_dir() and (figdir / FIGURES_MARKER).is_file():
+        for p in figdir.glob("*.png"):
+            p.unlink()
+        shutil.rmtree(figdir / "raw", ignore_errors=True)
+    elif figdir.is_dir() and any(figdir.iterdir()):
+        raise FileExistsError(f"{figdir} exists and was not made by mote reproduce; choose another --report")
+    figdir.mkdir(parents=True, exist_ok=True)
+    (figdir / FIGURES_MARKER).write_text("figures of the report next to this folder; rewritten on every run\n")
+
+
+def write_report(plan: Plan, report: str | Path) -> Path:
+    """Write ``report`` (Markdown) and its figures (``<report without .md>/``) from the plan's folders."""
+    from mote.experiment.figures import arm_colors, gains_chart, similarity_panels, training_curves
+    from mote.experiment.runner import MEASUREMENTS, similarity_dir
+
+    exp = plan.config
+    report = Path(report)
+    figdir = report.with_suffix("")
+    _fresh_figures(figdir)
+    rel = figdir.name
+    results = collect(plan)
+    env: dict[str, Any] = {}
+    budget = exp.budget or "-"
+    lines = [
+        f"# {exp.report.title}",
+        "",
+        f"<!-- generated by `mote reproduce` ({_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}); "
+        "do not edit by hand: edit the experiment file and rerun -->",
+        "",
+        f"Budget **{budget}**" + (f": {exp.description.strip()}" if exp.description else "") + ".",
+        "Reproduce with " + (f"`make reproduce BUDGET={budget}` or " if str(exp.source).endswith(
+            "configs/reproduce.yaml") else "") + f"`mote reproduce {exp.source or 'CONFIG'} --budget {budget}` "
+        f"(resumable; trained models stay under `{plan.root}`).",
+        "",
+    ]
+    headline: list[str] = []
+    body: list[str] = []
+    capacity: list[tuple[str, Summary, Significance | None]] = []
+    measured = json.loads((plan.root / MEASUREMENTS).read_text()) if (plan.root / MEASUREMENTS).is_file() else None
+    for model, res in results.items():
+        block = exp.models[model]
+        s = block_summary(exp, res)
+        first_results = next((r for rs in res.runs.values() for _, _, r in rs), None)
+        if first_results:
+            env = env or first_results.get("environment", {})
+        metric = {d: e["main_metric"] for rs in res.runs.values() for _, _, r in rs for d, e in r["datasets"].items()}
+        colors = arm_colors([exp.arm_label(n) for n in [*block.baselines, *block.arms]])
+        body += [f"## {block.label or model}: `{block.base}`", ""]
+        pending = [ev.key for name in res.runs for ev in plan.evals_of(model, name) if _finished(ev) is None]
+        if pending:
+            body += [f"Not finished yet (left out of the tables): {', '.join(pending)}.", ""]
+        if not s.datasets:
+            body += ["No finished evaluations yet.", ""]
+            continue
+        body += [f"### Scores ({len(s.datasets)} datasets, split `{exp.eval.split}`)", ""]
+        body += [*summary_markdown(exp, s, metric), ""]
+        if s.gains:
+            groups = [*s.categories, *OVERALL]
+            gains = {exp.arm_label(n): {g: s.gains[n][g][:2] for g in groups} for n in s.gains if s.seeds.get(n)}
+            png = f"{model}-gains.png"
+            gains_chart(gains, groups, figdir / png, title=f"Gain over the untrained base: {block.base}",
+                        colors=colors)
+            body += [f"![gains over the base per category]({rel}/{png})", ""]
+        sigs = []
+        for a, b in exp.report.significance:
+            sig = significance(plan, res, a, b)
+            if sig is not None:
+                sigs.append(sig)
+                body += [*significance_markdown(exp, sig, exp.report.n_boot), ""]
+        capacity.append((model, s, sigs[0] if sigs else None))
+        # headline (first block with a significance pair)
+        if sigs and not headline:
+            headline = _headline(exp, model, s, sigs[0])
+        # similarity
+        sims = []
+        for name in exp.similarity.runs if exp.similarity.enabled else []:
+            d = similarity_dir(plan, model, name)
+            if (d / "similarity.json").is_file():
+                sims.append((name, json.loads((d / "similarity.json").read_text())))
+        if sims:
+            png = f"{model}-similarity.png"
+            similarity_panels({exp.arm_label(n): (sim["tasks"], sim["matrix"]) for n, sim in sims}, figdir / png,
+                              title=f"Inter-task similarity, {block.base} (same {sims[0][1]['n_texts']} texts)")
+            body += ["### Inter-task similarity", "",
+                     "Mean over the same texts of cos(view_a(x), view_b(x)) between task views (lower = the tasks "
+                     "embed the text more differently; first seed of each arm; `mote.eval.task_similarity`).", "",
+                     "| run | off-diagonal mean | texts |", "|---|---:|---:|"]
+            body += [f"| {exp.arm_label(n)} | {sim['off_diagonal_mean']:.4f} | {sim['n_texts']} |" for n, sim in sims]
+            body += ["", f"![inter-task similarity]({rel}/{png})", ""]
+        # training curves
+        losses, scores, quick = _curves(plan, model)
+        if any(c for cs in losses.values() for c in cs):
+            png = f"{model}-training.png"
+            label = "quick evaluation: " + (f"mean main score of {', '.join(quick)}" if len(quick) < 4 else
+                                            f"mean main score of {len(quick)} datasets") + " (%)"
+            training_curves(losses, scores, figdir / png, title=block.base, colors=colors, score_label=label)
+            body += ["### Training curves", "",
+                     "Loss as logged by the trainer (mean over each logging interval; line = mean over seeds, band = "
+                     "min..max). Losses of arms with other temperatures (static) or an auxiliary loss (tlr) are not "
+                     "on the same scale.", "", f"![training curves]({rel}/{png})", ""]
+        # parameters and throughput
+        if measured:
+            body += _measure_lines(exp, model, measured)
+        body += ["### Recipe", "", *_recipe_lines(exp, model), ""]
+        if exp.report.copy_raw:
+            for name, rs in res.runs.items():
+                for seed, d, _ in rs:
+                    stem = name if seed is None else f"{name}-seed{seed}"
+                    _copy(d / "results.json", figdir / "raw" / model / f"{stem}.json")
+    if len([c for c in capacity if c[2] is not None]) > 1:
+        body += _capacity_lines(exp, capacity)
+    if headline:
+        lines += ["## Headline", "", *headline, ""]
+    lines += body
+    lines += _setup_lines(exp, plan, env, rel)
+    atomic_write_text(report, "\n".join(lines).rstrip() + "\n")
+    return report
+
+
+def _headline(exp: ExperimentConfig, model: str, s: Summary, sig: Significance) -> list[str]:
+    a, b = sig.a, sig.b
+    cat = exp.report.headline_category
+    out = []
+    for key in (OVERALL[0], OVERALL[1], cat):
+        if a in s.gains and b in s.gains and key in s.gains[a]:
+            out.append(f"| {key} | {fmt(s.gains[a][key], signed=True)} | {fmt(s.gains[b][key], signed=True)} | "
+                       f"{fmt(sig.category_delta.get(key), signed=True)} |")
+    lines = [f"Block `{model}` ({exp.models[model].base}); gains over the untrained base in points, mean ± std over "
+             "seeds:", "",
+             f"| | {exp.arm_label(a)} gain | {exp.arm_label(b)} gain | {exp.arm_label(a)} − {exp.arm_label(b)} |",
+             "|---|---:|---:|---:|", *out]
+    if sig.across:
+        x = sig.across
+        lines += ["", f"{exp.arm_label(a)} vs {exp.arm_label(b)} across {x['n_datasets']} datasets: {x['wins']} wins, "
+                  f"{x['losses']} losses; Wilcoxon p = {_p(x['wilcoxon_p'])}, sign test p = {_p(x['sign_test_p'])} "
+                  f"({len(sig.seeds)} seed{'s' if len(sig.seeds) > 1 else ''})."]
+    return lines
+
+
+def _measure_lines(exp: ExperimentConfig, model: str, m: dict[str, Any]) -> list[str]:
+    rows = []
+    base = m["models"].get(f"{model}/base")
+    for key, v in m["models"].items():
+        blk, _, name = key.partition("/")
+        if blk != model:
+            continue
+        ratio_s = f"{v['single_per_s'] / base['single_per_s']:.3f}" if base and "single_per_s" in v else "–"
+        ratio_m = f"{v['mixed_per_s'] / base['mixed_per_s']:.3f}" if base and "mixed_per_s" in v else "–"
+        rows.append([exp.arm_label(name), v["kind"], f"{v['total']:,}", f"{v['active']:,}",
+                     f"{v.get('single_per_s', float('nan')):.1f}", ratio_s,
+                     f"{v.get('mixed_per_s', float('nan')):.1f}", ratio_m])
+    if not rows:
+        return []
+    return ["### Parameters and encode throughput", "",
+            f"Same {m['n_texts']} texts for every model, batch {m['batch_size']}, {m['threads']} torch thread(s) on "
+            f"{m.get('device', 'cpu')}, models taking turns on chunks of {m['chunk']} texts, median of {m['rounds']} "
+            "rounds. single = every text as task `query`; mixed = the tasks interleaved in every batch. A dense model "
+            "encodes exactly the prefixed strings MoTE sees. Active = parameters one task's forward pass uses.", "",
+            *_table(["model", "kind", "total parameters", "active per task", "single texts/s", "× base",
+                     "mixed texts/s", "× base"], rows, left=2), ""]
+
+
+def _capacity_lines(exp: ExperimentConfig, capacity: list[tuple[str, Summary, Significance | None]]) -> list[str]:
+    cat = exp.report.headline_category
+    rows = []
+    for model, s, sig in capacity:
+        if sig is None:
+            continue
+        a, b = sig.a, sig.b
+        for key in (OVERALL[0], cat):
+            rows.append([f"{model} ({exp.models[model].base})", key, fmt(s.per_category.get("base", {}).get(key)),
+                         fmt(s.gains.get(b, {}).get(key), signed=True), fmt(s.gains.get(a, {}).get(key), signed=True),
+                         fmt(sig.category_delta.get(key), signed=True),
+                         _p(sig.across["wilcoxon_p"]) if sig.across and key == OVERALL[0] else ""])
+    a, b = capacity[0][2].a, capacity[0][2].b
+    return ["## Capacity", "",
+            f"Does {exp.arm_label(a)}'s advantage over {exp.arm_label(b)} grow as the base model shrinks?", "",
+            *_table(["block", "score", "base", f"{exp.arm_label(b)} gain", f"{exp.arm_label(a)} gain",
+                     f"{exp.arm_label(a)} − {exp.arm_label(b)}", "Wilcoxon p"], rows, left=2), ""]
+
+
+def _setup_lines(exp: ExperimentConfig, plan: Plan, env: Mapping[str, Any], rel: str) -> list[str]:
+    spent = _timings(plan.root)
+    total = sum(spent.values())
+    e = exp.eval
+    what = ", ".join(e.datasets) if e.datasets else f"the `{e.suite}` suite"
+    lines = ["## Setup", "",
+             f"- experiment file `{exp.source}`, budget `{exp.budget}`; output folder `{plan.root}`",
+             f"- evaluation: {what}; split `{e.split}`; routes {e.routes or 'default'}",
+             f"- wall time of the work (every step done in this output folder, summed over invocations): "
+             f"{total / 60:.1f} min"
+             + (" (" + ", ".join(f"{k} {v / 60:.1f}" for k, v in sorted(spent.items())) + ")" if spent else "")]
+    if env:
+        lines.append("- environment: " + ", ".join(f"{k} {v}" for k, v in env.items()))
+    lines += ["- statistics: means over datasets / categories as in `mote compare`; ± = sample standard deviation "
+              "over seeds; significance from `mote.eval.compare` (paired bootstrap per dataset) and "
+              "`mote.eval.stats.across_datasets` (Wilcoxon signed-rank, sign test)"]
+    if exp.report.copy_raw:
+        lines.append(f"- raw results.json of every evaluation: `{rel}/raw/<block>/<run>.json`")
+    return lines
+
+
+__all__ = ["Summary", "aggregates", "collect", "fmt", "mean_std", "summarize", "write_report"]

@@ -1,0 +1,465 @@
+"""Run a reproduction plan, resumably: finished work is reused, a killed training resumes from its checkpoint.
+
+What counts as finished (checked before each step, so a killed ``mote reproduce`` just runs again):
+
+* a **training** is done when its folder has ``model/`` and the ``reproduce_done.json`` marker, and its saved recipe
+  equals the run's recipe (a changed recipe is an error naming the differing sections, never a silent reuse);
+  a folder with checkpoints but no model resumes with ``run_training(resume=True)`` (bitwise the batches of an
+  uninterrupted run); a model without the marker (killed right after saving) is checked and marked; once marked,
+  its checkpoints are deleted (``keep_checkpoints: true`` keeps them);
+* an **evaluation** is done when its folder has ``results.json`` and a marker whose key (the training's run id,
+  the datasets, split, routes and data folder) matches; otherwise it is re-run, and the embedding cache makes
+  the datasets it had already encoded cost seconds;
+* **similarity** and **measurements** are keyed the same way.
+
+Every step prints one line when it starts and one when it ends (with its wall time, or "reused"); the times are
+appended to ``timings.jsonl`` so that the report can give the wall time of the whole reproduction.
+
+Example:
+    >>> cfg = load_experiment("configs/reproduce.yaml", budget="small")      # doctest: +SKIP
+    >>> run_reproduction(cfg, "runs/reproduce/small", report="docs/results.md")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mote.experiment.config import BASELINES, ExperimentConfig
+from mote.experiment.plan import EvalRun, Plan, TrainRun, make_plan
+from mote.io import atomic_write_json
+
+DONE = "reproduce_done.json"
+EVAL_MARKER = "reproduce.json"
+TIMINGS = "timings.jsonl"
+MEASUREMENTS = "measurements.json"
+TRAIN_CONFIG = "train_config.yaml"  # what mote.train writes next to a run (mote.train.config.CONFIG_FILE)
+
+
+class ReproductionInterrupted(RuntimeError):
+    """A training stopped on Ctrl-C / SIGTERM after saving a checkpoint; run the same command to continue."""
+
+
+class StaleRunError(ValueError):
+    """A finished run in the output folder was made with a different recipe than the one asked for now."""
+
+
+def _say(msg: str) -> None:
+    print(f"[reproduce] {msg}", flush=True)
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ------------------------------------------------------------------------------------------------ training
+def _recipe_differences(saved: Path, cfg) -> list[str] | None:
+    """Sections of the run's recipe that differ from ``saved`` (``None`` if ``saved`` cannot be read)."""
+    from mote.train import ConfigError, parse_config
+
+    try:
+        before = parse_config(yaml.safe_load(saved.read_text(encoding="utf-8")), str(saved), check_files=False)
+    except (OSError, yaml.YAMLError, ConfigError):
+        return None
+    a, b = before.model_dump(mode="json"), cfg.model_dump(mode="json")
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def train_status(run: TrainRun, cfg) -> str:
+    """``done`` | ``finished`` (model saved, no marker yet) | ``resume`` (checkpoints) | ``todo``; raises
+    :class:`StaleRunError` when the folder holds a run of another recipe."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    marker = _read_json(run.dir / DONE)
+    saved = run.model_dir / TRAIN_CONFIG
+    if run.model_dir.is_dir() and saved.is_file():
+        diff = _recipe_differences(saved, cfg)
+        if diff is None or diff:
+            what = "its recipe cannot be read" if diff is None else f"sections {diff} differ"
+            raise StaleRunError(
+                f"{run.dir} holds a finished {run.arm} run of another recipe ({what}); delete the folder to retrain "
+                "it, or choose another --output"
+            )
+        return "done" if marker is not None and marker.get("run_id") else "finished"
+    ckpts = run.dir / "checkpoints"
+    if ckpts.is_dir() and get_last_checkpoint(str(ckpts)) is not None:
+        return "resume"
+    return "todo"
+
+
+def _mark_done(run: TrainRun, wall_s: float | None, steps: int | None) -> dict[str, Any]:
+    marker = {
+        "run_id": uuid.uuid4().hex,
+        "key": run.key,
+        "steps": steps,
+        "wall_s": wall_s,
+        "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    atomic_write_json(run.dir / DONE, marker)
+    return marker
+
+
+def train(run: TrainRun, exp: ExperimentConfig, trainer: Callable | None = None) -> tuple[str, dict[str, Any]]:
+    """Train (or reuse, or resume) one run; returns ``(what happened, done marker)``."""
+    cfg = exp.run_config(run.model, run.arm, run.seed, check_files=False)
+    status = train_status(run, cfg)
+    if status == "done":
+        return "reused", _read_json(run.dir / DONE) or {}
+    if status == "finished":
+        return "marked", _mark_done(run, None, cfg.train.steps)
+    if trainer is None:
+        from mote.train import run_training as trainer
+    result = trainer(cfg, run.dir, resume=status == "resume")
+    if result.interrupted:
+        raise ReproductionInterrupted(
+            f"training {run.key} stopped at step {result.steps} (checkpoint saved); run the same command to continue"
+        )
+    marker = _mark_done(run, round(result.wall_s, 1), result.steps)
+    if not exp.keep_checkpoints:
+        shutil.rmtree(run.dir / "checkpoints", ignore_errors=True)
+    return ("resumed" if status == "resume" else "trained"), marker
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+def block_routing(exp: ExperimentConfig, model: str):
+    """The routing table (tasks and prefixes) of a block's runs: the IC baseline uses the same prefixes."""
+    block = exp.models[model]
+    arm = block.arms[0]
+    return exp.run_config(model, arm, block.seeds_of(arm)[0], check_files=False).model.routing()
+
+
+def first_module_type(model_dir: Path) -> str | None:
+    """The class path of a saved sentence-transformers folder's first module (``modules.json``)."""
+    modules = _read_json(model_dir / "modules.json")
+    if not isinstance(modules, list) or not modules:
+        return None
+    return modules[0].get("type")
+
+
+def _eval_mode(exp: ExperimentConfig, ev: EvalRun) -> str:
+    """``dense`` / ``ic`` for the baselines; for a trained arm its ``eval_mode``, where ``detect`` means: a stock
+    sentence-transformers model (first module from sentence_transformers) -> ``ic`` with the block's prefixes, any
+    other (MoTE, TLR, TSEmbed, ...: the model routes tasks itself) -> ``auto``."""
+    if ev.baseline:
+        return BASELINES[ev.arm]
+    mode = exp.arms[ev.arm].eval_mode
+    if mode != "detect":
+        return mode
+    kind = first_module_type(ev.train.model_dir) or ""
+    return "ic" if kind.startswith("sentence_transformers.") else "auto"
+
+
+def run_name(ev: EvalRun) -> str:
+    """The label of an evaluation in results.json and compare tables (unique within a block)."""
+    return ev.arm if ev.baseline else f"{ev.arm}@seed{ev.seed}"
+
+
+def eval_key(exp: ExperimentConfig, ev: EvalRun, train_marker: dict[str, Any] | None) -> str:
+    from mote.weights import resolve_model_path
+
+    e = exp.eval
+    what: dict[str, Any] = {
+        "datasets": e.datasets,
+        "suite": e.suite if e.datasets is None else None,
+        "split": e.split,
+        "routes": e.routes,
+        "data_dir": exp.eval_data_dir(),
+        "name": run_name(ev),
+    }
+    if ev.baseline:
+        base = exp.models[ev.model].base
+        what["model"] = {"base": base, "path": str(resolve_model_path(base)), "mode": BASELINES[ev.arm],
+                         "prefixes": block_routing(exp, ev.model).prompts()}
+    else:
+        what["model"] = {"run_id": (train_marker or {}).get("run_id"), "mode": exp.arms[ev.arm].eval_mode}
+    return _sha(what)
+
+
+def load_model(exp: ExperimentConfig, ev: EvalRun, device: str):
+    """The ``SentenceTransformer`` of an evaluation (MoTE folders through ``mote.load``)."""
+    from sentence_transformers import SentenceTransformer
+
+    import mote  # also registers mote's module classes, so SentenceTransformer loads their folders
+    from mote.model import CONFIG_NAME
+    from mote.weights import resolve_model_path
+
+    if ev.baseline:
+        return SentenceTransformer(resolve_model_path(exp.models[ev.model].base), device=device)
+    if (ev.train.model_dir / CONFIG_NAME).is_file():
+        return mote.load(ev.train.model_dir, device=device)
+    return SentenceTransformer(str(ev.train.model_dir), device=device)
+
+
+def load_eval_encoder(exp: ExperimentConfig, ev: EvalRun, device: str):
+    """The :class:`mote.eval.Encoder` that evaluates ``ev`` (base: dense; base-ic and dense arms: the block's
+    prefixes; other arms: ``mote.eval.load_encoder``'s own detection on the model folder)."""
+    from mote.eval import load_encoder
+
+    mode = _eval_mode(exp, ev)
+    if mode == "auto" and not ev.baseline:  # MoTE, TLR and TSEmbed folders are evaluated with their own routing
+        return load_encoder(str(ev.train.model_dir), mode="auto", name=run_name(ev), device=device)
+    routing = block_routing(exp, ev.model) if mode == "ic" else None
+    return load_encoder(load_model(exp, ev, device), mode=mode, routing=routing, name=run_name(ev))
+
+
+def eval_done(exp: ExperimentConfig, ev: EvalRun, train_marker: dict[str, Any] | None) -> bool:
+    marker = _read_json(ev.dir / EVAL_MARKER)
+    return (
+        (ev.dir / "results.json").is_file()
+        and marker is not None
+        and marker.get("key") == eval_key(exp, ev, train_marker)
+    )
+
+
+def evaluate(exp: ExperimentConfig, ev: EvalRun, train_marker: dict[str, Any] | None, device: str,
+             cache: Any) -> str:
+    """Evaluate (or reuse) one run into ``ev.dir``; returns what happened."""
+    from mote.eval import evaluate as run_eval
+
+    if eval_done(exp, ev, train_marker):
+        return "reused"
+    encoder = load_eval_encoder(exp, ev, device)
+    e = exp.eval
+    run_eval(
+        encoder,
+        suite=e.suite,
+        datasets=e.datasets,
+        output=ev.dir,
+        routes=e.routes or None,
+        data_dir=exp.eval_data_dir(),
+        batch_size=e.batch_size,
+        cache=cache,
+        split=e.split,
+        overwrite=True,
+        show_progress=sys.stderr.isatty(),
+    )
+    atomic_write_json(ev.dir / EVAL_MARKER, {"key": eval_key(exp, ev, train_marker), "name": run_name(ev)})
+    return "evaluated"
+
+
+# -------------------------------------------------------------------------------------- similarity, measurements
+def similarity_dir(plan: Plan, model: str, name: str) -> Path:
+    return plan.root / model / "similarity" / name
+
+
+def _texts(exp: ExperimentConfig, datasets: list[str], per_dataset: int) -> list[str]:
+    from mote.data import data_dir
+    from mote.experiment.texts import sample_texts
+
+    return sample_texts(data_dir(exp.eval_data_dir()), datasets, per_dataset)
+
+
+def similarity(plan: Plan, device: str, cache: Any, markers: dict[str, dict]) -> list[tuple[str, str, float]]:
+    """Inter-task similarity of the configured runs (first seed of each), per block: ``(key, what, seconds)``."""
+    from mote.eval import task_similarity
+
+    exp = plan.config
+    spec = exp.similarity
+    done: list[tuple[str, str, float]] = []
+    if not spec.enabled:
+        return done
+    texts = _texts(exp, spec.datasets, spec.texts_per_dataset)
+    for model in exp.enabled_models():
+        for name in spec.runs:
+            ev = plan.first(model, name)
+            if ev is None or not (ev.baseline or ev.train.key in markers):
+                continue
+            out = similarity_dir(plan, model, name)
+            key = _sha({"eval": eval_key(exp, ev, markers.get(ev.train.key) if ev.train else None),
+                        "texts": _sha(texts)})
+            marker = _read_json(out / EVAL_MARKER)
+            if (out / "similarity.json").is_file() and marker and marker.get("key") == key:
+                done.append((f"{model}/similarity/{name}", "reused", 0.0))
+                continue
+            t0 = time.perf_counter()
+            encoder = load_eval_encoder(exp, ev, device)
+            task_similarity(encoder, texts, output=out, cache=cache, overwrite=True, show_progress=False)
+            atomic_write_json(out / EVAL_MARKER, {"key": key})
+            done.append((f"{model}/similarity/{name}", "measured", time.perf_counter() - t0))
+    return done
+
+
+def measurements(plan: Plan, markers: dict[str, dict], device: str = "cpu") -> tuple[str, dict[str, Any] | None]:
+    """Parameters and encode throughput of every block's base and arms (first seed), in one process."""
+    from mote.experiment.measure import measure
+
+    exp = plan.config
+    spec = exp.throughput
+    if not spec.enabled:
+        return "disabled", None
+    entries: list[tuple[str, str, EvalRun]] = []
+    for model, block in exp.enabled_models().items():
+        if "base" in block.baselines:
+            entries.append((model, "base", EvalRun(model, "base", None, plan.root / model / "eval" / "base")))
+        for arm in block.arms:
+            ev = plan.first(model, arm)
+            if ev is not None and ev.train.key in markers:
+                entries.append((model, arm, ev))
+    if not entries:
+        return "nothing to measure", None
+    texts = _texts(exp, spec.datasets, max(1, spec.texts // max(1, len(spec.datasets))))[: spec.texts]
+    key = _sha({
+        "runs": [(m, a, markers[ev.train.key]["run_id"] if ev.train else exp.models[m].base) for m, a, ev in entries],
+        "spec": spec.model_dump(),
+        "texts": _sha(texts),
+        "device": device,
+    })
+    path = plan.root / MEASUREMENTS
+    old = _read_json(path)
+    if old and old.get("key") == key:
+        return "reused", old
+    t0 = time.perf_counter()
+    models = {f"{m}/{a}": load_model(exp, ev, device) for m, a, ev in entries}
+    routing = block_routing(exp, entries[0][0])
+    res = measure(models, texts, routing=routing, rounds=spec.rounds, chunk=spec.chunk, batch_size=spec.batch_size,
+                  threads=spec.threads)
+    res["key"] = key
+    res["device"] = device
+    res["seconds"] = time.perf_counter() - t0
+    atomic_write_json(path, res)
+    return "measured", res
+
+
+# ------------------------------------------------------------------------------------------------ the whole run
+@dataclass
+class Status:
+    key: str
+    kind: str  # train | eval
+    state: str  # done | finished | resume | todo | stale | waiting
+
+
+def plan_status(plan: Plan) -> list[Status]:
+    """What each step would do now (for ``--dry-run``), without doing anything."""
+    exp = plan.config
+    out: list[Status] = []
+    markers: dict[str, dict] = {}
+    for step in plan.steps():
+        if isinstance(step, TrainRun):
+            try:
+                state = train_status(step, exp.run_config(step.model, step.arm, step.seed, check_files=False))
+            except StaleRunError:
+                state = "stale"
+            if state == "done":
+                markers[step.key] = _read_json(step.dir / DONE) or {}
+            out.append(Status(step.key, "train", state))
+        else:
+            if step.train is not None and step.train.key not in markers:
+                out.append(Status(step.key, "eval", "waiting"))
+                continue
+            marker = markers.get(step.train.key) if step.train else None
+            out.append(Status(step.key, "eval", "done" if eval_done(exp, step, marker) else "todo"))
+    return out
+
+
+def _log_time(root: Path, key: str, kind: str, what: str, seconds: float) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    entry = {"key": key, "kind": kind, "what": what, "seconds": round(seconds, 2),
+             "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    with open(root / TIMINGS, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def run_reproduction(
+    exp: ExperimentConfig,
+    root: str | Path,
+    *,
+    report: str | Path | None = None,
+    trainer: Callable | None = None,
+) -> Plan:
+    """Train, evaluate and measure everything of ``exp`` under ``root`` (resumably), then write the report.
+
+    ``trainer`` replaces :func:`mote.train.run_training` (tests count calls with it).
+    """
+    from mote.eval import EmbeddingCache
+
+    plan = make_plan(exp, root)
+    plan.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(plan.root / "experiment.json", exp.model_dump(mode="json", exclude={"recipe_raw"}))
+    device = resolve_device(exp.device)
+    steps = plan.steps()
+    t_start = time.perf_counter()
+    _say(f"{exp.name}: budget {exp.budget or '-'}, {len(plan.trainings)} trainings and {len(plan.evaluations)} "
+         f"evaluations under {plan.root} (evaluation device {device})")
+    c = exp.eval.cache
+    cache = EmbeddingCache(c) if isinstance(c, str) else EmbeddingCache() if c else None
+    markers: dict[str, dict] = {}
+    try:
+        for i, step in enumerate(steps, 1):
+            t0 = time.perf_counter()
+            kind = "train" if isinstance(step, TrainRun) else "eval"
+            head = f"({i}/{len(steps)}) {kind} {step.key}"
+            if isinstance(step, TrainRun):
+                _say(f"{head} ...")
+                try:
+                    what, marker = train(step, exp, trainer)
+                except ReproductionInterrupted:
+                    _log_time(plan.root, step.key, kind, "interrupted", time.perf_counter() - t0)
+                    raise
+                markers[step.key] = marker
+            else:
+                what = evaluate(exp, step, markers.get(step.train.key) if step.train else None, device, cache)
+            dt = time.perf_counter() - t0
+            if what != "reused":
+                _log_time(plan.root, step.key, kind, what, dt)
+            _say(f"{head}: {what}" + ("" if what == "reused" else f" in {dt:.0f} s") +
+                 f"  [elapsed {(time.perf_counter() - t_start) / 60:.1f} min]")
+        for key, what, seconds in similarity(plan, device, cache, markers):
+            _say(f"{key}: {what}" + ("" if what == "reused" else f" in {seconds:.0f} s"))
+            if what != "reused":
+                _log_time(plan.root, key, "similarity", what, seconds)
+        t0 = time.perf_counter()
+        what, _ = measurements(plan, markers, device)
+        dt = time.perf_counter() - t0
+        _say(f"parameters and encode throughput: {what}" + (f" in {dt:.0f} s" if what == "measured" else ""))
+        if what == "measured":
+            _log_time(plan.root, "measurements", "measure", what, dt)
+    finally:
+        if cache is not None:
+            cache.close()
+    if report is not None:
+        from mote.experiment.report import write_report
+
+        t0 = time.perf_counter()
+        path = write_report(plan, report)
+        _say(f"report: {path} ({time.perf_counter() - t0:.0f} s)")
+    _say(f"finished in {(time.perf_counter() - t_start) / 60:.1f} min")
+    return plan
+
+
+__all__ = [
+    "DONE",
+    "EVAL_MARKER",
+    "ReproductionInterrupted",
+    "StaleRunError",
+    "plan_status",
+    "resolve_device",
+    "run_reproduction",
+    "train",
+    "train_status",
+]

@@ -1,0 +1,312 @@
+"""mote reproduce: experiment validation, plan expansion, a tiny resumable reproduction, and the report's numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from test_eval_support import make_data_dir
+
+from mote.experiment import ExperimentConfigError, load_experiment, make_plan, parse_experiment
+from mote.experiment.config import deep_merge
+from mote.experiment.report import OVERALL, fmt, mean_std, summarize, write_report
+from mote.experiment.runner import (
+    DONE,
+    EVAL_MARKER,
+    ReproductionInterrupted,
+    StaleRunError,
+    plan_status,
+    run_reproduction,
+)
+from mote.train.testing import tiny_config, write_tiny_data, write_tiny_model
+
+TOY = ["ToySTS", "ToyClassification", "ToyClustering", "ToyPairs", "ToyReranking", "ToyRetrieval"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny random BERT and one data folder with the tiny training sets and the toy evaluation sets."""
+    root = tmp_path_factory.mktemp("exp")
+    data = write_tiny_data(root / "data")
+    make_data_dir(data)  # ToyClassification becomes an eval set (its train split still trains)
+    return write_tiny_model(root / "bert"), data
+
+
+def experiment(base: str, data: Path, cache: Path, **over) -> dict:
+    recipe = tiny_config(base, data, train={"steps": 2, "batch_size": 8, "learning_rate": 1e-3, "warmup_ratio": 0.0},
+                         checkpoint={"every": 1, "keep": 1})
+    recipe.pop("arm")
+    recipe.pop("seed")
+    raw = {
+        "name": "tiny",
+        "training": recipe,  # an inline recipe (no recipe file)
+        "arms": {
+            "ic": {"arm": "ic"},
+            "mote": {"arm": "mote", "label": "mote (EB)", "overrides": {"model": {"placement": "every"}}},
+            "mote-eob": {"arm": "mote", "overrides": {"model": {"placement": "every-other"}}},
+        },
+        "models": {"tiny": {"base": base, "arms": ["ic", "mote"], "seeds": [1], "arm_seeds": {"mote": [1, 2]}}},
+        "eval": {"datasets": TOY, "split": "test", "data_dir": str(data), "cache": str(cache), "batch_size": 8},
+        "similarity": {"runs": ["base-ic", "ic", "mote"], "datasets": ["ToySTS"], "texts_per_dataset": 6},
+        "throughput": {"datasets": ["ToySTS"], "texts": 16, "rounds": 1, "chunk": 8, "batch_size": 8},
+        "report": {"n_boot": 20, "significance": [["mote", "ic"]]},
+        "device": "cpu",
+        "budgets": {"small": {}, "big": {"training": {"train": {"steps": 3}}, "models": {"tiny": {"seeds": [5]}}}},
+    }
+    return deep_merge(raw, over)
+
+
+# ------------------------------------------------------------------------------------------------ config
+def test_every_problem_of_the_experiment_is_listed_at_once(tiny, tmp_path):
+    base, data = tiny
+    raw = experiment(base, data, tmp_path / "cache")
+    raw["arms"]["bad"] = {"arm": "no-such-arm"}
+    raw["arms"]["base"] = {"arm": "ic", "colour": "red"}
+    raw["models"]["tiny"]["arms"] = ["ic", "mote", "missing", "bad"]
+    raw["models"]["tiny"]["arm_seeds"] = {"mote": [3, 3]}
+    raw["training"]["train"]["steps"] = 0
+    raw["eval"]["datasets"] = ["ToySTS", "NoSuchSet"]
+    raw["similarity"]["runs"] = ["nobody"]
+    raw["budgets"]["big"]["eval"] = {"spilt": "test"}
+    with pytest.raises(ExperimentConfigError) as err:
+        parse_experiment(raw, tmp_path / "x.yaml", budget="small")
+    text = "\n".join(err.value.problems)
+    for needle in (
+        "arms.base.colour: Extra inputs",  # unknown key
+        "arms.bad: unknown mote.train arm 'no-such-arm'",  # arm list from mote.train, not hard-coded
+        "arms.base: ['base', 'base-ic'] name the untrained baselines",
+        "models.tiny.arms: ['missing'] not defined under arms",
+        "seeds of mote repeat",
+        "training recipe of tiny/ic, tiny/mote: train.steps",  # mote.train's validation of every run's recipe
+        "unknown evaluation dataset(s) ['NoSuchSet']",
+        "similarity.runs: ['nobody']",
+        "budgets.big: eval.spilt",  # a typo in another budget is found too
+    ):
+        assert needle in text, (needle, text)
+    assert "(budget small)" in str(err.value)
+    with pytest.raises(ExperimentConfigError, match="unknown budget 'huge'; budgets: small, big"):
+        parse_experiment(experiment(base, data, tmp_path), budget="huge")
+    with pytest.raises(ExperimentConfigError, match="split"):  # a split the datasets do not have
+        parse_experiment(experiment(base, data, tmp_path, eval={"split": "validation"}), budget="small")
+
+
+def test_budget_overlay_and_recipe_file(tiny, tmp_path):
+    base, data = tiny
+    raw = experiment(base, data, tmp_path / "cache")
+    recipe = raw.pop("training")
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    raw["recipe"] = "recipe.yaml"  # relative to the experiment file
+    raw["training"] = {"train": {"learning_rate": 5e-4}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(raw))
+    small = load_experiment(tmp_path / "exp.yaml", budget="small")
+    big = load_experiment(tmp_path / "exp.yaml", budget="big")
+    assert small.run_config("tiny", "ic", 1).train.steps == 2 and big.run_config("tiny", "ic", 5).train.steps == 3
+    assert big.run_config("tiny", "ic", 5).train.learning_rate == 5e-4  # mappings merge: the overlay keeps the rest
+    assert big.models["tiny"].seeds == [5] and big.models["tiny"].arm_seeds == {"mote": [1, 2]}
+    assert deep_merge({"a": {"b": 1, "c": [1, 2]}}, {"a": {"c": [3]}}) == {"a": {"b": 1, "c": [3]}}  # lists replace
+
+
+# ------------------------------------------------------------------------------------------------ plan
+def test_plan_expands_blocks_arms_and_seeds_seed_major(tiny, tmp_path):
+    base, data = tiny
+    raw = experiment(base, data, tmp_path / "cache")
+    raw["models"]["tiny"]["arms"] = ["ic", "mote", "mote-eob"]
+    raw["models"]["tiny"]["arm_seeds"] = {"mote": [1, 2, 3]}
+    raw["models"]["off"] = {"base": base, "arms": ["ic"], "enabled": False}
+    cfg = parse_experiment(raw, budget="small")
+    plan = make_plan(cfg, tmp_path / "out")
+    keys = [s.key for s in plan.steps()]
+    assert keys == [
+        "tiny/base", "tiny/base-ic",
+        "tiny/ic/seed-1", "tiny/ic/seed-1", "tiny/mote/seed-1", "tiny/mote/seed-1", "tiny/mote-eob/seed-1",
+        "tiny/mote-eob/seed-1", "tiny/mote/seed-2", "tiny/mote/seed-2", "tiny/mote/seed-3", "tiny/mote/seed-3",
+    ]  # every arm once before any arm twice; each training followed by its evaluation; disabled block left out
+    assert [type(s).__name__ for s in plan.steps()[2:4]] == ["TrainRun", "EvalRun"]
+    assert plan.trainings[0].dir == tmp_path / "out" / "tiny" / "train" / "ic" / "seed-1"
+    assert [e.seed for e in plan.evals_of("tiny", "mote")] == [1, 2, 3]
+    # one recipe, per-arm differences only where the arm says so; base and seed forced by the plan
+    eb, eob, ic = (cfg.run_config("tiny", a, 2) for a in ("mote", "mote-eob", "ic"))
+    assert (eb.arm, eb.model.placement, eb.seed, eb.model.base) == ("mote", "every", 2, base)
+    assert (eob.arm, eob.model.placement) == ("mote", "every-other")
+    assert ic.arm == "ic" and ic.train == eb.train and ic.tasks == eb.tasks
+    assert cfg.arm_label("mote") == "mote (EB)" and cfg.arm_label("base-ic") == "base+prefix"
+
+
+# ------------------------------------------------------------------------------------------------ running
+class CountingTrainer:
+    """``mote.train.run_training`` that records its calls; ``interrupt`` = a run to stop with Ctrl-C at step 1."""
+
+    def __init__(self, interrupt: str | None = None) -> None:
+        self.calls: list[tuple[str, bool]] = []
+        self.interrupt = interrupt
+
+    def __call__(self, cfg, output, resume=False):
+        from transformers import TrainerCallback
+
+        from mote.train import run_training
+
+        key = Path(output).relative_to(Path(output).parents[3]).as_posix()
+        self.calls.append((key, resume))
+
+        class CtrlC(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                if state.global_step == 0:
+                    os.kill(os.getpid(), signal.SIGINT)  # GracefulInterrupt: checkpoint after this step, stop
+
+        return run_training(cfg, output, resume=resume, callbacks=[CtrlC()] if key == self.interrupt else None)
+
+
+def test_reproduction_resumes_a_killed_training_and_reuses_finished_work(tiny, tmp_path, capsys):
+    base, data = tiny
+    cfg = parse_experiment(experiment(base, data, tmp_path / "cache"), budget="small")
+    root, report = tmp_path / "runs" / "small", tmp_path / "docs" / "results.md"
+    plan = make_plan(cfg, root)
+
+    # 1. Ctrl-C in the second training: a checkpoint, no model; the same command continues from there
+    with pytest.raises(ReproductionInterrupted, match="tiny/mote/seed-1 stopped at step 1"):
+        run_reproduction(cfg, root, report=report, trainer=CountingTrainer(interrupt="tiny/train/mote/seed-1"))
+    states = {(s.kind, s.key): s.state for s in plan_status(plan)}
+    assert states[("train", "tiny/ic/seed-1")] == "done" and states[("eval", "tiny/ic/seed-1")] == "done"
+    assert states[("train", "tiny/mote/seed-1")] == "resume" and not (root / "tiny/train/mote/seed-1/model").exists()
+    trainer = CountingTrainer()
+    run_reproduction(cfg, root, report=report, trainer=trainer)
+    assert trainer.calls == [("tiny/train/mote/seed-1", True), ("tiny/train/mote/seed-2", False)]
+    for t in plan.trainings:
+        assert (t.model_dir / "modules.json").is_file() and json.loads((t.dir / DONE).read_text())["run_id"]
+        assert not (t.dir / "checkpoints").exists()  # a finished run keeps its model only
+    for e in plan.evaluations:
+        assert set(json.loads((e.dir / "results.json").read_text())["datasets"]) == set(TOY)
+    mote_results = json.loads((root / "tiny/eval/mote/seed-1/results.json").read_text())
+    ic_results = json.loads((root / "tiny/eval/ic/seed-1/results.json").read_text())
+    assert mote_results["encoder"]["kind"] == "mote" and ic_results["encoder"]["kind"] == "ic"
+    measured = json.loads((root / "measurements.json").read_text())["models"]
+    assert set(measured) == {"tiny/base", "tiny/ic", "tiny/mote"}
+    assert measured["tiny/mote"]["total"] > measured["tiny/mote"]["active"] == measured["tiny/base"]["active"]
+    assert measured["tiny/ic"]["total"] == measured["tiny/base"]["total"] and measured["tiny/mote"]["single_per_s"] > 0
+    md = report.read_text()
+    for needle in ("## Headline", "#### Per dataset", "#### Per category and overall", "#### Gain over the untrained",
+                   "#### Significance: mote (EB) vs ic", "Wilcoxon", "### Inter-task similarity",
+                   "### Training curves", "### Parameters and encode throughput", "mote (EB) (2 seeds)"):
+        assert needle in md, needle
+    figs = report.with_suffix("")
+    for png in ("tiny-gains.png", "tiny-training.png", "tiny-similarity.png"):
+        assert (figs / png).read_bytes()[:4] == b"\x89PNG", png
+    assert (figs / "raw" / "tiny" / "mote-seed2.json").is_file()
+
+    # 2. again: nothing is trained or evaluated again
+    stamps = {e.key: (e.dir / "results.json").stat().st_mtime_ns for e in plan.evaluations}
+    capsys.readouterr()
+    trainer = CountingTrainer()
+    run_reproduction(cfg, root, report=report, trainer=trainer)
+    assert trainer.calls == []
+    assert stamps == {e.key: (e.dir / "results.json").stat().st_mtime_ns for e in plan.evaluations}
+    out = capsys.readouterr().out
+    assert len(re.findall(r"\(\d+/8\) (train|eval) \S+: reused", out)) == len(plan.steps()) == 8
+    assert "tiny/similarity/mote: reused" in out and "parameters and encode throughput: reused" in out
+    assert {s.state for s in plan_status(plan)} == {"done"}
+
+    # 3. the recipe changed under a finished run: an error that names the section, never a silent reuse
+    changed = parse_experiment(experiment(base, data, tmp_path / "cache", training={"train": {"steps": 3}}),
+                               budget="small")
+    with pytest.raises(StaleRunError, match=r"sections \['train'"):
+        run_reproduction(changed, root, report=None, trainer=CountingTrainer())
+
+
+def test_cli_dry_run_lists_the_plan(tiny, tmp_path, capsys):
+    from mote.cli import main
+
+    base, data = tiny
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(experiment(base, data, tmp_path / "cache")))
+    assert main(["reproduce", str(tmp_path / "exp.yaml"), "--budget", "big", "--output", str(tmp_path / "r"),
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"budget big -> {tmp_path / 'r' / 'big'}" in out
+    assert "train tiny/ic/seed-5" in out and "train tiny/mote/seed-2" in out and "5 todo, 3 waiting" in out
+    assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------------------------------------ report numbers
+def test_summary_means_stds_and_gains():
+    tt = {"S1": "STS", "S2": "STS", "R1": "Retrieval"}
+    runs = {
+        "base": [{"S1": 80.0, "S2": 70.0, "R1": 50.0}],
+        "ic": [{"S1": 81.0, "S2": 71.0, "R1": 52.0}, {"S1": 83.0, "S2": 71.0, "R1": 54.0}],
+        "partial": [{"S1": 90.0}],
+    }
+    s = summarize(runs, tt)
+    assert s.datasets == ["S1", "S2", "R1"] and s.categories == ["STS", "Retrieval"]
+    assert s.per_dataset["ic"]["S1"] == pytest.approx((82.0, np.std([81, 83], ddof=1), 2))
+    assert s.per_dataset["base"]["S1"] == (80.0, None, 1)
+    # ic per seed: STS 76 / 77, Retrieval 52 / 54; over datasets 68 / 69.333; over categories 64 / 65.5
+    assert s.per_category["ic"]["STS"][0] == pytest.approx(76.5)
+    assert s.per_category["ic"][OVERALL[0]][0] == pytest.approx((68 + 208 / 3) / 2)
+    assert s.per_category["ic"][OVERALL[1]][0] == pytest.approx(64.75)
+    # base: STS 75, Retrieval 50, over datasets 66.667, over categories 62.5
+    assert s.gains["ic"]["STS"][0] == pytest.approx(1.5) and s.gains["ic"]["Retrieval"][0] == pytest.approx(3.0)
+    assert s.gains["ic"]["Retrieval"][1] == pytest.approx(np.std([2.0, 4.0], ddof=1))
+    assert s.gains["ic"][OVERALL[1]][0] == pytest.approx(64.75 - 62.5)
+    assert s.per_category["partial"]["STS"] == (None, None, 0)  # a missing dataset: no aggregate at all
+    assert s.gains["partial"][OVERALL[0]] == (None, None, 0)
+    assert fmt(s.gains["ic"]["STS"], signed=True) == "+1.50 ± 0.71" and fmt((None, None, 0)) == "–"
+    assert mean_std([1.0, None, 3.0]) == (2.0, pytest.approx(np.sqrt(2)), 2)
+
+
+def _fake_results(folder: Path, name: str, scores: dict[str, float], task_type: dict[str, str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    results = {
+        "format": 1, "model": name, "model_identity": name, "encoder": {"kind": "fake"}, "seconds": 1.0,
+        "data": {"dir": "/data", "split": "test", "datasets": {d: {"task_type": t, "files": {"test": "x"}}
+                                                                for d, t in task_type.items()}},
+        "environment": {"mote": "0.1.0"},
+        "datasets": {d: {"task_type": task_type[d], "main_metric": "m", "main_score": v, "split": "test",
+                         "metrics": {"m": v}, "seconds": 0.1, "n_items": 10, "routes": {}} for d, v in scores.items()},
+    }
+    (folder / "results.json").write_text(json.dumps(results))
+    (folder / EVAL_MARKER).write_text(json.dumps({"key": "fake"}))
+
+
+def test_report_from_fake_results_has_the_right_numbers(tiny, tmp_path):
+    base, data = tiny
+    raw = experiment(base, data, tmp_path / "cache", similarity={"enabled": False}, throughput={"enabled": False})
+    raw["models"]["tiny"]["arm_seeds"] = {"ic": [1, 2], "mote": [1, 2]}
+    cfg = parse_experiment(raw, budget="small")
+    plan = make_plan(cfg, tmp_path / "runs")
+    tt = {"ToySTS": "STS", "ToyRetrieval": "Retrieval", "ToyReranking": "Reranking"}
+    scores = {
+        ("base", None): [70.0, 40.0, 50.0],
+        ("base-ic", None): [69.0, 41.0, 50.0],
+        ("ic", 1): [71.0, 42.0, 51.0], ("ic", 2): [73.0, 44.0, 51.0],
+        ("mote", 1): [72.0, 46.0, 52.0], ("mote", 2): [72.0, 48.0, 54.0],
+    }
+    for e in plan.evaluations:
+        _fake_results(e.dir, e.key, dict(zip(tt, scores[(e.arm, e.seed)])), tt)
+    report = write_report(plan, tmp_path / "docs" / "results.md")
+    md = report.read_text()
+    # per dataset: mean ± sample std over the two seeds
+    assert "| STS | ToySTS | m | 70.00 | 69.00 | 72.00 ± 1.41 | 72.00 ± 0.00 |" in md
+    assert "| Retrieval | ToyRetrieval | m | 40.00 | 41.00 | 43.00 ± 1.41 | 47.00 ± 1.41 |" in md
+    # gains over base: retrieval ic +3 ± 1.41, mote +7 ± 1.41; over datasets (base 53.33) ic seeds +1.33 / +2.67,
+    # mote +3.33 / +4.67
+    assert "| Retrieval | +1.00 | +3.00 ± 1.41 | +7.00 ± 1.41 |" in md
+    assert "| **mean over datasets** | +0.00 | +2.00 ± 0.94 | +4.00 ± 0.94 |" in md
+    # mote vs ic paired by seed: per dataset Δ (seed 1: +1, +4, +1; seed 2: -1, +4, +3)
+    assert "| STS | ToySTS | +0.00 ± 1.41 |" in md and "| Retrieval | ToyRetrieval | +4.00 ± 0.00 |" in md
+    assert "Across 3 datasets (seed-mean Δ): 2 wins, 0 losses, 1 ties" in md
+    assert "| mote (EB) gain | ic gain | mote (EB) − ic |" in md  # the headline table
+    assert "| Retrieval | +7.00 ± 1.41 | +3.00 ± 1.41 | +4.00 ± 0.00 |" in md
+    assert (report.with_suffix("") / "tiny-gains.png").read_bytes()[:4] == b"\x89PNG"
