@@ -435,23 +435,23 @@ def encode_mixed(
     return result
 
 
-def _trust_mote_module_class() -> None:
-    """Let ``SentenceTransformer(path)`` load MoTE folders without ``trust_remote_code`` once mote is imported.
+def register_module_class(cls: type) -> None:
+    """Let ``SentenceTransformer(path)`` load folders of module class ``cls`` without ``trust_remote_code``.
 
     sentence-transformers 6 imports a ``modules.json`` class outside its own namespace only with
     ``trust_remote_code=True``, unless the class is in ``BaseModel._module_classes`` (its map of already-imported
-    module classes, which ``_load_with_module_classes`` fills per load). Adding this package's class there means
+    module classes, which ``_load_with_module_classes`` fills per load). Adding this package's classes there means
     the code that runs is the installed ``mote`` the user imported, never code shipped inside a model folder.
     Without ``import mote``, ``SentenceTransformer(path, trust_remote_code=True)`` imports it the same way.
     """
     from sentence_transformers.base.model import BaseModel
 
-    ref = f"{MoTETransformer.__module__}.{MoTETransformer.__qualname__}"
-    if BaseModel._module_classes.get(ref) is not MoTETransformer:
-        BaseModel._module_classes = {**BaseModel._module_classes, ref: MoTETransformer}
+    ref = f"{cls.__module__}.{cls.__qualname__}"
+    if BaseModel._module_classes.get(ref) is not cls:
+        BaseModel._module_classes = {**BaseModel._module_classes, ref: cls}
 
 
-_trust_mote_module_class()
+register_module_class(MoTETransformer)
 
 __all__ = [
     "MoTETransformer",

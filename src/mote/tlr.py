@@ -50,7 +50,7 @@ from mote.experts import (
     layer_slots,
     transformer_layers,
 )
-from mote.model import MoTETransformer, NotAMoTEModelError
+from mote.model import MoTETransformer, NotAMoTEModelError, register_module_class
 from mote.model import convert as convert_mote
 from mote.routing import RoutingTable
 
@@ -303,16 +303,7 @@ def convert(
     return to_token_routing(convert_mote(base, placement, routing, device))
 
 
-def _trust_tlr_module_class() -> None:
-    """Let ``SentenceTransformer(path)`` load TLR folders once ``mote.tlr`` is imported (see mote.model)."""
-    from sentence_transformers.base.model import BaseModel
-
-    ref = f"{TLRTransformer.__module__}.{TLRTransformer.__qualname__}"
-    if BaseModel._module_classes.get(ref) is not TLRTransformer:
-        BaseModel._module_classes = {**BaseModel._module_classes, ref: TLRTransformer}
-
-
-_trust_tlr_module_class()
+register_module_class(TLRTransformer)  # SentenceTransformer(path) loads TLR folders once mote.tlr is imported
 
 __all__ = [
     "ROUTER_NAME",

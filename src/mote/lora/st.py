@@ -52,7 +52,7 @@ from mote.lora.model import (
 )
 from mote.lora.multimodal import format_input, image_token_of
 from mote.lora.router import RoutingState, mean_aux_loss, routing_signature
-from mote.model import MoTETransformer
+from mote.model import MoTETransformer, register_module_class
 from mote.routing import RoutingTable
 from mote.weights import resolve_model_path
 
@@ -414,13 +414,4 @@ def routing_distributions(
     return result.index_select(0, inverse.to(result.device))
 
 
-def _trust_tsembed_module_class() -> None:
-    """Let ``SentenceTransformer(path)`` load TSEmbed folders once ``mote.lora`` is imported (see mote.model)."""
-    from sentence_transformers.base.model import BaseModel
-
-    ref = f"{TSEmbedTransformer.__module__}.{TSEmbedTransformer.__qualname__}"
-    if BaseModel._module_classes.get(ref) is not TSEmbedTransformer:
-        BaseModel._module_classes = {**BaseModel._module_classes, ref: TSEmbedTransformer}
-
-
-_trust_tsembed_module_class()
+register_module_class(TSEmbedTransformer)  # SentenceTransformer(path) loads TSEmbed folders after import
