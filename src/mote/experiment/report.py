@@ -364,10 +364,21 @@ def _recipe_lines(exp: ExperimentConfig, model: str) -> list[str]:
     for arm in block.arms:
         cfg = exp.run_config(model, arm, block.seeds_of(arm)[0], check_files=False)
         t = cfg.train
+        where, trained, lr = cfg.model.placement, cfg.model.trainable, f"{t.learning_rate:g}"
+        if cfg.arm == "ic":
+            where = "–"
+        elif cfg.arm == "ic-matched":
+            trained = "experts"
+        elif cfg.arm.startswith("tsembed"):  # MoE-LoRA on a frozen base; each stage has its own learning rate
+            ts = cfg.tsembed
+            lora = ts.lora
+            where = f"LoRA {lora.num_experts}x r{lora.r}, top-{lora.top_k}"
+            trained = "LoRA experts + routers"
+            stages = [s for s in (ts.stage1, ts.stage2 if cfg.arm == "tsembed" else None) if s is not None]
+            lr = " / ".join(f"{s.learning_rate:g}" for s in stages) + (" (stages)" if len(stages) > 1 else "")
         lines.append(
-            f"| {exp.arm_label(arm)} | `{cfg.arm}` | {cfg.model.placement if cfg.arm != 'ic' else '–'} | "
-            f"{cfg.model.trainable if cfg.arm != 'ic-matched' else 'experts'} | {t.steps} | {t.batch_size} | "
-            f"{t.learning_rate:g} | {cfg.model.max_seq_length} | {', '.join(map(str, block.seeds_of(arm)))} |"
+            f"| {exp.arm_label(arm)} | `{cfg.arm}` | {where} | {trained} | {t.steps} | {t.batch_size} | "
+            f"{lr} | {cfg.model.max_seq_length} | {', '.join(map(str, block.seeds_of(arm)))} |"
         )
     first = exp.run_config(model, block.arms[0], block.seeds_of(block.arms[0])[0], check_files=False)
     data = []
