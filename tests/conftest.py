@@ -69,3 +69,12 @@ def tiny_bert(tmp_path, minilm_tokenizer) -> str:
 @pytest.fixture(scope="session")
 def minilm() -> SentenceTransformer:
     return SentenceTransformer(MINILM, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module (tiny models: more threads only add overhead on a 2-core machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

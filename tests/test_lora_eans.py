@@ -29,14 +29,7 @@ from mote.lora import (
 from mote.lora.eans import signature
 from mote.lora.plan import build_miner, wrap_losses
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids thread contention on a busy machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
 
 
 def random_distributions(n: int, e: int = 6, m: int = 3, seed: int = 0) -> torch.Tensor:

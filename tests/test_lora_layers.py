@@ -26,13 +26,7 @@ def make_layer(seed: int = 0, trained: bool = True, **cfg) -> tuple[MoELoRALinea
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids thread contention on a busy machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
 
 # ------------------------------------------------------------------------------------------------ config
 def test_top_k_larger_than_num_experts_is_an_error():

@@ -31,13 +31,7 @@ TEXTS = ["how do magnets work", "The new movie is awesome and I loved every minu
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids thread contention on a busy machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, minilm_tokenizer) -> SentenceTransformer:

@@ -14,12 +14,7 @@ from mote.train.testing import write_tiny_model
 TEXTS = ["what is a rocket", "the cheese and the bread in the oven", "goal", "a stock market price today"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
 
 
 @pytest.fixture(scope="module")

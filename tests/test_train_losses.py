@@ -9,13 +9,7 @@ import torch
 
 from mote.train.losses import CachedTaskInfoNCE, TaskInfoNCE, info_nce
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
 
 
 def naive(a, p, n, labels, tau):

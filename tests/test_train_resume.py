@@ -36,12 +36,7 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
 
 
 def test_resume_after_sigkill_is_bitwise_identical(tmp_path):

@@ -16,13 +16,7 @@ from mote.train.config import ConfigError, parse_config
 from mote.train.testing import tiny_config, write_tiny_data, write_tiny_model
 from mote.train.trainer import prepare_run, run_training
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
 
 
 @pytest.fixture(scope="module")

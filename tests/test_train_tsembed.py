@@ -31,12 +31,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TEXTS = ["what is a rocket", "a moon launch", "cheese and bread", "the league season"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
 
 
 @pytest.fixture(scope="module")

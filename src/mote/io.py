@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -89,6 +90,25 @@ def open_text(path: str | os.PathLike):
     """Open a text file, transparently gunzipping ``*.gz``."""
     path = Path(path)
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def iter_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank line of a JSONL(.gz) file; a line that is not a JSON object,
+    or an unreadable file (truncated gzip, bad bytes), raises ``error`` naming ``path:line``."""
+    with open_text(path) as f:
+        try:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise error(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                if not isinstance(obj, dict):
+                    raise error(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                yield lineno, obj
+        except (OSError, EOFError, UnicodeDecodeError) as e:
+            raise error(f"{path}: unreadable ({e})") from None
 
 
 def read_texts(path: str | os.PathLike, field: str = "text") -> list[str]:

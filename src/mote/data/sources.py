@@ -17,14 +17,13 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mote.io import open_text
+from mote.io import iter_jsonl
 
 SPLIT_SUFFIXES = (".jsonl.gz", ".jsonl", ".parquet")
 
@@ -127,17 +126,8 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
 
         yield from pq.read_table(path).to_pylist()
         return
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataSourceError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataSourceError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield obj
+    for _, obj in iter_jsonl(path, DataSourceError):
+        yield obj
 
 
 def peek(path: Path) -> dict[str, Any] | None:

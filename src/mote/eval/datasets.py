@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mote.io import open_text
+from mote.io import iter_jsonl as _iter_jsonl
 
 TASK_TYPES: tuple[str, ...] = ("STS", "Classification", "Clustering", "PairClassification", "Reranking", "Retrieval")
 
@@ -181,20 +181,7 @@ def split_file(info: DatasetInfo, split: str) -> Path:
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for every non-blank line; a bad line raises with ``path:line``."""
-    with open_text(path) as f:
-        try:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DatasetFormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-                if not isinstance(obj, dict):
-                    raise DatasetFormatError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                yield lineno, obj
-        except (OSError, EOFError, UnicodeDecodeError) as e:  # truncated gzip, bad bytes
-            raise DatasetFormatError(f"{path}: unreadable ({e})") from None
+    return _iter_jsonl(path, DatasetFormatError)
 
 
 def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path, lineno: int) -> Any:
