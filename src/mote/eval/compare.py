@@ -309,7 +309,10 @@ def _plots(c: dict[str, Any], folder: Path) -> list[str]:
             d = np.array([pdata[n]["delta"] for n in common])
             lo = np.array([pdata[n]["bootstrap"]["ci_low"] if pdata[n].get("bootstrap") else np.nan for n in common])
             hi = np.array([pdata[n]["bootstrap"]["ci_high"] if pdata[n].get("bootstrap") else np.nan for n in common])
-            err = np.vstack([np.where(np.isnan(lo), 0, d - lo), np.where(np.isnan(hi), 0, hi - d)])
+            # The bootstrap resamples per-item scores; where the dataset's main score is not their plain mean (e.g.
+            # classification: the mean over MTEB's 10 subsampled experiments) the interval can exclude the point
+            # estimate. Error bars are drawn to the interval's ends, never past the bar (matplotlib needs >= 0).
+            err = np.vstack([np.where(np.isnan(lo), 0, d - lo), np.where(np.isnan(hi), 0, hi - d)]).clip(min=0)
             ax.barh(
                 y + (k - (len(others) - 1) / 2) * height,
                 d,
