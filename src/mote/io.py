@@ -92,23 +92,28 @@ def open_text(path: str | os.PathLike):
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
-def iter_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, object)`` for every non-blank line of a JSONL(.gz) file; a line that is not a JSON object,
-    or an unreadable file (truncated gzip, bad bytes), raises ``error`` naming ``path:line``."""
+def _json_lines(path: str | os.PathLike, error: type[Exception]) -> Iterator[tuple[int, Any]]:
+    """``(line number, JSON value)`` for every non-blank line; bad JSON or an unreadable file raises ``error``."""
     with open_text(path) as f:
         try:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
+                    yield lineno, json.loads(line)
                 except json.JSONDecodeError as e:
                     raise error(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-                if not isinstance(obj, dict):
-                    raise error(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                yield lineno, obj
-        except (OSError, EOFError, UnicodeDecodeError) as e:
+        except (OSError, EOFError, UnicodeDecodeError) as e:  # truncated gzip, bad bytes
             raise error(f"{path}: unreadable ({e})") from None
+
+
+def iter_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank line of a JSONL(.gz) file; a line that is not a JSON object,
+    or an unreadable file (truncated gzip, bad bytes), raises ``error`` naming ``path:line``."""
+    for lineno, obj in _json_lines(path, error):
+        if not isinstance(obj, dict):
+            raise error(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
 
 
 def read_texts(path: str | os.PathLike, field: str = "text") -> list[str]:
@@ -117,22 +122,16 @@ def read_texts(path: str | os.PathLike, field: str = "text") -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"Input file {str(path)!r} does not exist")
     name = path.name.removesuffix(".gz")
-    texts: list[str] = []
-    with open_text(path) as f:
-        if name.endswith(".jsonl"):
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-                value = obj if isinstance(obj, str) else obj.get(field) if isinstance(obj, dict) else None
-                if not isinstance(value, str):
-                    raise ValueError(f"{path}:{lineno}: expected a string or an object with a string {field!r} field")
-                texts.append(value)
-        elif name.endswith(".txt"):
+    if name.endswith(".jsonl"):
+        texts: list[str] = []
+        for lineno, obj in _json_lines(path, ValueError):
+            value = obj if isinstance(obj, str) else obj.get(field) if isinstance(obj, dict) else None
+            if not isinstance(value, str):
+                raise ValueError(f"{path}:{lineno}: expected a string or an object with a string {field!r} field")
+            texts.append(value)
+    elif name.endswith(".txt"):
+        with open_text(path) as f:
             texts = [line.rstrip("\n") for line in f if line.strip()]
-        else:
-            raise ValueError(f"Unsupported input {str(path)!r}: use .txt (one text per line) or .jsonl[.gz]")
+    else:
+        raise ValueError(f"Unsupported input {str(path)!r}: use .txt (one text per line) or .jsonl[.gz]")
     return texts
