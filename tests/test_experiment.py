@@ -115,6 +115,38 @@ def test_budget_overlay_and_recipe_file(tiny, tmp_path):
     assert deep_merge({"a": {"b": 1, "c": [1, 2]}}, {"a": {"c": [3]}}) == {"a": {"b": 1, "c": [3]}}  # lists replace
 
 
+def test_validation_budget_holds_rows_out_of_every_run(tiny, tmp_path, monkeypatch):
+    """eval.validation: every run trains with data.holdout, and the evaluation is the held-out suite, not test."""
+    from mote.eval import validation
+
+    base, data = tiny
+    monkeypatch.setenv("MOTE_CACHE", str(tmp_path / "cache"))
+    built = []
+    monkeypatch.setattr(validation, "build_validation_suite", lambda root, out, f: built.append((out, f)))
+    raw = experiment(base, data, tmp_path / "cache", similarity={"enabled": False}, throughput={"enabled": False})
+    raw["budgets"]["tune"] = {"eval": {"validation": 0.2, "datasets": None}}
+    cfg = parse_experiment(raw, budget="tune", check_files=False)
+    assert cfg.eval.split == "validation" and cfg.eval.datasets == list(validation.DATASETS)
+    assert cfg.eval.routes == validation.ROUTES
+    assert cfg.eval_data_dir() == str(tmp_path / "cache" / "validation-holdout-0.2")
+    assert {cfg.run_config("tiny", a, 1).data.holdout for a in ("ic", "mote")} == {0.2}
+    assert parse_experiment(raw, budget="small", check_files=False).run_config("tiny", "ic", 1).data.holdout == 0
+    with pytest.raises(ExperimentConfigError, match="eval.validation"):
+        parse_experiment(deep_merge(raw, {"eval": {"validation": 1.5}}), budget="small", check_files=False)
+    # with the data checks the suite is built from the training data (here: recorded, not built)
+    with pytest.raises(ExperimentConfigError):  # the toy data folder has none of the suite's datasets
+        parse_experiment(raw, budget="tune")
+    assert built == [(str(tmp_path / "cache" / "validation-holdout-0.2"), 0.2)]
+
+
+def test_report_path_comes_from_the_budget(tiny, tmp_path):
+    base, data = tiny
+    raw = experiment(base, data, tmp_path / "cache")
+    raw["budgets"]["big"]["report"] = {"path": "docs/results-big.md"}
+    assert parse_experiment(raw, budget="big", check_files=False).report.path == "docs/results-big.md"
+    assert parse_experiment(raw, budget="small", check_files=False).report.path == "docs/results.md"
+
+
 # ------------------------------------------------------------------------------------------------ plan
 def test_plan_expands_blocks_arms_and_seeds_seed_major(tiny, tmp_path):
     base, data = tiny
@@ -278,6 +310,7 @@ def test_report_from_fake_results_has_the_right_numbers(tiny, tmp_path):
     base, data = tiny
     raw = experiment(base, data, tmp_path / "cache", similarity={"enabled": False}, throughput={"enabled": False})
     raw["models"]["tiny"]["arm_seeds"] = {"ic": [1, 2], "mote": [1, 2]}
+    raw["report"]["notes"] = ["The recipe was chosen on validation rows."]
     cfg = parse_experiment(raw, budget="small")
     plan = make_plan(cfg, tmp_path / "runs")
     tt = {"ToySTS": "STS", "ToyRetrieval": "Retrieval", "ToyReranking": "Reranking"}
@@ -303,4 +336,5 @@ def test_report_from_fake_results_has_the_right_numbers(tiny, tmp_path):
     assert "Across 3 datasets (seed-mean Δ): 2 wins, 0 losses, 1 ties" in md
     assert "| mote (EB) gain | ic gain | mote (EB) − ic |" in md  # the headline table
     assert "| Retrieval | +7.00 ± 1.41 | +3.00 ± 1.41 | +4.00 ± 0.00 |" in md
+    assert md.index("The recipe was chosen on validation rows.") < md.index("## tiny")  # notes follow the headline
     assert (report.with_suffix("") / "tiny-gains.png").read_bytes()[:4] == b"\x89PNG"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mote.data.holdout import split_rows
 from mote.data.pairs import NO_LABEL, LabelSpace, Pair, build_pairs, stable_seed
 from mote.data.sources import Source, load_records
 from mote.data.tasks import TaskKind
@@ -83,8 +84,12 @@ class TrainingData:
         data_root: str | os.PathLike | None,
         seed: int = 0,
         progress: Callable[[str], None] | None = None,
+        holdout: float = 0.0,
     ) -> TrainingData:
-        """Read and pair every dataset of every task (deterministic for a given ``seed``)."""
+        """Read and pair every dataset of every task (deterministic for a given ``seed``).
+
+        ``holdout``: the fraction of every dataset's rows left out for validation (:mod:`mote.data.holdout`).
+        """
         labels = LabelSpace()
         out: dict[str, dict[str, list[Pair]]] = {}
         for spec in specs:
@@ -93,6 +98,8 @@ class TrainingData:
                 if progress:
                     progress(f"loading {spec.name} / {ds.source.describe()}")
                 rows = load_records(ds.source, data_root)
+                if holdout:
+                    rows, _ = split_rows(rows, holdout)
                 pairs = build_pairs(
                     rows, spec.kind.pair_kind, ds.name, labels, seed, ds.hard_negatives, split_by=ds.split_by
                 )

@@ -20,6 +20,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     exp = load_experiment(args.config, budget=args.budget)  # every problem of the file and its recipes, up front
     root = Path(args.output) / (exp.budget or "default")
+    report = args.report or exp.report.path
     if args.dry_run:
         plan = make_plan(exp, root)
         rows = plan_status(plan)
@@ -32,10 +33,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.report_only:
         from mote.experiment.report import write_report
 
-        print(f"wrote {write_report(make_plan(exp, root), args.report)}")
+        print(f"wrote {write_report(make_plan(exp, root), report)}")
         return 0
     try:
-        run_reproduction(exp, root, report=None if args.no_report else args.report)
+        run_reproduction(exp, root, report=None if args.no_report else report)
     except ReproductionInterrupted as e:
         print(f"interrupted: {e}")
         return 130
@@ -56,8 +57,8 @@ def register(subparsers) -> None:
                    "default_budget)")
     p.add_argument("--output", default="runs/reproduce", help="output root; runs go to OUTPUT/BUDGET "
                    "(default runs/reproduce)")
-    p.add_argument("--report", default="docs/results.md", help="the Markdown report; figures go to the folder of "
-                   "the same name without .md (default docs/results.md)")
+    p.add_argument("--report", default=None, help="the Markdown report; figures go to the folder of the same name "
+                   "without .md (default: the budget's report.path, else docs/results.md)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is done / resumes / to do")
     p.add_argument("--report-only", action="store_true", help="only (re)write the report from finished runs")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")

@@ -96,6 +96,9 @@ class EvalSpec(_Strict):
     batch_size: int = Field(default=32, gt=0)
     data_dir: str | None = None  # default: the recipe's data.data_dir, else $MOTE_DATA / ../shared/data
     cache: str | bool = True  # embedding cache: true (default location), a folder, or false
+    # Recipe selection: hold out this fraction of every training set (data.holdout of every run) and evaluate on
+    # mote.eval.validation's suite built from those rows (split "validation"), never on a test set.
+    validation: float | None = Field(default=None, gt=0, lt=1)
 
 
 class SimilaritySpec(_Strict):
@@ -121,12 +124,14 @@ class ThroughputSpec(_Strict):
 
 
 class ReportSpec(_Strict):
+    path: str = "docs/results.md"  # where `mote reproduce` writes the report (--report overrides)
     title: str = "Results"
     significance: list[list[str]] = Field(default_factory=lambda: [["mote", "ic"]])  # [arm, against]
     headline_category: str = "Retrieval"
     n_boot: int = Field(default=1000, gt=0)
     bootstrap_seed: int = 0
     copy_raw: bool = True  # copy every results.json next to the report (raw/)
+    notes: list[str] = Field(default_factory=list)  # markdown paragraphs after the headline (context, caveats)
 
 
 class ExperimentConfig(_Strict):
@@ -171,6 +176,8 @@ class ExperimentConfig(_Strict):
         raw = deep_merge(raw, block.training)
         raw = deep_merge(raw, self.arms[arm].overrides)
         raw = deep_merge(raw, {"model": {"base": block.base}, "seed": seed, "arm": self.train_arm(arm)})
+        if self.eval.validation is not None:  # the validation rows are never trained on
+            raw = deep_merge(raw, {"data": {"holdout": self.eval.validation}})
         return raw
 
     def run_config(self, model: str, arm: str, seed: int, check_files: bool = True):
@@ -181,10 +188,38 @@ class ExperimentConfig(_Strict):
             self.run_recipe(model, arm, seed), f"{model}/{arm}/seed-{seed}", check_files, self.train_arm(arm)
         )
 
+    def train_data_dir(self) -> str | None:
+        return (self.training.get("data") or {}).get("data_dir") or (self.recipe_raw.get("data") or {}).get(
+            "data_dir")
+
     def eval_data_dir(self) -> str | None:
+        if self.eval.validation is not None:
+            return str(validation_dir(self.eval.validation))
         return self.eval.data_dir or (self.recipe_raw.get("data") or {}).get("data_dir") or (
             self.training.get("data") or {}
         ).get("data_dir")
+
+
+def validation_dir(fraction: float) -> Path:
+    """Where the validation suite of a holdout fraction lives: under the embedding cache folder (derived data)."""
+    from mote.eval.cache import default_cache_dir
+
+    return default_cache_dir() / f"validation-holdout-{fraction:g}"
+
+
+def _apply_validation(raw: dict[str, Any]) -> dict[str, Any]:
+    """With ``eval.validation``: the validation suite's datasets, split and routes (explicit ones win)."""
+    ev = raw.get("eval")
+    if not isinstance(ev, Mapping) or ev.get("validation") is None:
+        return raw
+    from mote.eval import validation
+
+    ev = dict(ev)
+    if ev.get("datasets") is None:
+        ev["datasets"] = list(validation.DATASETS)
+    ev["split"] = validation.SPLIT
+    ev["routes"] = {**validation.ROUTES, **(ev.get("routes") or {})}
+    return {**raw, "eval": ev}
 
 
 # ------------------------------------------------------------------------------------------------ merging
@@ -225,6 +260,13 @@ def _dataset_problems(cfg: ExperimentConfig) -> list[str]:
     from mote.data import data_dir
     from mote.eval import datasets as ds
 
+    if cfg.eval.validation is not None:  # build (or reuse) the suite from the training data
+        from mote.eval.validation import build_validation_suite
+
+        try:
+            build_validation_suite(data_dir(cfg.train_data_dir()), cfg.eval_data_dir(), cfg.eval.validation)
+        except (FileNotFoundError, ValueError) as e:
+            return [f"eval.validation: cannot build the validation suite: {e}"]
     try:
         root = data_dir(cfg.eval_data_dir())
     except FileNotFoundError as e:
@@ -378,7 +420,7 @@ def parse_experiment(
         where = f"{where or 'the experiment'} (budget {chosen})"
     # Validate; on errors, drop the offending entries and validate again, so that the checks of the rest (arms,
     # recipes, datasets) still run and every problem is reported at once.
-    candidate = {**merged, "source": source_name, "budget": chosen, "recipe_raw": recipe_raw}
+    candidate = {**_apply_validation(merged), "source": source_name, "budget": chosen, "recipe_raw": recipe_raw}
     cfg = None
     for _ in range(20):
         try:

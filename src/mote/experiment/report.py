@@ -519,6 +519,8 @@ def write_report(plan: Plan, report: str | Path) -> Path:
         body += _capacity_lines(exp, capacity)
     if headline:
         lines += ["## Headline", "", *headline, ""]
+    for note in exp.report.notes:
+        lines += [note.strip(), ""]
     lines += body
     lines += _setup_lines(exp, plan, env, rel)
     atomic_write_text(report, "\n".join(lines).rstrip() + "\n")

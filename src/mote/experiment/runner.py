@@ -402,6 +402,11 @@ def run_reproduction(
     plan.root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(plan.root / "experiment.json", exp.model_dump(mode="json", exclude={"recipe_raw"}))
     device = resolve_device(exp.device)
+    if exp.eval.validation is not None:  # the recipe-selection suite (kept when already built alike)
+        from mote.data import data_dir
+        from mote.eval.validation import build_validation_suite
+
+        build_validation_suite(data_dir(exp.train_data_dir()), exp.eval_data_dir(), exp.eval.validation)
     steps = plan.steps()
     t_start = time.perf_counter()
     _say(f"{exp.name}: budget {exp.budget or '-'}, {len(plan.trainings)} trainings and {len(plan.evaluations)} "

@@ -125,6 +125,8 @@ class DataConfig(_Strict):
     data_dir: str | None = None  # default: $MOTE_DATA, else ../shared/data
     sampling: Literal["proportional", "temperature", "round-robin"] = "proportional"
     sampling_temperature: float = Field(default=2.0, gt=0)
+    # fraction of every training set held out for validation (mote.data.holdout); 0 = train on every row
+    holdout: float = Field(default=0.0, ge=0, lt=1)
 
 
 class LossConfig(_Strict):

@@ -474,7 +474,9 @@ class PreparedRun:
 def load_run_data(cfg: RunConfig) -> TrainingData:
     """The run's training data (seeded), with one summary line per dataset on the main process."""
     data_root = cfg.data_root()
-    data = TrainingData.load(cfg.task_specs(data_root), data_root, cfg.seed, progress=_say)
+    data = TrainingData.load(
+        cfg.task_specs(data_root), data_root, cfg.seed, progress=_say, holdout=cfg.data.holdout
+    )
     for row in data.summary():
         _say(f"  {row['task']:<16} {row['dataset']:<40} {row['pairs']:>7,} pairs  {row['hard_negatives']:>7,} hard "
              f"negatives  {row['labels']:>6,} labels")
