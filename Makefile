@@ -29,7 +29,8 @@ lint: install
 bench: install
 	$(PY) benchmarks/encode.py
 
-# The MoTE experiment (configs/reproduce.yaml): BUDGET=small (<= 45 min on a 2-core CPU) or full (<= 2 h); resumable.
+# The MoTE experiment (configs/reproduce.yaml): BUDGET=small (<= 45 min on a 2-core CPU), full (<= 2 h), tune (recipe
+# selection on held-out validation rows, ~26 min), seeds, gpu; resumable. Reports: docs/results*.md.
 BUDGET ?= small
 reproduce: install
 	$(VENV)/bin/mote reproduce configs/reproduce.yaml --budget $(BUDGET)
