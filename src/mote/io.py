@@ -135,3 +135,17 @@ def read_texts(path: str | os.PathLike, field: str = "text") -> list[str]:
     else:
         raise ValueError(f"Unsupported input {str(path)!r}: use .txt (one text per line) or .jsonl[.gz]")
     return texts
+
+
+def read_yaml(path: str | os.PathLike, what: str, error) -> Any:
+    """The parsed YAML file at ``path``; a missing file raises ``FileNotFoundError`` naming ``what`` it should be,
+    invalid YAML raises ``error([message], path)`` (the config error classes of mote.train / mote.experiment)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise error([f"not valid YAML: {e}"], str(path)) from None

@@ -476,14 +476,9 @@ def load_experiment(
     path: str | os.PathLike, budget: str | None = None, check_files: bool = True
 ) -> ExperimentConfig:
     """Read and validate an experiment YAML file (see :func:`parse_experiment`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Experiment file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ExperimentConfigError([f"not valid YAML: {e}"], str(path)) from None
-    return parse_experiment(raw, path, budget, check_files)
+    from mote.io import read_yaml
+
+    return parse_experiment(read_yaml(path, "Experiment file", ExperimentConfigError), Path(path), budget, check_files)
 
 
 __all__ = [

@@ -472,11 +472,6 @@ def parse_config(
 
 def load_config(path: str | os.PathLike, check_files: bool = True, arm: str | None = None) -> RunConfig:
     """Read and validate a YAML training config (see :func:`parse_config`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Training config {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError([f"not valid YAML: {e}"], str(path)) from None
-    return parse_config(raw, str(path), check_files, arm)
+    from mote.io import read_yaml
+
+    return parse_config(read_yaml(path, "Training config", ConfigError), str(path), check_files, arm)
