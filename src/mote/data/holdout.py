@@ -20,7 +20,7 @@ unless its query is held out too): duplicate-question data chains pairs (A-B, B-
 not come back as the positive of a trained pair. So ``kept`` and ``held`` do not always cover every row.
 
 The hash (BLAKE2b of the normalised key) does not depend on the seed, the arm or the process, so training with
-``data.holdout: f`` and :mod:`mote.experiment.validation` (which builds evaluation folders from the held-out rows)
+``data.holdout: f`` and :mod:`mote.eval.validation` (which builds evaluation folders from the held-out rows)
 agree on every row. Passages are not keys: a held-out SQuAD question's paragraph may still be the positive of a
 trained question about the same paragraph.
 
