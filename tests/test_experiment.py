@@ -338,3 +338,55 @@ def test_report_from_fake_results_has_the_right_numbers(tiny, tmp_path):
     assert "| Retrieval | +7.00 ± 1.41 | +3.00 ± 1.41 | +4.00 ± 0.00 |" in md
     assert md.index("The recipe was chosen on validation rows.") < md.index("## tiny")  # notes follow the headline
     assert (report.with_suffix("") / "tiny-gains.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_selected_arms_select_after_their_source_and_are_reused(tiny, tmp_path, monkeypatch):
+    """A selected arm (select_from) runs `mote select` on its source arm's run of the same seed, after it; a
+    finished selection is reused, a changed selection option re-selects; a bad source is a config error."""
+    import shutil
+
+    base, data = tiny
+    calls = []
+
+    def fake_select_run(run_dir, output, cfg, overwrite=False, **kw):  # the search itself: tests/test_select.py
+        calls.append((Path(run_dir).as_posix().split("/train/")[1], tuple(cfg.alphas)))
+        if Path(output).exists():
+            shutil.rmtree(output)
+        shutil.copytree(Path(run_dir) / "model", output)
+        (Path(output) / "selection.json").write_text(json.dumps({"choice": {"prepend": {"*": False}}}))
+        return Path(output)
+
+    monkeypatch.setattr("mote.select.run.select_run", fake_select_run)
+    over = {"arms": {"ic-wise": {"select_from": "ic", "label": "ic + WiSE-FT", "select": {"alphas": [0.5, 1.0]}}},
+            "models": {"tiny": {"arms": ["ic", "ic-wise"]}}, "similarity": {"enabled": False},
+            "throughput": {"enabled": False}, "report": {"significance": [["ic-wise", "base"]]}}
+    def exp(over):
+        raw = experiment(base, data, tmp_path / "cache", **over)
+        raw["models"]["tiny"]["arm_seeds"] = {}
+        return raw
+
+    cfg = parse_experiment(exp(over), budget="small")
+    root = tmp_path / "runs"
+    plan = make_plan(cfg, root)
+    assert [(t.key, t.source.key if t.source else None) for t in plan.trainings] == [
+        ("tiny/ic/seed-1", None), ("tiny/ic-wise/seed-1", "tiny/ic/seed-1")]
+    run_reproduction(cfg, root, report=tmp_path / "r.md", trainer=CountingTrainer())
+    assert calls == [("ic/seed-1", (0.5, 1.0))]
+    ev = json.loads((root / "tiny/eval/ic-wise/seed-1/results.json").read_text())
+    assert ev["encoder"]["kind"] == "dense"  # selected back to the base: evaluated without the prefixes
+    assert "ic + WiSE-FT" in (tmp_path / "r.md").read_text()
+    run_reproduction(cfg, root, report=None, trainer=CountingTrainer())
+    assert len(calls) == 1  # reused
+    assert {s.kind: s.state for s in plan_status(plan)}["select"] == "done"
+    over["arms"]["ic-wise"]["select"] = {"alphas": [1.0]}
+    changed = parse_experiment(exp(over), budget="small")
+    run_reproduction(changed, root, report=None, trainer=CountingTrainer())
+    assert calls[-1] == ("ic/seed-1", (1.0,))
+
+    bad = deep_merge(over, {"arms": {"ic-wise": {"select_from": "nobody"}},
+                            "models": {"tiny": {"arms": ["ic-wise", "ic"]}}})
+    with pytest.raises(ExperimentConfigError, match=r"select_from: 'nobody' is not a trained arm"):
+        parse_experiment(exp(bad), budget="small")
+    bad = deep_merge(over, {"models": {"tiny": {"arms": ["ic-wise", "ic"]}}})
+    with pytest.raises(ExperimentConfigError, match="must be listed before it"):
+        parse_experiment(exp(bad), budget="small")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from mote.data import data_dir
 from mote.data.holdout import is_held_out, split_rows
 from mote.data.sources import Source, load_records
-from mote.data.training import TrainingData
+from mote.data.tasks import TASK_KINDS
+from mote.data.training import DatasetSpec, TaskSpec, TrainingData
 from mote.eval import datasets as ds
 from mote.eval import validation
 from mote.train import load_config
@@ -84,7 +86,9 @@ def test_suite_loads_with_the_harness(suite):
     for name, info in infos.items():
         data = ds.load(info, validation.SPLIT)
         assert data.n_items > 0, name
-        assert json.loads((info.path / "meta.json").read_text())["holdout"] == 0.1
+        meta = json.loads((info.path / "meta.json").read_text())
+        assert meta["group"] == validation.GROUPS[name]
+        assert meta["holdout"] == (0.1 if meta["group"] == "in-domain" else 0.0)  # ood: whole untrained sources
     qa = ds.load(infos["val-QAReranking"], validation.SPLIT)
     assert all(pos and neg for pos, neg in zip(qa.positives, qa.negatives, strict=True))
 
@@ -102,7 +106,11 @@ def test_suite_is_rebuilt_only_when_its_fraction_changes(suite, real_root):
 def test_no_validation_text_is_trained_on(suite, real_root):
     """Training with data.holdout = 0.1 never sees a validation query, held-out text or clustering title."""
     cfg = load_config("configs/mote-minilm.yaml")
-    specs = cfg.task_specs(real_root)
+    # and the new sources (mix B of the choose budget): caption pairs, Reddit titles and title sets
+    specs = [*cfg.task_specs(real_root), *(
+        TaskSpec(f"{kind}-b", TASK_KINDS[kind], (DatasetSpec(Source(folder, folder=folder), max_examples=3000),))
+        for kind, folder in (("symmetric", "train-Multi30kCaptions"), ("classification", "train-RedditTitles"),
+                             ("clustering", "train-RedditTitlesClustering")))]
     trained = TrainingData.load(specs, real_root, seed=0, holdout=0.1)
     seen = {t for ps in trained.tasks.values() for pairs in ps.values() for p in pairs
             for t in (p.anchor, p.positive, p.negative) if t}
@@ -114,6 +122,10 @@ def test_no_validation_text_is_trained_on(suite, real_root):
     held |= set(ds.load(infos["val-Banking77"], validation.SPLIT).test_texts)
     for name in ("val-20NewsgroupsTitlesClustering", "val-AGNewsTitlesClustering"):
         held |= {s for sentences, _ in ds.load(infos[name], validation.SPLIT).sets for s in sentences}
+    held |= set(ds.load(infos["val-Multi30kRetrieval"], validation.SPLIT).queries.values())
+    held |= set(ds.load(infos["val-RedditTitles"], validation.SPLIT).test_texts)
+    held |= {s for sentences, _ in ds.load(infos["val-RedditTitlesClustering"], validation.SPLIT).sets
+             for s in sentences}
     held = {" ".join(t.split()) for t in held}
     assert len(held) > 2000
     assert not held & seen
@@ -127,4 +139,24 @@ def test_no_validation_text_is_trained_on(suite, real_root):
 def test_shipped_validation_splits_are_used_as_is(suite, real_root):
     rows = load_records(Source("e", folder="EmotionClassification", split="validation"), real_root)
     data = ds.load(ds.discover(suite)["val-Emotion"], validation.SPLIT)
-    assert list(data.test_texts) == [r["text"] for r in rows]
+    assert list(data.test_texts) == [r["text"] for r in rows][: validation.MAX_SCORED]  # the first rows, as shipped
+    assert len(rows) > validation.MAX_SCORED
+
+
+def test_the_ood_group_holds_only_sources_the_recipes_do_not_train_on(suite, real_root):
+    """Leave-one-source-out: every ood folder is built from OOD_SOURCES alone, and no shipped recipe trains on
+    them (the recipe check refuses selection on the ood group otherwise: tests/test_select.py)."""
+    import yaml
+
+    infos = ds.discover(suite)
+    for name in validation.datasets_of("ood"):
+        assert set(json.loads((infos[name].path / "meta.json").read_text())["sources"]) <= set(validation.OOD_SOURCES)
+    for recipe in ("configs/mote-minilm.yaml", "configs/demo.yaml"):
+        cfg = load_config(recipe)
+        trained = {d.name for t in cfg.tasks.values() for d in t.dataset_configs()}
+        assert not trained & set(validation.OOD_SOURCES), recipe
+    budgets = yaml.safe_load(Path("configs/reproduce.yaml").read_text())["budgets"]
+    for arm in budgets["choose"]["arms"].values():
+        for task in (arm.get("overrides", {}).get("tasks") or {}).values():
+            names = {d if isinstance(d, str) else d["name"] for d in task["datasets"]}
+            assert not names & set(validation.OOD_SOURCES)

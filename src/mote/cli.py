@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 # Each of these modules defines `register(subparsers) -> None`.
-_SUBCOMMAND_MODULES = ("mote.eval.cli", "mote.train.cli", "mote.moee.cli", "mote.experiment.cli")
+_SUBCOMMAND_MODULES = ("mote.eval.cli", "mote.train.cli", "mote.select.cli", "mote.moee.cli", "mote.experiment.cli")
 
 
 def _quiet_hf() -> None:
@@ -105,14 +105,19 @@ def describe(model) -> str:
         "tasks:",
     ]
     for r in module.routing.routes:
-        lines.append(f"  {r.name:<16} prefix {r.prefix!r:<24} -> expert {r.expert}   active {counts['active']:,}")
+        shown = f"prefix {r.prefix!r:<24}" if r.prepend else f"prefix {r.prefix!r} (not prepended)"
+        lines.append(f"  {r.name:<16} {shown} -> expert {r.expert}   active {counts['active']:,}")
     return "\n".join(lines)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     import mote
+    from mote.select.record import read_selection, summary_lines
 
     print(describe(mote.load(args.model)))
+    record = read_selection(args.model) if Path(args.model).is_dir() else None
+    if record is not None:
+        print("\n".join(summary_lines(record)))
     return 0
 
 

@@ -4,8 +4,9 @@
 2. encode example sentences under each task and show what routed where;
 3. check the promise of exactness: a fresh conversion equals the dense base on the same prefixed text;
 4. train the query, document and classification experts with TA-CL for a few minutes
-   (:func:`mote.train.demo_train`), evaluate base and trained model on four small sets, and check that the
-   clustering expert, which saw no data, still gives exactly the base model's embeddings.
+   (:func:`mote.train.demo_train`), check that the clustering expert, which saw no data, still gives exactly the
+   base model's embeddings, finish the model with per-task selection on validation data, and compare the plain
+   base, the base with prefixes, the trained and the selected model on four small evaluation sets.
 """
 
 from __future__ import annotations
@@ -96,25 +97,17 @@ def _train_part(console: Console, workdir: Path, steps: int | None, t0: float) -
         f"{summary['steps']} steps in {summary['train_seconds']:.0f} s; loss {summary['first_loss']:.3f} -> "
         f"{summary['last_loss']:.3f}; model in [cyan]{summary['model_dir']}[/]"
     )
-    table = Table(
-        "dataset",
-        "task type",
-        "metric",
-        "base + prefixes",
-        "MoTE (TA-CL)",
-        "delta",
-        title="base vs trained (scores in percent, MTEB metrics)",
-    )
+    console.print("selection: " + ", ".join(f"expert {e} -> {c}" for e, c in summary["selection"].items()))
+    val = summary["validation"]
+    console.print("validation, plain base -> selected: " + "; ".join(
+        f"{c} {val['base'][c]:.2f} -> {val['selected'][c]:.2f}" for c in val["selected"]))
+    table = Table("dataset", "task type", "metric", "base", "base + prefixes", "trained (TA-CL)", "selected",
+                  "selected - base", title="the plain base vs what `mote train` + `mote select` give (percent, MTEB "
+                  "metrics, test splits)")
     for r in summary.get("comparison", []):
         colour = "green" if r["delta"] > 0 else "red" if r["delta"] < 0 else "white"
-        table.add_row(
-            r["dataset"],
-            r["task_type"],
-            r["metric"],
-            f"{r['base']:.2f}",
-            f"{r['trained']:.2f}",
-            f"[{colour}]{r['delta']:+.2f}[/]",
-        )
+        table.add_row(r["dataset"], r["task_type"], r["metric"], f"{r['base']:.2f}", f"{r['base+prefix']:.2f}",
+                      f"{r['trained']:.2f}", f"{r['selected']:.2f}", f"[{colour}]{r['delta']:+.2f}[/]")
     console.print(table)
     untouched = summary["untouched_max_abs_diff"]
     console.print(
@@ -124,7 +117,7 @@ def _train_part(console: Console, workdir: Path, steps: int | None, t0: float) -
     ok = untouched == 0.0 and summary["last_loss"] < summary["first_loss"]
     verdict = "[green]done" if ok else "[red]a check failed"
     console.print(
-        f"{verdict} in {time.perf_counter() - t0:.0f} s[/]. Next: `mote eval {summary['model_dir']} "
-        "--quick --output runs/eval/mine`"
+        f"{verdict} in {time.perf_counter() - t0:.0f} s[/]. Next: `mote info {summary['selected_dir']}`, "
+        f"`mote eval {summary['selected_dir']} --suite quick --output runs/eval/mine`"
     )
     return 0 if ok else 1

@@ -303,6 +303,22 @@ def expert_modules(model: nn.Module) -> list[_ExpertModule]:
     return [m for m in model.modules() if isinstance(m, _ExpertModule)]
 
 
+@torch.no_grad()
+def keep_experts(model: nn.Module, keep: Sequence[int]) -> None:
+    """Keep only experts ``keep`` (in that order) in every expert module, in place: expert ``keep[i]`` becomes
+    expert ``i`` (expert consolidation drops the experts whose tasks now share another one)."""
+    keep = [int(e) for e in keep]
+    for m in expert_modules(model):
+        if not keep or len(set(keep)) < len(keep) or not all(0 <= e < m.num_experts for e in keep):
+            raise ValueError(f"keep must list distinct experts of 0..{m.num_experts - 1}, got {keep}")
+        index = torch.tensor(keep, device=m.weight.device)
+        for name in ("weight", "bias"):
+            p = getattr(m, name, None)
+            if p is not None:
+                setattr(m, name, nn.Parameter(p.index_select(0, index).clone(), requires_grad=p.requires_grad))
+        m.num_experts = len(keep)
+
+
 def expert_layer_indices(model: nn.Module) -> list[int]:
     """Indices of the layers that hold experts."""
     slots = layer_slots(model)

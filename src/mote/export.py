@@ -51,13 +51,13 @@ def export_dense(
         transformer = Transformer(str(tmp), max_seq_length=module.max_seq_length, do_lower_case=module.do_lower_case)
         dense = SentenceTransformer(
             modules=[transformer, *list(model)[1:]],
-            prompts={task: route.prefix},
+            prompts={task: route.text_prefix},
             default_prompt_name=task,
             similarity_fn_name=model.similarity_fn_name,
             device="cpu",
         )
         dense.save(str(tmp))
-        meta = {"exported_from": "mote", "task": task, "prefix": route.prefix, "expert": route.expert}
+        meta = {"exported_from": "mote", "task": task, "prefix": route.text_prefix, "expert": route.expert}
         with open(tmp / "mote_export.json", "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
     return output

@@ -32,7 +32,15 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import InputModule, Transformer
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
-from mote.experts import Dispatch, Segment, expert_layer_indices, plan_segments, resolve_placement, upcycle
+from mote.experts import (
+    Dispatch,
+    Segment,
+    expert_layer_indices,
+    expert_modules,
+    plan_segments,
+    resolve_placement,
+    upcycle,
+)
 from mote.routing import RoutingTable, UnknownTaskError
 from mote.weights import DEFAULT_BASE_MODEL, resolve_model_path
 
@@ -232,6 +240,17 @@ class MoTETransformer(InputModule):
             hidden = hidden.index_select(0, inverse)
         features["token_embeddings"] = hidden
         return features
+
+    def set_routing(self, routing: RoutingTable) -> None:
+        """Route with ``routing`` from now on: the same tasks, prefixes and number of experts, with experts or
+        ``prepend`` flags changed (what per-task selection and expert consolidation write)."""
+        if routing.task_names != self.routing.task_names:
+            raise ValueError(f"set_routing keeps the tasks {self.routing.task_names}, got {routing.task_names}")
+        held = {m.num_experts for m in expert_modules(self.auto_model)}
+        if held != {routing.num_experts}:
+            raise ValueError(f"the routing table names {routing.num_experts} experts, the expert layers hold {held}")
+        self.routing = routing
+        self._expert_of_task = [routing.expert(t) for t in routing.task_names]
 
     @contextlib.contextmanager
     def routed(self, task: str) -> Iterator[None]:

@@ -35,11 +35,22 @@ class UnknownTaskError(ValueError):
 
 @dataclass(frozen=True)
 class TaskRoute:
-    """One row of the routing table."""
+    """One row of the routing table.
+
+    ``prefix`` is the task's instruction: prompts name the task by it. ``prepend=False`` keeps it as the task's
+    name for prompts but encodes the text as it is: what per-task selection (:mod:`mote.select`) writes for a task
+    whose expert was reset to the base model's weights, which were trained without instructions.
+    """
 
     name: str
     prefix: str
     expert: int
+    prepend: bool = True
+
+    @property
+    def text_prefix(self) -> str:
+        """What is prepended to this task's texts: ``prefix``, or nothing when ``prepend`` is off."""
+        return self.prefix if self.prepend else ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,8 @@ class RoutingTable:
                 problems.append(f"task {r.name!r}: prefix must be a string, got {r.prefix!r}")
             if not isinstance(r.expert, int) or r.expert < 0:
                 problems.append(f"task {r.name!r}: expert must be a non-negative int, got {r.expert!r}")
+            if not isinstance(r.prepend, bool):
+                problems.append(f"task {r.name!r}: prepend must be true or false, got {r.prepend!r}")
         prefixes = [r.prefix for r in self.routes]
         clash = sorted({p for p in prefixes if prefixes.count(p) > 1})
         if clash:
@@ -189,33 +202,53 @@ class RoutingTable:
         )
 
     def resolve(self, task: str | None = None, prompt: str | None = None) -> tuple[str, str]:
-        """Resolve ``(task, prefix)``: explicit task, else the prompt's task, else the default task.
+        """Resolve ``(task, text prefix)``: explicit task, else the prompt's task, else the default task.
 
-        An explicit prompt is the text that gets prepended; otherwise the task's own prefix is.
+        The text prefix is the task's :attr:`TaskRoute.text_prefix` (its prefix, or nothing for a task that does not
+        prepend it); an explicit prompt other than the task's own prefix is prepended as given.
+
+        Example:
+            >>> t = RoutingTable.default().replace("query", prepend=False)
+            >>> t.resolve(prompt="search_query: "), t.resolve("document")
+            (('query', ''), ('document', 'search_document: '))
         """
         if task is None:
             task = self.task_for_prompt(prompt) if prompt else self.default_task
         route = self.route(task)
-        return route.name, route.prefix if prompt is None else prompt
+        return route.name, route.text_prefix if prompt is None or prompt == route.prefix else prompt
+
+    def replace(self, task: str, *, expert: int | None = None, prepend: bool | None = None) -> RoutingTable:
+        """A copy with ``task`` routed to ``expert`` and/or with ``prepend`` changed (validated like any table)."""
+        route = self.route(task)
+        new = TaskRoute(route.name, route.prefix, route.expert if expert is None else int(expert),
+                        route.prepend if prepend is None else bool(prepend))
+        routes = tuple(new if r.name == task else r for r in self.routes)
+        return RoutingTable(routes=routes, default_task=self.default_task)
 
     def prompts(self) -> dict[str, str]:
         """``{task: prefix}``, the sentence-transformers ``prompts`` dict (so ``prompt_name=task`` works)."""
         return {r.name: r.prefix for r in self.routes}
 
     def describe(self) -> str:
-        rows = ", ".join(f"{r.name!r} (prefix {r.prefix!r}, expert {r.expert})" for r in self.routes)
+        rows = ", ".join(
+            f"{r.name!r} (prefix {r.prefix!r}{'' if r.prepend else ', not prepended'}, expert {r.expert})"
+            for r in self.routes
+        )
         return f"Known tasks: {rows}; default task {self.default_task!r}."
 
     # ----------------------------------------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict[str, Any]:
         return {
-            "tasks": [{"name": r.name, "prefix": r.prefix, "expert": r.expert} for r in self.routes],
+            "tasks": [{"name": r.name, "prefix": r.prefix, "expert": r.expert, "prepend": r.prepend}
+                      for r in self.routes],
             "default_task": self.default_task,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RoutingTable:
-        routes = tuple(TaskRoute(t["name"], t["prefix"], int(t["expert"])) for t in data["tasks"])
+        routes = tuple(
+            TaskRoute(t["name"], t["prefix"], int(t["expert"]), bool(t.get("prepend", True))) for t in data["tasks"]
+        )
         return cls(routes=routes, default_task=data.get("default_task", DEFAULT_TASK))
 
     def expert_ids(self, tasks: Iterable[str]) -> list[int]:

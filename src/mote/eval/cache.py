@@ -131,6 +131,16 @@ def task_key(encoder: Any, task: str) -> str:
     return str(hook(task)) if callable(hook) else f"task={task}"
 
 
+def cache_keys(encoder: Any, task: str) -> tuple[str, str]:
+    """``(model, task)`` cache keys of ``task``: the encoder's ``cache_identity(task)`` (a digest of the function
+    that encodes the task, shared by every model computing it) if it gives one, else its identity and task key."""
+    hook = getattr(encoder, "cache_identity", None)
+    ident = hook(task) if callable(hook) else None
+    if ident is not None:
+        return str(ident), "function"
+    return str(encoder.identity), task_key(encoder, task)
+
+
 def embed_texts(
     encoder: Any,
     texts: Sequence[str],
@@ -152,8 +162,7 @@ def embed_texts(
     texts = list(texts)
     unique = list(dict.fromkeys(texts))
     keys = [text_key(t) for t in unique]
-    model_id = str(encoder.identity)
-    tkey = task_key(encoder, task)
+    model_id, tkey = cache_keys(encoder, task)
     vectors: dict[bytes, np.ndarray] = cache.get(model_id, tkey, keys) if cache is not None else {}
     todo = [i for i, k in enumerate(keys) if k not in vectors]
     todo.sort(key=lambda i: -len(unique[i]))
@@ -185,4 +194,4 @@ def embed_texts(
     return table[[position[t] for t in texts]]
 
 
-__all__ = ["CACHE_ENV", "EmbeddingCache", "default_cache_dir", "embed_texts", "task_key", "text_key"]
+__all__ = ["CACHE_ENV", "EmbeddingCache", "cache_keys", "default_cache_dir", "embed_texts", "task_key", "text_key"]

@@ -100,6 +100,87 @@ def _short(digest: str) -> str:
     return digest[:16]
 
 
+# Hugging Face config fields that, with the weights, fix what an encoder computes.
+_FUNCTION_CONFIG = ("model_type", "hidden_act", "layer_norm_eps", "num_hidden_layers", "hidden_size",
+                    "num_attention_heads", "intermediate_size", "max_position_embeddings", "type_vocab_size",
+                    "position_embedding_type", "pad_token_id")
+
+
+def _tensor_digest(name: str, t: Any) -> bytes:
+    import torch
+
+    t = t.detach().to("cpu").contiguous()
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    h = hashlib.sha256(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+    h.update(t.numpy().tobytes())
+    return h.digest()
+
+
+def function_digests(model: Any) -> dict[int | None, str]:
+    """Digests of the dense function a sentence-transformers model computes for each expert: ``{expert: digest}``.
+
+    For a MoTE model the function of expert ``e`` is its shared weights plus slice ``e`` of every stacked expert
+    weight (what :func:`mote.export.export_dense` writes), so the digest hashes exactly those, under the dense
+    model's parameter names (in name order), together with the tokenizer, sequence length, lower-casing, the
+    remaining modules (pooling, normalisation) and the Hugging Face config fields that fix the computation. A dense
+    model has one entry, ``None``. A MoTE expert whose weights equal a dense model's therefore has the dense
+    model's digest, and the embedding cache shares their embeddings (per-task selection relies on it: an expert
+    reset to the base is not encoded again). Each weight is hashed once; an expert costs only its own slices.
+    """
+    from mote.experts import ExpertLayerNorm, ExpertLinear
+
+    first = model[0]
+    hf = getattr(first, "auto_model", None) or getattr(first, "model", None)
+    expert_mods = [m for m in hf.modules() if isinstance(m, ExpertLinear | ExpertLayerNorm)]
+    stacked = {id(p) for m in expert_mods for p in m.parameters(recurse=False)}
+    common = hashlib.sha256()
+    cfg = hf.config.to_dict()
+    common.update(json.dumps({k: cfg.get(k) for k in _FUNCTION_CONFIG}, sort_keys=True, default=str).encode())
+    tok = getattr(first, "tokenizer", None)
+    common.update(f"tok={type(tok).__name__}|{len(tok) if tok is not None else 0}|"
+                  f"{getattr(tok, 'do_lower_case', None)}|".encode())
+    for attr in ("max_seq_length", "do_lower_case"):
+        common.update(f"{attr}={getattr(first, attr, None)!r}|".encode())
+    for i, m in enumerate(list(model)[1:], 1):
+        cfg_m = m.get_config_dict() if hasattr(m, "get_config_dict") else None
+        common.update(f"{i}|{type(m).__name__}|{json.dumps(cfg_m, sort_keys=True, default=str)}|".encode())
+        for name, t in m.state_dict().items():
+            common.update(_tensor_digest(f"{i}.{name}", t))
+    tensors = hf.state_dict(keep_vars=True)
+    shared = {n: _tensor_digest(n, t) for n, t in tensors.items() if id(t) not in stacked}
+    experts = {n: t for n, t in tensors.items() if id(t) in stacked}
+
+    def finish(digests: dict[str, bytes]) -> str:
+        h = common.copy()
+        for name in sorted(digests):
+            h.update(name.encode() + b"|" + digests[name])
+        return _short(h.hexdigest())
+
+    if not experts:
+        return {None: finish(shared)}
+    num_experts = expert_mods[0].num_experts
+    return {e: finish({**shared, **{n: _tensor_digest(n, t[e]) for n, t in experts.items()}})
+            for e in range(num_experts)}
+
+
+def _function_digest_or_none(model: Any, expert: int | None) -> str | None:
+    """:func:`function_digests` of a plain sentence-transformers model, or ``None`` if it has no HF encoder."""
+    try:
+        first = model[0]
+    except (TypeError, IndexError, KeyError):
+        return None
+    if getattr(first, "auto_model", None) is None and not hasattr(getattr(first, "model", None), "config"):
+        return None
+    return function_digests(model).get(expert)
+
+
+def _function_key(digest: str | None, prefix: str) -> str | None:
+    if digest is None:
+        return None
+    return "fn:" + _short(hashlib.sha256(f"{digest}|prefix={json.dumps(prefix)}".encode()).hexdigest())
+
+
 def _to_float32(emb: Any) -> np.ndarray:
     if hasattr(emb, "detach"):
         emb = emb.detach().float().cpu().numpy()
@@ -131,8 +212,17 @@ class DenseEncoder:
         self.model = model
         self.prefixes = dict(prefixes) if prefixes is not None else None
         self.name = name
-        policy = "dense" if self.prefixes is None else "ic:" + json.dumps(self.prefixes, sort_keys=True)
-        self.identity = _short(hashlib.sha256(f"{weights_fingerprint(model)}|{policy}".encode()).hexdigest())
+        self._policy = "dense" if self.prefixes is None else "ic:" + json.dumps(self.prefixes, sort_keys=True)
+        self._identity: str | None = None
+        self._function = _function_digest_or_none(model, None)
+
+    @property
+    def identity(self) -> str:
+        """A hash of every weight and module config and of the prefix policy (computed on first use)."""
+        if self._identity is None:
+            digest = hashlib.sha256(f"{weights_fingerprint(self.model)}|{self._policy}".encode()).hexdigest()
+            self._identity = _short(digest)
+        return self._identity
 
     @property
     def kind(self) -> str:
@@ -148,6 +238,11 @@ class DenseEncoder:
     def task_key(self, task: str) -> str:
         """Cache key of a task: the prefix itself (tasks with the same prefix give the same embeddings)."""
         return "prefix=" + json.dumps(self.prefix(task))
+
+    def cache_identity(self, task: str) -> str | None:
+        """The embedding-cache identity of ``task``: the model's function digest and the prefix it prepends (shared
+        with any model that computes the same function: see :func:`function_digests`); ``None`` if unknown."""
+        return _function_key(self._function, self.prefix(task))
 
     def encode(
         self, texts: Sequence[str], task: str, *, batch_size: int = 32, show_progress: bool = False
@@ -188,15 +283,31 @@ class MoTEEncoder:
         self.name = name
         # "mote"; subclasses of the MoTE module (e.g. token-level routing) report their own class
         self.kind = "mote" if type(self.module).__name__ == "MoTETransformer" else type(self.module).__name__
-        policy = "mote:" + json.dumps(self.routing.to_dict(), sort_keys=True)
-        self.identity = _short(hashlib.sha256(f"{weights_fingerprint(model)}|{policy}".encode()).hexdigest())
+        self._identity: str | None = None
+        # sequence routing: a task's embeddings depend only on the shared weights and its own expert
+        self._functions = function_digests(model) if self.kind == "mote" else {}
+
+    @property
+    def identity(self) -> str:
+        """A hash of every weight and module config and of the routing table (computed on first use)."""
+        if self._identity is None:
+            policy = "mote:" + json.dumps(self.routing.to_dict(), sort_keys=True)
+            self._identity = _short(hashlib.sha256(f"{weights_fingerprint(self.model)}|{policy}".encode()).hexdigest())
+        return self._identity
 
     def prefix(self, task: str) -> str:
-        return self.routing.prefix(task)
+        return self.routing.route(task).text_prefix
 
     def task_key(self, task: str) -> str:
         route = self.routing.route(task)
-        return f"expert={route.expert}|prefix=" + json.dumps(route.prefix)
+        return f"expert={route.expert}|prefix=" + json.dumps(route.text_prefix)
+
+    def cache_identity(self, task: str) -> str | None:
+        """The embedding-cache identity of ``task``: the digest of its expert's dense function and its prefix, so
+        that models differing only in other experts share this task's cached embeddings (``None`` for token-routed
+        modules, whose tasks mix experts)."""
+        route = self.routing.route(task)
+        return _function_key(self._functions.get(route.expert), route.text_prefix)
 
     def encode(
         self, texts: Sequence[str], task: str, *, batch_size: int = 32, show_progress: bool = False

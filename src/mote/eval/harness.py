@@ -220,12 +220,18 @@ def evaluate_dataset(
     batch_size: int = 32,
     split: str = "auto",
     show_progress: bool = False,
+    data: Any = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Score one dataset: ``(result entry for results.json, per-item arrays)``; scores in percent."""
+    """Score one dataset: ``(result entry for results.json, per-item arrays)``; scores in percent.
+
+    ``data``: the dataset as :func:`mote.eval.datasets.load` returns it for this split, when the caller scores
+    it many times (per-task selection); otherwise it is read here.
+    """
     t0 = time.perf_counter()
     split = info.resolve_split(split)
     side_routes = resolve_routes(info, routes)
-    data = ds.load(info, split)
+    if data is None:
+        data = ds.load(info, split)
     task = local_task(info, data, split)
 
     def embed(texts: list[str], side: str) -> np.ndarray:

@@ -1,25 +1,39 @@
-"""A validation suite for choosing a training recipe: evaluation folders built from held-out training rows.
+"""Validation suites for choosing a recipe and for per-task selection: evaluation folders built from training data.
 
-The reported test sets must not pick the recipe. Only AmazonCounterfactual-en and Emotion ship a validation split,
-so :func:`build_validation_suite` also carves the rows that ``data.holdout: f`` keeps out of training
-(:mod:`mote.data.holdout`, same hash, same fraction) into evaluation folders of the usual layouts
-(:mod:`mote.eval.datasets`), each with a ``validation`` split:
+The reported test sets must not pick the recipe, nor the weights a selected model keeps. The suites are built from
+training data in two groups, each folder with a ``validation`` split:
 
-=====================================  ==================  ===============================================
-folder                                 task type           from
-=====================================  ==================  ===============================================
-val-AmazonCounterfactual-en            Classification      the shipped validation split (classifier: train)
-val-Emotion                            Classification      the shipped validation split (classifier: train)
-val-Banking77                          Classification      held-out train rows (classifier: the other rows)
-val-20NewsgroupsTitlesClustering       Clustering          held-out titles of train-20NewsgroupsTitlesClustering
-val-AGNewsTitlesClustering             Clustering          held-out titles of train-AGNewsTitlesClustering
-val-QAReranking                        Reranking           held-out questions of train-WikiQA + train-TrecQA
-val-QARetrieval                        Retrieval           400 held-out questions each of SQuADDev, MedQuAD
-val-QuoraRetrieval                     Retrieval           400 held-out Quora duplicates (both sides: query)
-=====================================  ==================  ===============================================
+* **in-domain**: the rows that ``data.holdout: f`` keeps out of training (:mod:`mote.data.holdout`, same hash,
+  same fraction) of sources the recipe trains on, plus the validation split of Emotion (whose train split is a
+  training source). They tell whether a choice helps the data it was trained for.
+* **ood** (leave-one-source-out): whole sources of each task that the recipe does *not* train on, plus the
+  validation split of an evaluation set whose train split is not trained on. They tell whether a choice helps data
+  of other domains, which in-domain rows cannot show (the hidden evaluation found choices that win in domain and
+  lose out of it). A recipe that trains on one of :data:`OOD_SOURCES` cannot select on this group
+  (:mod:`mote.train.config` refuses it).
 
-There is no STS training data, so no STS validation set; ``val-QuoraRetrieval`` stands for the symmetric task.
-Evaluate with ``split="validation"`` and the suite folder as data folder::
+=====================================  ==============  =========  ==========================================
+folder                                 task type       group      from
+=====================================  ==============  =========  ==========================================
+val-Emotion                            Classification  in-domain  the shipped validation split (classifier: train)
+val-Banking77                          Classification  in-domain  held-out train rows (classifier: the other rows)
+val-RedditTitles                       Classification  in-domain  held-out titles of 20 subreddits (same protocol)
+val-20NewsgroupsTitlesClustering       Clustering      in-domain  held-out titles of train-20NewsgroupsTitlesClustering
+val-AGNewsTitlesClustering             Clustering      in-domain  held-out titles of train-AGNewsTitlesClustering
+val-RedditTitlesClustering             Clustering      in-domain  held-out titles of train-RedditTitlesClustering
+val-QAReranking                        Reranking       in-domain  held-out questions of train-WikiQA + train-TrecQA
+val-QARetrieval                        Retrieval       in-domain  held-out questions of SQuADDev, MedQuAD
+val-QuoraRetrieval                     Retrieval       in-domain  held-out Quora duplicates (both sides: query)
+val-Multi30kRetrieval                  Retrieval       in-domain  held-out caption pairs (both sides: query)
+ood-AmazonCounterfactual-en            Classification  ood        its validation split (classifier: train)
+ood-StackExchangeTitles                Classification  ood        titles of 20 Stack Exchange sites (not trained)
+ood-StackExchangeTitlesClustering      Clustering      ood        one title set (19 sites) of its training sets
+ood-PubMedQARetrieval                  Retrieval       ood        biomedical questions -> their abstracts (PubMedQA)
+ood-AltLexRetrieval                    Retrieval       ood        English -> Simple Wikipedia sentence (both: query)
+=====================================  ==============  =========  ==========================================
+
+There is no STS training data, so no STS validation set; the symmetric retrieval sets (Quora, Multi30k, AltLex)
+stand for the symmetric tasks. Evaluate with ``split="validation"`` and the suite folder as data folder::
 
     mote eval MODEL --data-dir runs/validation-data --split validation --route val-QuoraRetrieval=query
 
@@ -41,9 +55,17 @@ from mote.data.sources import Source, load_records
 from mote.io import atomic_dir, atomic_write_json
 
 SPLIT = "validation"
-ROUTES: dict[str, str] = {"val-QuoraRetrieval": "query"}  # symmetric duplicates: both sides the query view
-MAX_QUERIES = 400  # per retrieval source: keeps a validation pass near a minute on 2 CPU cores
-_VERSION = 2  # bump when what a folder holds changes: existing suites are rebuilt
+# symmetric pairs: both sides the query view
+ROUTES: dict[str, str] = {"val-QuoraRetrieval": "query", "val-Multi30kRetrieval": "query",
+                          "ood-AltLexRetrieval": "query"}
+MAX_QUERIES = 300  # per retrieval source: keeps a validation pass near a minute on 2 CPU cores
+TITLE_LABELS = 20  # title classification sets: the first labels in name order (MTEB's protocol fits 8 per label)
+OOD_FRACTION = 0.25  # ood title classification: the share of rows scored (the rest fit the classifier)
+MAX_SCORED = 1000  # classification: rows scored per set (the first ones)
+# MTEB's classification protocol fits 10 logistic regressions on 8 samples per label; 3 fits keep a candidate's
+# validation pass short (the union of the undersampled training texts is what gets encoded)
+PROTOCOL = {"n_experiments": 3}
+_VERSION = 4  # bump when what a folder holds changes: existing suites are rebuilt
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
@@ -64,16 +86,27 @@ def _meta(task: str, note: str, splits: dict[str, int], sources: list[str], frac
             "holdout": fraction, "version": _VERSION}
 
 
-def _classification(out: Path, root: Path, folder: str, fraction: float) -> dict[str, Any]:
+def _first_labels(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    keep = set(sorted({r["label"] for r in rows})[:n])
+    return [r for r in rows if r["label"] in keep]
+
+
+def _classification(
+    out: Path, root: Path, folder: str, fraction: float, labels: int | None = None
+) -> dict[str, Any]:
     files = {p.name.split(".", 1)[0] for p in (root / folder).iterdir()}
     train = _rows(folder, root)
+    if labels is not None:
+        train = _first_labels(train, labels)
     if SPLIT in files:
         held, note = _rows(folder, root, SPLIT), f"{folder}: its own validation split; classifier fit on train"
     else:
         train, held = split_rows(train, fraction)
         note = f"{folder}: held-out train rows (fraction {fraction}); classifier fit on the other train rows"
+    held = held[:MAX_SCORED]
     n_train, n_val = _write_jsonl(out / "train.jsonl.gz", train), _write_jsonl(out / f"{SPLIT}.jsonl.gz", held)
-    return _meta("Classification", note, {"train": n_train, SPLIT: n_val}, [folder], fraction)
+    return {**_meta("Classification", note, {"train": n_train, SPLIT: n_val}, [folder], fraction),
+            "protocol": PROTOCOL}
 
 
 def _clustering(out: Path, root: Path, folder: str, fraction: float) -> dict[str, Any]:
@@ -84,6 +117,24 @@ def _clustering(out: Path, root: Path, folder: str, fraction: float) -> dict[str
     _write_jsonl(out / f"{SPLIT}.jsonl.gz", [{"sentences": list(sentences), "labels": list(sentences.values())}])
     note = f"{folder}: its held-out sentences (fraction {fraction}) as one set"
     return _meta("Clustering", note, {SPLIT: 1}, [folder], fraction)
+
+
+def _ood_clustering(out: Path, root: Path, folder: str, sets: tuple[int, ...]) -> dict[str, Any]:
+    rows = _rows(folder, root)
+    chosen = [{"sentences": rows[i]["sentences"], "labels": rows[i]["labels"]} for i in sets]
+    _write_jsonl(out / f"{SPLIT}.jsonl.gz", chosen)
+    note = f"{folder}: sets {list(sets)} as they are (the source is not trained on)"
+    return _meta("Clustering", note, {SPLIT: len(chosen)}, [folder], 0.0)
+
+
+def _ood_classification(out: Path, root: Path, folder: str, labels: int) -> dict[str, Any]:
+    """A source the recipe does not train on: rows of its first ``labels`` labels, a hashed share scored."""
+    rows = _first_labels(_rows(folder, root), labels)
+    fit, scored = split_rows(rows, OOD_FRACTION)
+    scored = scored[:MAX_SCORED]
+    n_train, n_val = _write_jsonl(out / "train.jsonl.gz", fit), _write_jsonl(out / f"{SPLIT}.jsonl.gz", scored)
+    note = f"{folder}: {labels} labels, a hashed {OOD_FRACTION:g} of the rows scored, the rest fit the classifier"
+    return {**_meta("Classification", note, {"train": n_train, SPLIT: n_val}, [folder], 0.0), "protocol": PROTOCOL}
 
 
 def _grouped(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, list[str]]]:
@@ -120,8 +171,9 @@ def _retrieval(
     queries: list[dict[str, str]] = []
     qrels: list[tuple[str, str]] = []
     for folder in folders:
-        grouped = [(q, item) for q, item in _grouped(split_rows(_rows(folder, root), fraction)[1]).items()
-                   if item["positive"]]
+        rows = _rows(folder, root)
+        held = split_rows(rows, fraction)[1] if fraction > 0 else rows  # fraction 0: a source not trained on
+        grouped = [(q, item) for q, item in _grouped(held).items() if item["positive"]]
         for query, item in grouped[:max_queries]:
             qid = f"q{len(queries)}"
             queries.append({"_id": qid, "text": query})
@@ -138,17 +190,47 @@ def _retrieval(
     return _meta("Retrieval", note, {SPLIT: len(queries), "corpus": len(doc_ids)}, folders, fraction)
 
 
-_BUILDERS = {
-    "val-AmazonCounterfactual-en": lambda o, r, f: _classification(o, r, "AmazonCounterfactualClassification-en", f),
+IN_DOMAIN = {
     "val-Emotion": lambda o, r, f: _classification(o, r, "EmotionClassification", f),
     "val-Banking77": lambda o, r, f: _classification(o, r, "Banking77Classification", f),
+    "val-RedditTitles": lambda o, r, f: _classification(o, r, "train-RedditTitles", f, TITLE_LABELS),
     "val-20NewsgroupsTitlesClustering": lambda o, r, f: _clustering(o, r, "train-20NewsgroupsTitlesClustering", f),
     "val-AGNewsTitlesClustering": lambda o, r, f: _clustering(o, r, "train-AGNewsTitlesClustering", f),
+    "val-RedditTitlesClustering": lambda o, r, f: _clustering(o, r, "train-RedditTitlesClustering", f),
     "val-QAReranking": lambda o, r, f: _reranking(o, r, ["train-WikiQA", "train-TrecQA"], f),
     "val-QARetrieval": lambda o, r, f: _retrieval(o, r, ["train-SQuADDev", "train-MedQuAD"], f),
     "val-QuoraRetrieval": lambda o, r, f: _retrieval(o, r, ["train-QuoraDuplicates"], f),
+    "val-Multi30kRetrieval": lambda o, r, f: _retrieval(o, r, ["train-Multi30kCaptions"], f),
 }
+OOD = {
+    "ood-AmazonCounterfactual-en": lambda o, r, f: _classification(
+        o, r, "AmazonCounterfactualClassification-en", 0.0),
+    "ood-StackExchangeTitles": lambda o, r, f: _ood_classification(o, r, "train-StackExchangeTitles", TITLE_LABELS),
+    "ood-StackExchangeTitlesClustering": lambda o, r, f: _ood_clustering(
+        o, r, "train-StackExchangeTitlesClustering", (2,)),
+    "ood-PubMedQARetrieval": lambda o, r, f: _retrieval(o, r, ["train-PubMedQA"], 0.0),
+    "ood-AltLexRetrieval": lambda o, r, f: _retrieval(o, r, ["train-AltLexWikiSimple"], 0.0),
+}
+# The training sources the ood group uses whole: a recipe selecting on it must not train on them.
+OOD_SOURCES: tuple[str, ...] = ("AmazonCounterfactualClassification-en", "train-StackExchangeTitles",
+                                "train-StackExchangeTitlesClustering", "train-PubMedQA", "train-AltLexWikiSimple")
+_BUILDERS = {**IN_DOMAIN, **OOD}
+GROUPS: dict[str, str] = {**dict.fromkeys(IN_DOMAIN, "in-domain"), **dict.fromkeys(OOD, "ood")}
 DATASETS: tuple[str, ...] = tuple(_BUILDERS)  # the suite's folders, in build order
+
+
+def validation_dir(fraction: float) -> Path:
+    """Where the suite of a holdout fraction is built by default: under the embedding cache folder (derived data)."""
+    from mote.eval.cache import default_cache_dir
+
+    return default_cache_dir() / f"validation-holdout-{fraction:g}"
+
+
+def datasets_of(group: str) -> list[str]:
+    """The folders of ``group`` (``in-domain``, ``ood`` or ``both``)."""
+    if group not in ("in-domain", "ood", "both"):
+        raise ValueError(f"unknown validation group {group!r}: use in-domain, ood or both")
+    return [d for d in DATASETS if group == "both" or GROUPS[d] == group]
 
 
 def build_validation_suite(
@@ -167,8 +249,8 @@ def build_validation_suite(
         meta_path = output / name / "meta.json"
         if meta_path.is_file():
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if meta.get("holdout") == fraction and meta.get("version") == _VERSION:
+            if meta.get("version") == _VERSION and (GROUPS[name] == "ood" or meta.get("holdout") == fraction):
                 continue
         with atomic_dir(output / name, overwrite=True) as tmp:
-            atomic_write_json(tmp / "meta.json", build(tmp, root, fraction))
+            atomic_write_json(tmp / "meta.json", {**build(tmp, root, fraction), "group": GROUPS[name]})
     return output

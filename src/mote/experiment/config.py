@@ -68,6 +68,10 @@ class ArmSpec(_Strict):
     description: str = ""
     overrides: dict[str, Any] = Field(default_factory=dict)  # deep-merged into the recipe
     eval_mode: Literal["detect", "auto", "ic", "dense"] = "detect"  # detect: a MoTE folder -> auto, else ic
+    # A selected arm is not trained: it is per-task selection (mote.select) of another arm's run of the same seed,
+    # with these `select:` options over that run's recipe.
+    select_from: str | None = None
+    select: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelSpec(_Strict):
@@ -164,13 +168,30 @@ class ExperimentConfig(_Strict):
         return self.arms[arm].label or arm
 
     def train_arm(self, arm: str) -> str:
-        return self.arms[arm].arm or arm
+        spec = self.arms[arm]
+        if spec.select_from is not None and spec.select_from in self.arms:
+            return self.train_arm(spec.select_from)
+        return spec.arm or arm
+
+    def source_arm(self, arm: str) -> str:
+        """The trained arm whose runs ``arm`` derives from (itself unless it is a selected arm)."""
+        return self.arms[arm].select_from or arm
+
+    def select_config(self, model: str, arm: str, seed: int):
+        """The :class:`mote.select.SelectConfig` of a selected arm: the source recipe's ``select:`` + the arm's."""
+        from mote.select.config import SelectConfig
+
+        raw = self.run_recipe(model, self.source_arm(arm), seed).get("select") or {}
+        return SelectConfig.model_validate(deep_merge({k: v for k, v in raw.items() if k != "enabled"},
+                                                      self.arms[arm].select))
 
     def enabled_models(self) -> dict[str, ModelSpec]:
         return {k: m for k, m in self.models.items() if m.enabled}
 
     def run_recipe(self, model: str, arm: str, seed: int) -> dict[str, Any]:
-        """The raw training recipe of one run: recipe < training < block training < arm overrides < base/seed."""
+        """The raw training recipe of one run: recipe < training < block training < arm overrides < base/seed
+        (a selected arm: its source arm's recipe)."""
+        arm = self.source_arm(arm)
         block = self.models[model]
         raw = deep_merge(self.recipe_raw, self.training)
         raw = deep_merge(raw, block.training)
@@ -201,10 +222,10 @@ class ExperimentConfig(_Strict):
 
 
 def validation_dir(fraction: float) -> Path:
-    """Where the validation suite of a holdout fraction lives: under the embedding cache folder (derived data)."""
-    from mote.eval.cache import default_cache_dir
+    """Where the validation suite of a holdout fraction lives (:func:`mote.eval.validation.validation_dir`)."""
+    from mote.eval.validation import validation_dir as where
 
-    return default_cache_dir() / f"validation-holdout-{fraction:g}"
+    return where(fraction)
 
 
 def _apply_validation(raw: dict[str, Any]) -> dict[str, Any]:
@@ -311,7 +332,17 @@ def _semantic_problems(cfg: ExperimentConfig, check_files: bool) -> list[str]:
             problems.append(f"arms.{name}: a name must be letters, digits, '.', '_' or '-' (it names folders)")
         if name in BASELINES:
             problems.append(f"arms.{name}: {sorted(BASELINES)} name the untrained baselines; choose another name")
-        if (spec.arm or name) not in known:
+        if spec.select_from is not None:
+            if spec.select_from not in cfg.arms or cfg.arms[spec.select_from].select_from is not None:
+                problems.append(f"arms.{name}.select_from: {spec.select_from!r} is not a trained arm of arms "
+                                f"({[a for a, s in cfg.arms.items() if s.select_from is None]})")
+            try:
+                from mote.select.config import SelectConfig
+
+                SelectConfig.model_validate({k: v for k, v in spec.select.items() if k != "enabled"})
+            except ValidationError as e:
+                problems += [f"arms.{name}.select.{p}" for p in _pydantic_problems(e)]
+        elif (spec.arm or name) not in known:
             problems.append(f"arms.{name}: unknown mote.train arm {spec.arm or name!r}; known: {list(known)}")
     for mname, block in cfg.models.items():
         if not _NAME.match(mname):
@@ -321,6 +352,12 @@ def _semantic_problems(cfg: ExperimentConfig, check_files: bool) -> list[str]:
             problems.append(f"models.{mname}.arms: {missing} not defined under arms ({list(cfg.arms)})")
         if len(set(block.arms)) < len(block.arms):
             problems.append(f"models.{mname}.arms: an arm is listed twice")
+        for i, arm in enumerate(block.arms):
+            src = cfg.arms[arm].select_from if arm in cfg.arms else None
+            if src is not None and src not in block.arms[:i]:
+                problems.append(f"models.{mname}.arms: {arm} selects from {src}, which must be listed before it")
+            elif src is not None and block.seeds_of(arm) != block.seeds_of(src)[: len(block.seeds_of(arm))]:
+                problems.append(f"models.{mname}: the seeds of {arm} must be seeds of {src}")
         for arm, seeds in block.arm_seeds.items():
             if arm not in block.arms:
                 problems.append(f"models.{mname}.arm_seeds.{arm}: not an arm of this block ({block.arms})")
@@ -350,7 +387,8 @@ def _semantic_problems(cfg: ExperimentConfig, check_files: bool) -> list[str]:
         recipe_problems: dict[str, list[str]] = {}  # one line per problem, naming every run that has it
         for mname, block in enabled.items():
             for arm in block.arms:
-                if arm not in cfg.arms or (cfg.arms[arm].arm or arm) not in known:
+                spec = cfg.arms.get(arm)
+                if spec is None or spec.select_from is not None or (spec.arm or arm) not in known:
                     continue
                 seed = block.seeds_of(arm)[0] if block.seeds_of(arm) else 0
                 try:

@@ -2,7 +2,8 @@
 
 Folders under the output root (``runs/reproduce/<budget>``)::
 
-    <block>/train/<arm>/seed-<s>/     mote train's run folder (model/, metrics.jsonl, checkpoints/) + DONE marker
+    <block>/train/<arm>/seed-<s>/     mote train's run folder (model/, metrics.jsonl, checkpoints/) + DONE marker;
+                                      for a selected arm: model/ = mote select of its source arm's run (same seed)
     <block>/eval/<arm>/seed-<s>/      mote eval's results.json / results.md / items/ + marker
     <block>/eval/base/, eval/base-ic/ the untrained base (dense) and the base with the task prefixes (ic)
     <block>/similarity/<run>/         inter-task similarity heatmaps
@@ -35,6 +36,7 @@ class TrainRun:
     arm: str
     seed: int
     dir: Path
+    source: TrainRun | None = None  # a selected arm: the run it selects from (its model/ is the selection)
 
     @property
     def key(self) -> str:
@@ -106,7 +108,10 @@ def make_plan(cfg: ExperimentConfig, root: str | Path) -> Plan:
             for arm in block.arms:
                 if k < len(per_arm[arm]):
                     seed = per_arm[arm][k]
-                    t = TrainRun(mname, arm, seed, root / mname / "train" / arm / f"seed-{seed}")
+                    src = cfg.arms[arm].select_from
+                    source = next((r for r in plan.trainings if r.model == mname and r.arm == src and r.seed == seed),
+                                  None) if src else None
+                    t = TrainRun(mname, arm, seed, root / mname / "train" / arm / f"seed-{seed}", source)
                     plan.trainings.append(t)
                     plan.evaluations.append(EvalRun(mname, arm, seed, root / mname / "eval" / arm / f"seed-{seed}", t))
     return plan

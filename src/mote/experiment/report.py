@@ -161,11 +161,19 @@ def collect(plan: Plan) -> dict[str, BlockResults]:
     return out
 
 
+def report_category(dataset: str, task_type: str) -> str:
+    """The category a dataset counts in: its task type, with its group for the validation suites' folders
+    (``Retrieval (ood)``), so that in-domain and out-of-domain validation are never averaged together."""
+    from mote.eval.validation import GROUPS
+
+    return f"{task_type} ({GROUPS[dataset]})" if dataset in GROUPS else task_type
+
+
 def block_summary(exp: ExperimentConfig, res: BlockResults) -> Summary:
     task_type: dict[str, str] = {}
     for rs in res.runs.values():
         for _, _, r in rs:
-            task_type.update({d: e["task_type"] for d, e in r["datasets"].items()})
+            task_type.update({d: report_category(d, e["task_type"]) for d, e in r["datasets"].items()})
     scores = {n: [{d: e["main_score"] for d, e in r["datasets"].items()} for _, _, r in rs]
               for n, rs in res.runs.items()}
     seeds = {n: [s for s, _, _ in rs] for n, rs in res.runs.items()}

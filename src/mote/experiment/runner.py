@@ -125,6 +125,27 @@ def _mark_done(run: TrainRun, wall_s: float | None, steps: int | None) -> dict[s
     return marker
 
 
+def select_key(exp: ExperimentConfig, run: TrainRun, source_marker: dict[str, Any] | None) -> str:
+    """What a selected run depends on: its source run and the selection options."""
+    cfg = exp.select_config(run.model, run.arm, run.seed)
+    return _sha({"source": (source_marker or {}).get("run_id"), "select": cfg.model_dump(mode="json")})
+
+
+def select(run: TrainRun, exp: ExperimentConfig, source_marker: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """Per-task selection of a selected arm's run (or reuse it); ``(what happened, done marker)``."""
+    from mote.select.run import select_run
+
+    key = select_key(exp, run, source_marker)
+    marker = _read_json(run.dir / DONE)
+    if run.model_dir.is_dir() and marker is not None and marker.get("select_key") == key:
+        return "reused", marker
+    t0 = time.perf_counter()
+    select_run(run.source.dir, run.model_dir, exp.select_config(run.model, run.arm, run.seed), overwrite=True)
+    marker = {**_mark_done(run, round(time.perf_counter() - t0, 1), None), "select_key": key}
+    atomic_write_json(run.dir / DONE, marker)
+    return "selected", marker
+
+
 def train(run: TrainRun, exp: ExperimentConfig, trainer: Callable | None = None) -> tuple[str, dict[str, Any]]:
     """Train (or reuse, or resume) one run; returns ``(what happened, done marker)``."""
     cfg = exp.run_config(run.model, run.arm, run.seed, check_files=False)
@@ -172,7 +193,12 @@ def _eval_mode(exp: ExperimentConfig, ev: EvalRun) -> str:
     if mode != "detect":
         return mode
     kind = first_module_type(ev.train.model_dir) or ""
-    return "ic" if kind.startswith("sentence_transformers.") else "auto"
+    if not kind.startswith("sentence_transformers."):
+        return "auto"
+    from mote.select.record import read_selection
+
+    record = read_selection(ev.train.model_dir)  # a dense model selected back to the base drops the prefixes
+    return "dense" if record is not None and not record["choice"]["prepend"].get("*", True) else "ic"
 
 
 def run_name(ev: EvalRun) -> str:
@@ -350,7 +376,7 @@ def measurements(plan: Plan, markers: dict[str, dict], device: str = "cpu") -> t
 @dataclass
 class Status:
     key: str
-    kind: str  # train | eval
+    kind: str  # train | select | eval
     state: str  # done | finished | resume | todo | stale | waiting
 
 
@@ -360,7 +386,15 @@ def plan_status(plan: Plan) -> list[Status]:
     out: list[Status] = []
     markers: dict[str, dict] = {}
     for step in plan.steps():
-        if isinstance(step, TrainRun):
+        if isinstance(step, TrainRun) and step.source is not None:
+            marker = _read_json(step.dir / DONE)
+            src = markers.get(step.source.key)
+            state = "done" if (src is not None and marker is not None and step.model_dir.is_dir()
+                               and marker.get("select_key") == select_key(exp, step, src)) else "todo"
+            if state == "done":
+                markers[step.key] = marker
+            out.append(Status(step.key, "select", state))
+        elif isinstance(step, TrainRun):
             try:
                 state = train_status(step, exp.run_config(step.model, step.arm, step.seed, check_files=False))
             except StaleRunError:
@@ -417,9 +451,13 @@ def run_reproduction(
     try:
         for i, step in enumerate(steps, 1):
             t0 = time.perf_counter()
-            kind = "train" if isinstance(step, TrainRun) else "eval"
+            kind = "eval" if not isinstance(step, TrainRun) else "select" if step.source is not None else "train"
             head = f"({i}/{len(steps)}) {kind} {step.key}"
-            if isinstance(step, TrainRun):
+            if isinstance(step, TrainRun) and step.source is not None:
+                _say(f"{head} (select from {step.source.key}) ...")
+                what, marker = select(step, exp, markers.get(step.source.key))
+                markers[step.key] = marker
+            elif isinstance(step, TrainRun):
                 _say(f"{head} ...")
                 try:
                     what, marker = train(step, exp, trainer)

@@ -28,8 +28,20 @@ def cmd_train(args: argparse.Namespace) -> int:
             raw["data"]["data_dir"] = args.data_dir
         cfg = parse_config(raw, args.config)
     result = run_training(cfg, args.output, resume=args.resume)
-    print(json.dumps(describe_result(result), indent=2))
+    summary = describe_result(result)
+    if cfg.select.enabled and result.model_dir is not None and _is_main_process():
+        from mote.select.run import SELECTED, select_run
+
+        target = result.output_dir / SELECTED
+        summary["selected_dir"] = str(select_run(result.output_dir, target, cfg.select, overwrite=target.exists()))
+    print(json.dumps(summary, indent=2))
     return 130 if result.interrupted else 0
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", 0)) == 0
 
 
 def register(subparsers) -> None:

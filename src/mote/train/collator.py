@@ -38,6 +38,10 @@ class TaskCollator(SentenceTransformerDataCollator):
     """See the module doc. ``prefixes`` (``{task: prefix}``) is set for dense models, ``None`` for MoTE models."""
 
     prefixes: dict[str, str] | None = field(default=None, repr=False)
+    # {task: tokens}: the texts of these routed tasks are truncated at their own length instead of the model's
+    # max_seq_length (train each side at the length it is encoded at); needs ``model``
+    task_max_seq_length: dict[str, int] = field(default_factory=dict, repr=False)
+    model: Any = field(default=None, repr=False)
 
     def _route(self, group: str | None, column: str) -> str:
         mapping = self.router_mapping or {}
@@ -47,6 +51,19 @@ class TaskCollator(SentenceTransformerDataCollator):
         return routes[column]
 
     def _preprocess(self, texts: list[str], tasks: list[str]) -> dict[str, Any]:
+        lengths = {self.task_max_seq_length[t] for t in set(tasks) if t in self.task_max_seq_length}
+        if not lengths:
+            return self._tokenize(texts, tasks)
+        if self.model is None:
+            raise ValueError("TaskCollator: task_max_seq_length needs the model (model=...)")
+        default = self.model.max_seq_length
+        self.model.max_seq_length = max(lengths | ({default} if set(tasks) - set(self.task_max_seq_length) else set()))
+        try:
+            return self._tokenize(texts, tasks)
+        finally:
+            self.model.max_seq_length = default
+
+    def _tokenize(self, texts: list[str], tasks: list[str]) -> dict[str, Any]:
         uniform = all(t == tasks[0] for t in tasks)
         if self.prefixes is None:  # MoTE family: the module resolves prefix and expert from the task
             return self.preprocess_fn(texts, task=tasks[0] if uniform else tasks)

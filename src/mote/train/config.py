@@ -39,6 +39,7 @@ from mote.data.tasks import COLUMNS, TASK_KINDS, TaskKind
 from mote.data.training import DatasetSpec, TaskSpec
 from mote.lora.plan import TSEmbedConfig
 from mote.routing import RoutingTable
+from mote.select.config import SelectConfig
 
 ARMS: tuple[str, ...] = ("mote", "ic", "static", "tlr", "ic-matched", "tsembed", "tsembed-noeans")
 MOTE_ARMS: tuple[str, ...] = ("mote", "static", "tlr")
@@ -115,6 +116,8 @@ class ModelConfig(_Strict):
     tasks: str | list[str] | None = None  # routing table spec (mote convert --tasks); default: the four tasks
     # Truncation while training (memory, speed); the saved model keeps the base model's own limit.
     max_seq_length: int | None = Field(default=128, gt=0)
+    # Per routed task (e.g. {document: 256}): train each side at the length it is encoded at.
+    task_max_seq_length: dict[str, int] = Field(default_factory=dict)
     trainable: Literal["all", "experts"] = "all"
 
     def routing(self) -> RoutingTable:
@@ -186,6 +189,7 @@ class RunConfig(_Strict):
     log: LogConfig = Field(default_factory=LogConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -391,12 +395,33 @@ def _semantic_problems(cfg: RunConfig, check_files: bool) -> list[str]:
             resolve_placement(cfg.model.placement, 1_000)
         except ValueError as e:
             problems.append(f"model.placement: {e}")
+    if routing is not None:
+        for task, length in cfg.model.task_max_seq_length.items():
+            if task not in routing.task_names:
+                problems.append(f"model.task_max_seq_length: {task!r} is not a task of the routing table "
+                                f"{routing.task_names}")
+            elif length <= 0:
+                problems.append(f"model.task_max_seq_length.{task}: must be a positive number of tokens")
+    problems += _select_problems(cfg)
     if cfg.train.expert_learning_rate is not None and cfg.arm == "ic":
         problems.append("train.expert_learning_rate: the ic arm has no expert parameters (use ic-matched)")
     if cfg.loss.cached and cfg.loss.mini_batch_size > cfg.train.batch_size:
         problems.append(
             f"loss.mini_batch_size ({cfg.loss.mini_batch_size}) exceeds train.batch_size ({cfg.train.batch_size})"
         )
+    return problems
+
+
+def _select_problems(cfg: RunConfig) -> list[str]:
+    """What per-task selection needs from the recipe: held-out rows to validate on, no validation source trained."""
+    if not cfg.select.enabled:
+        return []
+    from mote.select.run import recipe_problems
+
+    problems = [f"select.enabled: {p}" for p in recipe_problems(cfg, cfg.select)]
+    if cfg.arm not in ("mote", "ic", "ic-matched", "static"):
+        problems.append(f"select.enabled: per-task selection applies to task-routed MoTE arms and dense arms, not "
+                        f"{cfg.arm!r} (its experts are chosen per token)")
     return problems
 
 

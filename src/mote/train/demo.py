@@ -1,9 +1,10 @@
-"""A few minutes of TA-CL for ``make demo``: train, evaluate, compare with the base model, check untouched tasks.
+"""A few minutes of TA-CL for ``make demo``: train, select per task, evaluate against the plain base.
 
 :func:`demo_train` trains the query, document and classification experts of all-MiniLM-L6-v2 on the offline data
-(only the expert FFN + norms; the shared weights stay frozen), evaluates base and trained model on a few small
-evaluation sets, prints a comparison table, and checks that clustering, whose expert saw no data, still gives
-exactly the base model's embeddings.
+(only the expert FFN + norms; the shared weights stay frozen), checks that clustering, whose expert saw no data,
+still gives exactly the base model's embeddings, finishes the model with per-task selection on validation data
+(:mod:`mote.select`), and evaluates the plain base, the base with the task prefixes, the trained and the selected
+model on a few small evaluation sets.
 
 Example:
     >>> from mote.train import demo_train
@@ -25,6 +26,7 @@ DEMO_RECIPE: dict[str, Any] = {
     "arm": "mote",
     "seed": 42,
     "model": {"base": "all-MiniLM-L6-v2", "placement": "every-other", "max_seq_length": 64, "trainable": "experts"},
+    "data": {"holdout": 0.1},  # the validation rows per-task selection chooses on are never trained on
     "tasks": {
         "retrieval": {
             "datasets": [{"name": "train-SQuADDev", "max_examples": 1000}, "train-WikiQA", "train-TrecQA"],
@@ -33,13 +35,15 @@ DEMO_RECIPE: dict[str, Any] = {
             "datasets": [
                 {"name": "Banking77Classification", "max_examples": 1000},
                 {"name": "EmotionClassification", "max_examples": 1000},
-                {"name": "AmazonCounterfactualClassification-en", "max_examples": 1000},
+                {"name": "train-AGNews", "max_examples": 1000},
             ],
         },
     },
     "train": {"steps": 60, "batch_size": 16, "learning_rate": 1.0e-4, "warmup_ratio": 0.1},
     "log": {"every": 5},
     "checkpoint": {"every": 30, "keep": 1},
+    # a small grid keeps the demo's selection to a few minutes (the shipped recipe searches a larger one)
+    "select": {"enabled": True, "snapshots": [], "alphas": [0.5, 1.0]},
 }
 # Small evaluation sets: one per trained task family, plus clustering (untouched expert: same score as the base).
 DEMO_EVAL = ("STSBenchmark", "AmazonCounterfactualClassification-en", "WikiQARetrieval", "Banking77Clustering")
@@ -103,28 +107,42 @@ def demo_train(
     print(f"== untouched task {UNTOUCHED_TASK!r}: max |trained - base| = {diff:.1e} (expected 0); "
           f"trained task 'query': {moved:.3f}", flush=True)
 
+    print("== per-task selection on validation data (mote select): each expert keeps the base, a blend or the "
+          "trained weights", flush=True)
+    from mote.select.record import read_selection
+    from mote.select.run import SELECTED, select_run
+
+    selected_dir = select_run(out, out / SELECTED, cfg.select, data_dir=data_dir, overwrite=True,
+                              log=lambda m: print(f"   {m}", flush=True))
+    record = read_selection(selected_dir)
+    summary["selected_dir"] = str(selected_dir)
+    summary["selection"] = {e: info["chosen"] for e, info in record["experts"].items()}
+    summary["validation"] = {"base": record["reference"]["categories"], "selected": record["selected"]["categories"]}
+
     if eval_datasets:
-        try:
-            from mote.eval import evaluate
-        except ImportError:
-            print("mote.eval is not available: skipping the evaluation", flush=True)
-        else:
-            names = list(eval_datasets)
-            base_scores = evaluate(fresh, datasets=names, name="base (MiniLM + prefixes)", cache=True,
-                                   show_progress=False, data_dir=data_dir)
-            new_scores = evaluate(trained, datasets=names, name="MoTE after TA-CL", cache=True,
-                                  show_progress=False, data_dir=data_dir)
-            rows = []
-            for name in names:
-                b = base_scores["datasets"][name]
-                n = new_scores["datasets"][name]
-                rows.append({"dataset": name, "task_type": b["task_type"], "metric": b["main_metric"],
-                             "base": round(b["main_score"], 2), "trained": round(n["main_score"], 2),
-                             "delta": round(n["main_score"] - b["main_score"], 2)})
-            summary["comparison"] = rows
-            print(f"{'dataset':<40} {'type':<16} {'metric':<12} {'base':>7} {'MoTE':>7} {'delta':>7}")
-            for r in rows:
-                print(f"{r['dataset']:<40} {r['task_type']:<16} {r['metric']:<12} {r['base']:>7.2f} "
-                      f"{r['trained']:>7.2f} {r['delta']:>+7.2f}")
+        from mote.eval import evaluate
+        from mote.weights import resolve_model_path
+
+        names = list(eval_datasets)
+        runs = {
+            "base": resolve_model_path(cfg.model.base),  # the plain base: what a user compares with
+            "base+prefix": fresh,
+            "trained": trained,
+            "selected": mote.load(selected_dir),
+        }
+        scores = {k: evaluate(m, datasets=names, name=k, cache=True, show_progress=False, data_dir=data_dir)
+                  for k, m in runs.items()}
+        rows = []
+        for name in names:
+            row = {"dataset": name, "task_type": scores["base"]["datasets"][name]["task_type"],
+                   "metric": scores["base"]["datasets"][name]["main_metric"]}
+            row.update({k: round(scores[k]["datasets"][name]["main_score"], 2) for k in runs})
+            row["delta"] = round(row["selected"] - row["base"], 2)
+            rows.append(row)
+        summary["comparison"] = rows
+        print(f"{'dataset':<40} {'base':>7} {'+prefix':>8} {'trained':>8} {'selected':>9} {'sel-base':>9}")
+        for r in rows:
+            print(f"{r['dataset']:<40} {r['base']:>7.2f} {r['base+prefix']:>8.2f} {r['trained']:>8.2f} "
+                  f"{r['selected']:>9.2f} {r['delta']:>+9.2f}")
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     return summary

@@ -65,6 +65,7 @@ from mote.train.callbacks import GracefulInterrupt, MetricsLogger, ProgressBar, 
 from mote.train.collator import TaskCollator
 from mote.train.config import CONFIG_FILE, TSEMBED_ARMS, ConfigError, RunConfig, parse_config
 from mote.train.losses import CachedTaskInfoNCE, TaskInfoNCE
+from mote.train.snapshots import WeightSnapshots
 
 logger = logging.getLogger(__name__)
 
@@ -496,11 +497,15 @@ def write_run_files(cfg: RunConfig, output: Path, data: TrainingData, staging: l
         {"name": g.name, "task": g.task, "pairs": len(g)} for g in data.groups()]})
 
 
-def make_collator(arm: ArmModel, router_mapping: dict[str, dict[str, str]]) -> TaskCollator:
+def make_collator(
+    arm: ArmModel, router_mapping: dict[str, dict[str, str]], task_max_seq_length: dict[str, int] | None = None
+) -> TaskCollator:
     return TaskCollator(
         preprocess_fn=arm.model.preprocess,
         router_mapping=router_mapping,
         prefixes=None if arm.routed else arm.prefixes,
+        task_max_seq_length=dict(task_max_seq_length or {}),
+        model=arm.model,
     )
 
 
@@ -518,8 +523,11 @@ def make_callbacks(
     examples_per_step = cfg.train.batch_size * cfg.train.gradient_accumulation_steps
     tags = {"stage": stage} if stage else None
     metrics = MetricsLogger(output, examples_per_step, step_offset=step_offset, tags=tags)
+    steps = [] if cfg.arm in TSEMBED_ARMS else cfg.select.snapshot_steps(cfg.train.steps)  # selection candidates
+    snapshots = WeightSnapshots(output, steps, cfg.train.steps, step_offset)
     out = [
         metrics,
+        snapshots,
         QuickEvaluation(
             output, cfg.eval.every, cfg.eval.at_end, cfg.eval.suite, cfg.eval.options, name=cfg.arm,
             dense_prefixes=None if arm.routed else arm.prefixes, metrics=metrics, step_offset=step_offset,
@@ -591,7 +599,7 @@ def prepare_run(
     _say(f"arm {cfg.arm}: {type(arm.model[0]).__name__}, {counts['trainable']:,} of {counts['total']:,} parameters "
          "trainable")
     router_mapping = {g.name: dict(cfg.task_kind(g.task).routes) for g in groups}
-    collator = make_collator(arm, router_mapping)
+    collator = make_collator(arm, router_mapping, cfg.model.task_max_seq_length)
     write_run_files(cfg, output, data, [output / CHECKPOINTS / STAGING])
     interrupt = GracefulInterrupt()
     trainer = make_trainer(

@@ -1,0 +1,104 @@
+"""The ``select:`` section of a training recipe (and the options of ``mote select``), validated by pydantic.
+
+Example::
+
+    select:
+      enabled: true                  # `mote train` finishes the run with per-task selection (RUN/selected/)
+      snapshots: [0.5]               # weights kept at these fractions of train.steps (candidates)
+      alphas: [0.25, 0.5, 1.0]       # WiSE-FT: base + alpha * (final - base); alpha 0 (the base) is always one
+      shared: auto                   # shared (non-expert) weights: auto | global | base
+      validation: both               # in-domain | ood | both (the suites the choice is made on)
+      consolidate: {enabled: true, tolerance: 0.25}
+
+    >>> SelectConfig().candidate_grid(["step-50"])
+    [('base', 0.0), ('final', 0.25), ('final', 0.5), ('final', 1.0), ('step-50', 1.0)]
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+VALIDATION_CHOICES = ("in-domain", "ood", "both")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ValidationSet(_Strict):
+    """An extra evaluation folder to select on, with the split to score (never a test split)."""
+
+    name: str
+    split: str = "validation"
+
+    @field_validator("split")
+    @classmethod
+    def _not_test(cls, v: str) -> str:
+        if v.lower().startswith("test"):
+            raise ValueError(
+                f"split {v!r} is a test split: selection picks weights by their score, so selecting on a test split "
+                "would make every test score reported for the selected model optimistic. Use a validation/dev "
+                "split (or the held-out training rows of the validation suite)"
+            )
+        return v
+
+
+class ConsolidateConfig(_Strict):
+    """Expert consolidation: merge two experts (many-to-one routing, averaged weights) when validation says the
+    merge costs at most ``tolerance`` points on the categories of both (and no category falls below the base)."""
+
+    enabled: bool = True
+    tolerance: float = Field(default=0.25, ge=0)
+    max_pairs: int = Field(default=2, ge=1)  # per round, the closest expert pairs (by weight distance) scored
+
+
+class SelectConfig(_Strict):
+    """Per-task selection (:mod:`mote.select`): which candidate weights each expert (and the shared weights) keep.
+
+    Candidates of a parameter group: the base model's weights (alpha 0), ``base + alpha * (final - base)`` for
+    every ``alpha`` (WiSE-FT; alpha 1 is the trained model), and every snapshot kept during training as it is.
+    ``shared``: ``base`` keeps the shared (non-expert) weights at the base (what ``trainable: experts`` trains
+    against); ``global`` chooses one candidate for them with every expert at the same candidate (WiSE-FT of the
+    whole model, the counterpart of IC's selection), then each expert on its own; ``auto`` is ``base`` when the run
+    left the shared weights untouched, else ``global``.
+    """
+
+    enabled: bool = False
+    snapshots: list[float] = Field(default_factory=lambda: [0.5])
+    alphas: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0])
+    shared: Literal["auto", "global", "base"] = "auto"
+    validation: Literal["in-domain", "ood", "both"] = "both"
+    tolerance: float = Field(default=0.0, ge=0)  # points a category may fall below the base on validation
+    consolidate: ConsolidateConfig = Field(default_factory=ConsolidateConfig)
+    datasets: list[ValidationSet] = Field(default_factory=list)  # extra folders (their validation splits)
+    batch_size: int = Field(default=64, gt=0)
+
+    @field_validator("snapshots")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        bad = [f for f in v if not 0 < f < 1]
+        if bad:
+            raise ValueError(f"snapshot fractions must be in (0, 1) (the final weights are always kept), got {bad}")
+        return sorted(set(v))
+
+    @field_validator("alphas")
+    @classmethod
+    def _alphas(cls, v: list[float]) -> list[float]:
+        bad = [a for a in v if not 0 < a <= 1]
+        if bad:
+            raise ValueError(f"alphas must be in (0, 1] (alpha 0, the base, is always a candidate), got {bad}")
+        return sorted(set(v))
+
+    def snapshot_steps(self, total_steps: int) -> list[int]:
+        """The optimiser steps whose weights are kept (each fraction rounded, at least step 1, before the end)."""
+        steps = {max(1, round(f * total_steps)) for f in self.snapshots}
+        return sorted(s for s in steps if s < total_steps)
+
+    def candidate_grid(self, snapshots: list[str] | None = None) -> list[tuple[str, float]]:
+        """``(endpoint, alpha)`` of every candidate: the base, the final weights at each alpha, each snapshot."""
+        grid: list[tuple[str, float]] = [("base", 0.0)]
+        grid += [("final", float(a)) for a in self.alphas]
+        grid += [(name, 1.0) for name in snapshots or []]
+        return grid
