@@ -258,7 +258,7 @@ def export_multitask(
     from mote.onnx.runtime import MultiTaskOnnxEncoder
 
     source = None
-    if not hasattr(model, "encode"):
+    if isinstance(model, str | os.PathLike):
         source = str(Path(model).resolve())
         model = load(model, device="cpu")
     module = sequence_routed_module(model)
