@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -105,7 +106,9 @@ class MoTEForMteb(AbsEncoder):
         'query'
     """
 
-    def __init__(self, model: Any, routes: Mapping[str, str] | None = None, **_: Any) -> None:
+    def __init__(
+        self, model: Any, routes: Mapping[str, str] | None = None, truncate_dim: int | None = None, **_: Any
+    ) -> None:
         from mote.eval.encoders import _routed_module
 
         module = _routed_module(model)
@@ -115,6 +118,7 @@ class MoTEForMteb(AbsEncoder):
         self.routing: RoutingTable = module.routing
         self.aliases = prompt_aliases(routes)
         self.model_prompts = mteb_prompts(self.routing, routes)
+        self.truncate_dim = truncate_dim
 
     def task_for(self, task_metadata: Any, prompt_type: Any) -> str:
         """The routing-table task that encodes ``task_metadata``'s texts of ``prompt_type`` (query/document/None)."""
@@ -138,6 +142,7 @@ class MoTEForMteb(AbsEncoder):
             task=task,
             batch_size=int(kwargs.get("batch_size", 32)),
             show_progress_bar=bool(kwargs.get("show_progress_bar", False)),
+            truncate_dim=self.truncate_dim,
         )
 
 
@@ -149,12 +154,14 @@ def load_for_mteb(
     mode: Mode = "auto",
     routes: Mapping[str, str] | None = None,
     routing: RoutingTable | None = None,
+    embed_dim: int | None = None,
     **kwargs: Any,
 ) -> AbsEncoder:
     """The loader of :func:`model_meta`: a MoTE folder -> :class:`MoTEForMteb`; a dense model -> mteb's own wrapper.
 
     ``mode="ic"`` gives a dense model ``routing``'s (default: the four MoTE tasks') prefixes as mteb prompts;
-    ``mode="dense"`` gives it none.
+    ``mode="dense"`` gives it none. ``embed_dim`` (``meta.load_model(embed_dim=128)``) truncates a MoTE model's
+    embeddings to their first ``embed_dim`` dimensions, renormalised (Matryoshka).
     """
     from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
 
@@ -165,7 +172,10 @@ def load_for_mteb(
     loaded = load_encoder(name, mode="dense" if mode == "ic" else mode, device=device or "cpu")
     model = loaded.model
     if _is_mote_model(model):
-        return MoTEForMteb(model, routes)
+        return MoTEForMteb(model, routes, truncate_dim=embed_dim)
+    if embed_dim is not None:
+        raise ValueError("embed_dim (Matryoshka truncation) is supported for MoTE models here; for a dense model use "
+                         "SentenceTransformer(path, truncate_dim=N)")
     if routes and mode != "ic":
         raise ValueError("routes apply to MoTE models and to mode='ic'")
     prompts = mteb_prompts(routing or RoutingTable.default(), routes) if mode == "ic" else {}
@@ -190,6 +200,8 @@ def model_meta(
 
     resolved = resolve_model_path(path)
     label = Path(str(path)).name or str(path)
+    config = Path(resolved) / "mote_config.json"
+    dims = json.loads(config.read_text()).get("matryoshka_dims") if config.is_file() else None
     kwargs: dict[str, Any] = {"mode": mode}
     if routes:
         kwargs["routes"] = dict(routes)
@@ -207,6 +219,7 @@ def model_meta(
             open_weights=True,
             reference=None,
             adapted_from=label,
+            embed_dim=list(dims) if dims else None,  # the Matryoshka sizes mteb may ask for (load_model(embed_dim=))
         )
     )
 
