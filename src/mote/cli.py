@@ -113,6 +113,8 @@ def describe(model) -> str:
         f"hidden {module.auto_model.config.hidden_size}), max_seq_length {module.max_seq_length}",
         f"expert layers: {module.expert_layers}  ({module.num_experts} experts each: FFN + both LayerNorms)",
         f"default task: {module.routing.default_task!r}",
+        *([f"matryoshka dims: {module.matryoshka_dims} (encode/eval can truncate to these)"]
+          if getattr(module, "matryoshka_dims", None) else []),
         f"parameters: total {counts['total']:,}; active per task {counts['active']:,} "
         f"(dense base {counts['dense']:,})",
         "tasks:",

@@ -101,8 +101,13 @@ def quiet_export(root: bool = False) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def export_bytes(module, example: dict[str, Any], max_len: int | None, opset: int | None) -> bytes:
-    """The dynamo export (dynamic batch and sequence axes) serialised as one ONNX protobuf."""
+def export_bytes(
+    module, example: dict[str, Any], max_len: int | None, opset: int | None, per_row: tuple[str, ...] = ()
+) -> bytes:
+    """The dynamo export (dynamic batch and sequence axes) serialised as one ONNX protobuf.
+
+    Inputs named in ``per_row`` are ``[batch]`` vectors (e.g. ``task_id``); the others ``[batch, sequence]``.
+    """
     import torch
 
     batch = torch.export.Dim("batch")
@@ -117,7 +122,7 @@ def export_bytes(module, example: dict[str, Any], max_len: int | None, opset: in
             input_names=names,
             output_names=list(OUTPUT_NAMES),
             opset_version=opset,
-            dynamic_shapes=tuple({0: batch, 1: sequence} for _ in names),
+            dynamic_shapes=tuple({0: batch} if n in per_row else {0: batch, 1: sequence} for n in names),
             external_data=False,
             verbose=False,
         )

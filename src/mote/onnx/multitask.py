@@ -41,6 +41,7 @@ from mote.onnx.files import (
     OUTPUT_NAMES,
     TASK_INPUT,
 )
+from mote.onnx.graph import export_bytes
 from mote.onnx.reports import MultiTaskReport
 from mote.onnx.texts import token_lengths, verification_texts
 from mote.onnx.verify import OnnxVerificationError, cosines
@@ -146,30 +147,6 @@ def _check_heads(model) -> None:
         raise ValueError(f"Expected Pooling (+ Dense/Normalize) after the MoTE module, got {bad}")
     if any(isinstance(m, Pooling) and not m.include_prompt for m in heads):
         raise ValueError("Pooling with include_prompt=False is not supported by the ONNX export")
-
-
-def _export(module, example: dict[str, Any], max_len: int | None, opset: int | None) -> bytes:
-    import torch
-
-    from mote.onnx.graph import quiet_export
-
-    batch = torch.export.Dim("batch")
-    sequence = torch.export.Dim("sequence", max=max_len) if max_len else torch.export.Dim("sequence")
-    names = list(example)
-    shapes = tuple({0: batch} if n == TASK_INPUT else {0: batch, 1: sequence} for n in names)
-    with quiet_export(), torch.no_grad():
-        program = torch.onnx.export(
-            module,
-            tuple(example[n] for n in names),
-            dynamo=True,
-            input_names=names,
-            output_names=list(OUTPUT_NAMES),
-            opset_version=opset,
-            dynamic_shapes=shapes,
-            external_data=False,
-            verbose=False,
-        )
-    return program.model_proto.SerializeToString()
 
 
 def _reference(model, texts: list[str], tasks: list[str]) -> dict[str, np.ndarray]:
@@ -281,7 +258,9 @@ def export_multitask(
     example = {n: example[n] for n in input_names}
     example[TASK_INPUT] = torch.tensor([0, len(routing.task_names) - 1], dtype=torch.long)
     try:
-        proto = _export(graph, example, getattr(config, "max_position_embeddings", None), opset)
+        proto = export_bytes(
+            graph, example, getattr(config, "max_position_embeddings", None), opset, per_row=(TASK_INPUT,)
+        )
     except Exception as e:
         raise RuntimeError(f"Multi-task ONNX export of {type(module.auto_model).__name__} failed: {e}") from e
     timings["export"] = time.perf_counter() - t0 - sum(timings.values())
