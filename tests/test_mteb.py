@@ -135,3 +135,15 @@ def test_bad_mteb_prompt_names_and_routes_are_clear_errors(setup):
         enc.task_for(mteb.get_task("BUCC").metadata, None)  # bitext mining: no route in the table
     with pytest.raises(ValueError, match="MoTE model"):
         mm.get_model(tmp / "mote", mode="ic")
+
+
+def test_mote_resolves_mteb_prompt_names_as_tasks(setup):
+    tmp, *_ = setup
+    model = mote.load(str(tmp / "mote"))
+    texts = ["a b c", "how do magnets work"]
+    assert model[0].routing.resolve("STS") == ("query", "search_query: ")
+    for name, task in (("STS", "query"), ("Classification", "classification"), ("Retrieval-document", "document")):
+        assert (model.encode(texts, task=name) == model.encode(texts, task=task)).all()
+        assert (model.encode(texts, prompt_name=name) == model.encode(texts, task=task)).all()
+    with pytest.raises(UnknownTaskError, match="Unknown task 'Summarization'"):
+        model.encode(texts, task="Summarization")

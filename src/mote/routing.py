@@ -207,10 +207,13 @@ class RoutingTable:
     def resolve(self, task: str | None = None, prompt: str | None = None) -> tuple[str, str]:
         """Resolve ``(task, prefix)``: explicit task, else the prompt's task, else the default task.
 
+        An explicit task may also be an mteb prompt name (``"STS"``, ``"Retrieval-document"``: its task).
         An explicit prompt is the text that gets prepended; otherwise the task's own prefix is.
         """
         if task is None:
             task = self.task_for_prompt(prompt) if prompt else self.default_task
+        elif task not in self._by_name and task in MTEB_PROMPT_TASKS:  # an mteb prompt name: task="STS"
+            task = self.task_for_prompt_name(task)
         route = self.route(task)
         return route.name, route.prefix if prompt is None else prompt
 
