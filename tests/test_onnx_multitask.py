@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -43,7 +42,7 @@ def tiny_mote(tmp_path_factory, minilm_tokenizer):
 @pytest.fixture(scope="module")
 def exported(tiny_mote):
     """`mote export MODEL --onnx --all-tasks OUT` (the CLI verb), once for the module."""
-    model, tmp = tiny_mote
+    _, tmp = tiny_mote
     out = tmp / "onnx-all"
     assert cli_main(["export", str(tmp / "mote"), "--onnx", "--all-tasks", str(out)]) == 0
     return out
@@ -83,7 +82,8 @@ for bs in (1, 3, 17, 64):
     for task in {TASKS!r}:
         out[f"{{task}}-{{bs}}"] = enc.encode(spec["texts"], task=task, batch_size=bs)
     out[f"mixed-{{bs}}"] = enc.encode(spec["texts"], task=spec["mixed"], batch_size=bs)
-    out[f"mixed-ids-{{bs}}"] = enc.encode(spec["texts"], task=[enc.tasks.index(t) for t in spec["mixed"]], batch_size=bs)
+    ids = [enc.tasks.index(t) for t in spec["mixed"]]
+    out[f"mixed-ids-{{bs}}"] = enc.encode(spec["texts"], task=ids, batch_size=bs)
 np.savez({str(tmp_path / "out.npz")!r}, **out)
 assert "torch" not in sys.modules and "transformers" not in sys.modules, "torch was imported"
 print("NO-TORCH-OK")
