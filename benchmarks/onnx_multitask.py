@@ -42,7 +42,12 @@ WORK = Path("runs/bench-onnx-mt")
 
 # Runs in a fresh process: RSS added by the session(s) after encoding a warm-up of every task.
 MEMORY_PROBE = """
-import json, sys
+import importlib.abc, json, sys
+class _NoTorch(importlib.abc.MetaPathFinder):  # a serving process without torch: `import mote` skips its torch API
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "sentence_transformers"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _NoTorch())
 import numpy as np
 from mote.onnx.encoder import OnnxEncoder
 from mote.onnx.runtime import MultiTaskOnnxEncoder

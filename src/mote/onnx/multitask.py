@@ -76,15 +76,21 @@ def graph_module(model):
     class GraphExpertLinear(nn.Module):
         def __init__(self, m: ExpertLinear) -> None:
             super().__init__()
-            self.weight, self.bias = m.weight, m.bias
+            # One initializer per expert (slices of the stack, each stored once): no Gather on the weights at run
+            # time, and nothing for onnxruntime to constant-fold into a second copy when the session loads.
+            def split(stack):
+                return nn.ParameterList([nn.Parameter(t.detach().clone()) for t in stack])
+
+            self.weights = split(m.weight)
+            self.biases = None if m.bias is None else split(m.bias)
             self.num_experts, self.out_features = m.num_experts, m.out_features
 
         def forward(self, x):  # x: (B, T, in); each expert's rows gathered, one matmul, scattered back
             out = x.new_zeros(*x.shape[:-1], self.out_features)
             for e in range(self.num_experts):  # unrolled in the graph: E static branches, zero rows cost nothing
                 idx = torch.nonzero(rows.experts == e).squeeze(1)
-                y = F.linear(x.index_select(0, idx), self.weight[e], None if self.bias is None else self.bias[e])
-                out = out.index_copy(0, idx, y)
+                bias = None if self.biases is None else self.biases[e]
+                out = out.index_copy(0, idx, F.linear(x.index_select(0, idx), self.weights[e], bias))
             return out
 
     class GraphExpertLayerNorm(nn.Module):
