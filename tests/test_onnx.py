@@ -21,6 +21,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 
 import mote
 import mote.onnx as mo
+import mote.onnx.dense as dense_mod
 from mote.data import data_dir
 from mote.export import export_dense
 from mote.io import open_text
@@ -28,6 +29,25 @@ from mote.onnx import OnnxEncoder, OnnxVerificationError, export_onnx
 
 TINY_MAX_LEN = 48
 BATCH_SIZES = (1, 3, 17, 64)
+# Prepended to subprocess code: torch, transformers and sentence-transformers raise ImportError (as if not installed).
+NO_TORCH = """
+import importlib.abc, sys
+class _Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "sentence_transformers"):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+sys.meta_path.insert(0, _Blocked())
+"""
+
+
+def src_env(extra_path: str | None = None) -> dict[str, str]:
+    """The environment of a subprocess that imports this checkout's mote (and ``extra_path`` first, if given)."""
+    import os
+
+    env = dict(os.environ)
+    paths = [p for p in (extra_path, str(Path(mote.__file__).parents[1]), env.get("PYTHONPATH")) if p]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -103,7 +123,7 @@ def test_tiny_export_is_verified_dynamic_and_reports_int8(tiny_dense, tiny_repor
     assert r.min_cosine >= 0.9999 and r.texts_source == "STSBenchmark"
     assert r.batch_sizes == BATCH_SIZES and r.truncated >= 1 and r.token_lengths[1] == TINY_MAX_LEN
     folder = Path(tiny_dense) / "onnx"
-    assert (folder / "model.onnx").is_file() and (folder / "model_int8.onnx").is_file()
+    assert (folder / "model.onnx").is_file() and (folder / "model_qint8_avx512.onnx").is_file()
     graph = onnx.load(str(folder / "model.onnx")).graph
     assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
     assert [o.name for o in graph.output] == ["sentence_embedding", "last_hidden_state"]
@@ -168,7 +188,7 @@ def test_export_refuses_a_graph_that_ignores_padding(tiny_dense, tiny_report, tm
     shutil.copytree(tiny_dense, dense, ignore=shutil.ignore_patterns("onnx"))
     (dense / "onnx").mkdir()
     (dense / "onnx" / "model.onnx").write_bytes(b"stale")
-    original = mo._embedder
+    original = dense_mod.embedder
 
     def ignores_mask(st):
         inner = original(st)
@@ -183,28 +203,100 @@ def test_export_refuses_a_graph_that_ignores_padding(tiny_dense, tiny_report, tm
 
         return IgnoresMask().eval()
 
-    monkeypatch.setattr(mo, "_embedder", ignores_mask)
+    monkeypatch.setattr(dense_mod, "embedder", ignores_mask)
     with pytest.raises(OnnxVerificationError, match="min cosine"):
         export_onnx(dense)
     assert not (dense / "onnx").exists()
 
 
 def test_onnx_encoder_needs_neither_torch_nor_transformers(tiny_dense, tiny_report):
-    """Inference path of mote.onnx in a process where torch, transformers and sentence-transformers cannot load."""
-    code = f"""
-import sys, types
-for name in ("torch", "transformers", "sentence_transformers"):
-    sys.modules[name] = None
-pkg = types.ModuleType("mote")  # the package without its __init__ (which imports the torch model code)
-pkg.__path__ = [{str(Path(mo.__file__).parent)!r}]
-sys.modules["mote"] = pkg
+    """The dense encoder in a process where torch, transformers and sentence-transformers cannot be imported."""
+    code = NO_TORCH + f"""
 import numpy as np
 from mote.onnx import OnnxEncoder
 np.save(sys.argv[1], OnnxEncoder({tiny_dense!r}).encode(["how do magnets work", "hi"]))
+assert "torch" not in sys.modules and "transformers" not in sys.modules, sorted(sys.modules)
 """
     out = Path(tiny_dense).parent / "no-torch.npy"
-    subprocess.run([sys.executable, "-c", code, str(out)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, timeout=120, env=src_env())
     np.testing.assert_allclose(np.load(out), OnnxEncoder(tiny_dense).encode(["how do magnets work", "hi"]), atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ ST's ONNX backend
+# Runs with no mote importable: what a user of sentence-transformers' ONNX backend does with the export folder.
+NO_MOTE = """
+import importlib.abc, json, os, sys
+from pathlib import Path
+class _NoMote(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "mote":
+            raise ModuleNotFoundError("mote is blocked: this process must not need it", name=name)
+sys.meta_path.insert(0, _NoMote())
+import numpy as np
+from sentence_transformers.backend.utils import backend_should_export
+folder, texts_file, out = sys.argv[1:4]
+texts = json.loads(Path(texts_file).read_text())
+INT8 = "onnx/model_qint8_avx512.onnx"
+export, kwargs = backend_should_export(Path(folder), True, {}, "model.onnx", "*.onnx", "ONNX")
+assert not export and (kwargs["subfolder"], kwargs["file_name"]) == ("onnx", "model.onnx"), (export, kwargs)
+export, kwargs = backend_should_export(Path(folder), True, {"file_name": INT8}, "model.onnx", "*.onnx", "ONNX")
+assert not export and (kwargs["subfolder"], kwargs["file_name"]) == ("onnx", "model_qint8_avx512.onnx"), kwargs
+try:
+    import optimum.onnxruntime  # noqa: F401
+except ImportError as e:
+    print("NO-OPTIMUM", e)
+    sys.exit(0)
+from sentence_transformers import SentenceTransformer
+fp32 = SentenceTransformer(folder, backend="onnx", device="cpu").encode(texts)
+int8 = SentenceTransformer(folder, backend="onnx", device="cpu", model_kwargs={"file_name": INT8}).encode(texts)
+assert "mote" not in sys.modules
+np.savez(out, fp32=fp32, int8=int8)
+print("BACKEND-OK")
+"""
+
+
+def run_without_mote(folder: str, texts: list[str], tmp_path: Path) -> tuple[str, Path]:
+    """Run NO_MOTE on ``folder``; ``MOTE_ST_ONNX_PYTHONPATH`` puts packages first (e.g. an optimum-onnx overlay)."""
+    import os
+
+    texts_file, out = tmp_path / "texts.json", tmp_path / "st-onnx.npz"
+    texts_file.write_text(json.dumps(texts))
+    env = dict(os.environ)
+    extra = os.environ.get("MOTE_ST_ONNX_PYTHONPATH")
+    env["PYTHONPATH"] = extra or ""
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_MOTE, folder, str(texts_file), str(out)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, out
+
+
+def test_dense_export_has_the_layout_sentence_transformers_onnx_backend_loads(tiny_dense, tiny_report, tmp_path):
+    """sentence-transformers' own backend_should_export finds onnx/model.onnx and the int8 file, with no mote."""
+    stdout, _ = run_without_mote(tiny_dense, ["hi"], tmp_path)
+    assert "NO-OPTIMUM" in stdout or "BACKEND-OK" in stdout, stdout
+    graph = onnx.load(str(Path(tiny_dense) / "onnx" / "model_qint8_avx512.onnx")).graph
+    assert "last_hidden_state" in [o.name for o in graph.output]  # the output the backend reads
+
+
+def test_sentence_transformer_onnx_backend_without_mote_reproduces_the_torch_export(tiny_dense, tiny_report, tmp_path):
+    """``SentenceTransformer(export, backend="onnx")``, in a process without mote, == the torch export.
+
+    Needs optimum-onnx in that process. optimum-onnx 0.1 pins transformers < 4.58 and so cannot be installed next to
+    sentence-transformers 6 (transformers 5; huggingface/optimum-onnx#114); docs/onnx.md shows how to run this test
+    against an overlay with sentence-transformers 5.7 + transformers 4.57 + optimum-onnx (MOTE_ST_ONNX_PYTHONPATH).
+    """
+    texts = sample_texts(20)
+    stdout, out = run_without_mote(tiny_dense, texts, tmp_path)
+    if "NO-OPTIMUM" in stdout:
+        pytest.skip("optimum-onnx is not importable next to transformers 5 (huggingface/optimum-onnx#114); set "
+                    "MOTE_ST_ONNX_PYTHONPATH to an overlay that has it (docs/onnx.md)")
+    reference = SentenceTransformer(tiny_dense, device="cpu").encode(texts)
+    with np.load(out) as z:
+        assert_exact(z["fp32"], reference, "SentenceTransformer(backend='onnx')")
+        assert cosines(z["int8"], reference).min() >= tiny_report.int8.min_cosine - 0.05
+        assert cosines(z["int8"], z["fp32"]).min() < 0.99999  # the quantised file, not the fp32 one
 
 
 def test_verification_texts_span_all_lengths_with_or_without_the_dataset(tmp_path):

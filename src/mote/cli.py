@@ -3,6 +3,7 @@
     mote convert BASE OUT [--placement every|every-other|0,2,4] [--tasks ...]
     mote encode MODEL --task T --input FILE(.txt|.jsonl) --output FILE.npy
     mote export MODEL OUT --task T [--onnx [--quantize]]
+    mote export MODEL --onnx --all-tasks OUT
     mote info MODEL
     mote demo
 
@@ -74,10 +75,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.quantize and not args.onnx:
         raise ValueError("--quantize needs --onnx")
+    if args.all_tasks:
+        if not args.onnx:
+            raise ValueError("--all-tasks writes one ONNX graph for every task: add --onnx")
+        if args.task or args.quantize:
+            raise ValueError("--all-tasks exports every task (no --task) in fp32 (no --quantize)")
+    elif not args.task:
+        raise ValueError("name the task to export (--task T), or export every task as one graph: --onnx --all-tasks")
     if args.onnx:
         from mote.onnx import require_onnx
 
         require_onnx()  # fail before the dense export when onnx/onnxruntime are missing
+    if args.all_tasks:
+        from mote.onnx import export_multitask
+
+        print(export_multitask(args.model, args.out, overwrite=args.overwrite))
+        return 0
     out = export_dense(args.model, args.task, args.out, overwrite=args.overwrite)
     print(f"Exported task {args.task!r} as a plain sentence-transformers model: {out}")
     if args.onnx:
@@ -100,6 +113,8 @@ def describe(model) -> str:
         f"hidden {module.auto_model.config.hidden_size}), max_seq_length {module.max_seq_length}",
         f"expert layers: {module.expert_layers}  ({module.num_experts} experts each: FFN + both LayerNorms)",
         f"default task: {module.routing.default_task!r}",
+        *([f"matryoshka dims: {module.matryoshka_dims} (encode/eval can truncate to these)"]
+          if getattr(module, "matryoshka_dims", None) else []),
         f"parameters: total {counts['total']:,}; active per task {counts['active']:,} "
         f"(dense base {counts['dense']:,})",
         "tasks:",
@@ -154,11 +169,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("export", help="write one task as a plain dense sentence-transformers model")
+    p = sub.add_parser(
+        "export", help="write one task as a plain dense sentence-transformers model, or all tasks as one ONNX graph"
+    )
     p.add_argument("model")
     p.add_argument("out")
-    p.add_argument("--task", required=True)
-    p.add_argument("--onnx", action="store_true", help="also write an ONNX export (needs mote[onnx])")
+    p.add_argument("--task", default=None, help="the task to export as a dense model")
+    p.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also write an ONNX export laid out for sentence-transformers' ONNX backend (needs mote[onnx])",
+    )
+    p.add_argument(
+        "--all-tasks",
+        action="store_true",
+        help="with --onnx: one ONNX graph (inputs + task_id) serving every task at one model's memory",
+    )
     p.add_argument("--quantize", action="store_true", help="with --onnx: also a dynamic int8 model + its quality")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)

@@ -21,7 +21,25 @@ from sentence_transformers.base.modules import Transformer
 
 from mote.experts import densify
 from mote.io import atomic_dir
-from mote.model import load, mote_module
+from mote.model import MoTETransformer, load, mote_module
+
+
+def sequence_routed_module(model: SentenceTransformer) -> MoTETransformer:
+    """The MoTE module of ``model`` if it routes whole sequences by task; else a ``ValueError`` naming why not.
+
+    Token-routed models (TLR: a learned router per token; TSEmbed: MoE-LoRA routers) choose experts from the text
+    itself, so no single expert slice (dense export) and no ``task_id`` input (multi-task ONNX) reproduce them.
+    """
+    first = model[0] if len(model) else None
+    if type(first) is not MoTETransformer:
+        if getattr(first, "routing", None) is not None:
+            raise ValueError(
+                f"{type(first).__name__} routes tokens with learned routers, not whole sequences by task: neither a "
+                "per-task dense export nor a task_id graph reproduces it. Serve it with torch (mote.load) or export a "
+                "MoTE model (arm mote) instead."
+            )
+        return mote_module(model)  # not a MoTE model at all: the usual error
+    return first
 
 
 def export_dense(
@@ -38,7 +56,7 @@ def export_dense(
     """
     if not isinstance(model, SentenceTransformer):
         model = load(model, device="cpu")
-    module = mote_module(model)
+    module = sequence_routed_module(model)
     route = module.routing.route(task)
     hf = copy.deepcopy(module.auto_model).cpu()
     densify(hf, route.expert)

@@ -112,6 +112,8 @@ class MoTETransformer(InputModule):
             raise NotAMoTEModelError("The model holds no expert layers; build it with MoTETransformer.from_dense")
         self._expert_of_task = [routing.expert(t) for t in routing.task_names]
         self._prompt_lengths: dict[str, int | None] = {}
+        # The nested dimensions the model was trained for (Matryoshka), largest first; None: not trained so.
+        self.matryoshka_dims: list[int] | None = None
 
     # ------------------------------------------------------------------------------------------- construction
     @classmethod
@@ -152,6 +154,7 @@ class MoTETransformer(InputModule):
             "num_experts": self.num_experts,
             "max_seq_length": self.max_seq_length,
             "do_lower_case": self.do_lower_case,
+            **({"matryoshka_dims": list(self.matryoshka_dims)} if self.matryoshka_dims else {}),
         }
 
     # ------------------------------------------------------------------------------------------- preprocessing
@@ -294,7 +297,7 @@ class MoTETransformer(InputModule):
                 f"{unexpected[:5]}"
             )
         model.eval()
-        return cls(
+        module = cls(
             model,
             AutoTokenizer.from_pretrained(folder),
             RoutingTable.from_dict(config["routing"]),
@@ -302,6 +305,8 @@ class MoTETransformer(InputModule):
             config.get("do_lower_case", False),
             dispatch,
         )
+        module.matryoshka_dims = config.get("matryoshka_dims")
+        return module
 
     @classmethod
     def _checked_config(cls, config: dict | None, name: str) -> dict:
@@ -367,7 +372,7 @@ def convert(
     rest = [copy.deepcopy(m) for m in list(st)[1:]] if isinstance(base, SentenceTransformer) else list(st)[1:]
     return SentenceTransformer(
         modules=[module, *rest],
-        prompts=routing.prompts(),
+        prompts=routing.saved_prompts(),
         similarity_fn_name=st.similarity_fn_name,
         device=str(st.device) if device is None else device,
     )
@@ -405,28 +410,38 @@ def encode(
     task: str | Sequence[str] | None = None,
     batch_size: int = 32,
     show_progress_bar: bool = False,
+    truncate_dim: int | None = None,
 ) -> np.ndarray:
     """Encode ``texts`` as float32 ``[N, dim]``; ``task`` is one task or one task per text (mixed batches).
 
-    Unlike ``SentenceTransformer.encode``, an empty list gives an array of shape ``(0, dim)``.
+    Unlike ``SentenceTransformer.encode``, an empty list gives an array of shape ``(0, dim)``. ``truncate_dim``
+    keeps the first dimensions, renormalised (:mod:`mote.matryoshka`; a model trained with Matryoshka records its
+    dimensions in ``module.matryoshka_dims``).
 
     Example:
         >>> emb = encode(model, ["a", "b"], task=["query", "document"])  # doctest: +SKIP
+        >>> encode(model, ["a"], task="query", truncate_dim=128).shape    # doctest: +SKIP
+        (1, 128)
     """
+    from mote.matryoshka import check_dim, truncate
+
     texts = check_texts(texts)
     module = mote_module(model)
     dim = model.get_embedding_dimension() or module.get_embedding_dimension()
+    truncate_dim = check_dim(truncate_dim, dim)
     if not texts:
-        return np.zeros((0, dim), dtype=np.float32)
+        return np.zeros((0, truncate_dim or dim), dtype=np.float32)
     if task is None or isinstance(task, str):
         module.routing.resolve(task)  # unknown task -> UnknownTaskError before any work
-        return model.encode(texts, task=task, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        emb = model.encode(texts, task=task, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        return truncate(emb, truncate_dim)
     tasks = list(task)
     if len(tasks) != len(texts):
         raise ValueError(f"Got {len(tasks)} tasks for {len(texts)} texts: pass one task, or one per text")
     for t in set(tasks):
         module.routing.route(t)
-    return encode_mixed(model, texts, tasks, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    emb = encode_mixed(model, texts, tasks, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    return truncate(emb, truncate_dim)
 
 
 @torch.inference_mode()

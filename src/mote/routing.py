@@ -27,6 +27,22 @@ DEFAULT_TASKS: dict[str, str] = {
 # `SentenceTransformer.encode(texts)` with neither task nor prompt routes here. "document" matches the
 # sentence-transformers Router convention (its default route) and the most common bulk use: indexing a corpus.
 DEFAULT_TASK = "document"
+# mteb's prompt keys (task types, "{type}-{prompt type}", prompt types) -> the routing-table task that serves them:
+# the evaluation protocol of `mote eval` (mote.eval.harness.DEFAULT_ROUTES; a test keeps the two equal). Saved MoTE
+# folders carry these keys in their prompts, so `mteb.evaluate(SentenceTransformer(folder), tasks)` reaches the
+# same expert and prefix as `mote eval` for every task type (see docs/evaluation.md).
+MTEB_PROMPT_TASKS: dict[str, str] = {
+    "query": "query",
+    "document": "document",
+    "Retrieval-query": "query",
+    "Retrieval-document": "document",
+    "Reranking-query": "query",
+    "Reranking-document": "document",
+    "Classification": "classification",
+    "Clustering": "clustering",
+    "STS": "query",
+    "PairClassification": "query",
+}
 
 
 class UnknownTaskError(ValueError):
@@ -205,15 +221,18 @@ class RoutingTable:
         """Resolve ``(task, text prefix)``: explicit task, else the prompt's task, else the default task.
 
         The text prefix is the task's :attr:`TaskRoute.text_prefix` (its prefix, or nothing for a task that does not
-        prepend it); an explicit prompt other than the task's own prefix is prepended as given.
+        prepend it); an explicit prompt other than the task's own prefix is prepended as given. An explicit task may
+        also be an mteb prompt name (``"STS"``, ``"Retrieval-document"``: its task).
 
         Example:
             >>> t = RoutingTable.default().replace("query", prepend=False)
-            >>> t.resolve(prompt="search_query: "), t.resolve("document")
-            (('query', ''), ('document', 'search_document: '))
+            >>> t.resolve(prompt="search_query: "), t.resolve("document"), t.resolve("STS")
+            (('query', ''), ('document', 'search_document: '), ('query', ''))
         """
         if task is None:
             task = self.task_for_prompt(prompt) if prompt else self.default_task
+        elif task not in self._by_name and task in MTEB_PROMPT_TASKS:  # an mteb prompt name: task="STS"
+            task = self.task_for_prompt_name(task)
         route = self.route(task)
         return route.name, route.text_prefix if prompt is None or prompt == route.prefix else prompt
 
@@ -228,6 +247,41 @@ class RoutingTable:
     def prompts(self) -> dict[str, str]:
         """``{task: prefix}``, the sentence-transformers ``prompts`` dict (so ``prompt_name=task`` works)."""
         return {r.name: r.prefix for r in self.routes}
+
+    def mteb_prompts(self, aliases: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``{mteb prompt key: prefix}`` for every key of ``aliases`` (default :data:`MTEB_PROMPT_TASKS`) whose task
+        is in this table, so mteb's prompt resolution picks the task's prefix (and the prefix picks the expert).
+
+        Example:
+            >>> RoutingTable.default().mteb_prompts()["Classification"]
+            'classification: '
+        """
+        aliases = MTEB_PROMPT_TASKS if aliases is None else aliases
+        return {key: self.prefix(task) for key, task in aliases.items() if task in self._by_name}
+
+    def saved_prompts(self) -> dict[str, str]:
+        """What a saved model's ``prompts`` holds: ``{task: prefix}`` plus the mteb keys (:meth:`mteb_prompts`)."""
+        return {**self.mteb_prompts(), **self.prompts()}
+
+    def task_for_prompt_name(self, name: str, aliases: Mapping[str, str] | None = None) -> str:
+        """The task an mteb prompt key (or a task name) routes to; :class:`UnknownTaskError` if it names none.
+
+        Example:
+            >>> RoutingTable.default().task_for_prompt_name("STS")
+            'query'
+        """
+        aliases = MTEB_PROMPT_TASKS if aliases is None else aliases
+        if name in self._by_name:
+            return name
+        task = aliases.get(name)
+        if task is None or task not in self._by_name:
+            known = sorted(k for k, t in aliases.items() if t in self._by_name)
+            target = f" (it maps to task {task!r}, which this table lacks)" if task is not None else ""
+            raise UnknownTaskError(
+                f"The prompt name {name!r} maps to no task{target}. Prompt names that route: {known} and the task "
+                f"names; add a route for it (e.g. routes={{{name!r}: 'query'}}). {self.describe()}"
+            )
+        return task
 
     def describe(self) -> str:
         rows = ", ".join(

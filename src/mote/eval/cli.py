@@ -1,6 +1,6 @@
 """CLI verbs of mote.eval (each is one library call):
 
-mote eval MODEL [--suite quick|default] [--datasets a,b] --output DIR [--ic|--dense] [--route TYPE=TASK ...]
+mote eval MODEL [--suite quick|default] [--datasets a,b] --output DIR [--ic|--dense] [--route TYPE=TASK ...] [--dims N]
 mote compare RUN_DIR... [--base RUN_DIR] --output DIR
 mote similarity MODEL --texts FILE --output DIR [--ic]
 """
@@ -96,6 +96,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         split=args.split,
         overwrite=args.overwrite,
         name=args.name,
+        dims=args.dims,
     )
     print(results_markdown(results))
     return 0
@@ -187,6 +188,13 @@ def register(subparsers) -> None:
         default="auto",
         help="split to score: auto (default) = the split MTEB scores per dataset (test, or TwitterURLCorpus "
         "test-mteb51534); or a split name for every dataset (e.g. test)",
+    )
+    p.add_argument(
+        "--dims",
+        type=int,
+        default=None,
+        metavar="N",
+        help="score the first N embedding dimensions, renormalised (Matryoshka truncation)",
     )
     p.add_argument(
         "--moee",

@@ -47,6 +47,7 @@ from mote.eval import datasets as ds
 from mote.eval.cache import EmbeddingCache, embed_texts
 from mote.eval.encoders import Encoder, Mode, load_encoder
 from mote.eval.metrics import MAIN_METRIC, SCORERS, SIDES, local_task
+from mote.matryoshka import check_dim, truncate
 from mote.routing import RoutingTable
 
 RESULTS_FORMAT = 1
@@ -107,6 +108,16 @@ def _check_route_keys(overrides: Mapping[str, str], available: Mapping[str, ds.D
             raise ValueError(f"Route key {key!r}: side {side!r} is not one of {list(sides)}")
 
 
+def _dimension(encoder: Any, chosen: Sequence[ds.DatasetInfo], overrides: Mapping[str, str]) -> int:
+    """The encoder's embedding width: its model's, else that of one probe embedding of a task the run uses."""
+    model = getattr(encoder, "model", None)
+    width = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else None
+    if width:
+        return int(width)
+    task = next(iter(resolve_routes(chosen[0], overrides).values()))
+    return int(np.asarray(encoder.encode(["dimension probe"], task)).shape[1])
+
+
 def _check_encoder_tasks(encoder: Any, tasks: set[str]) -> None:
     """Fail before any work when a route names a task the encoder cannot encode."""
     routing = getattr(encoder, "routing", None)
@@ -142,6 +153,8 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         "",
         f"- model identity: `{results['model_identity']}` ({results['encoder'].get('kind', '?')})",
         f"- data: `{results['data']['dir']}` (split `{results['data']['split']}`)",
+        *([f"- embeddings truncated to the first {results['dims']} dimensions, renormalised"]
+          if results.get("dims") else []),
         f"- mote {results['environment'].get('mote')}, mteb {results['environment'].get('mteb')}; "
         f"scores in percent; total {results['seconds']:.1f} s",
         "",
@@ -221,11 +234,13 @@ def evaluate_dataset(
     split: str = "auto",
     show_progress: bool = False,
     data: Any = None,
+    dims: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Score one dataset: ``(result entry for results.json, per-item arrays)``; scores in percent.
 
     ``data``: the dataset as :func:`mote.eval.datasets.load` returns it for this split, when the caller scores
     it many times (per-task selection); otherwise it is read here.
+    ``dims``: score the first ``dims`` dimensions, renormalised (Matryoshka); the cache keeps full embeddings.
     """
     t0 = time.perf_counter()
     split = info.resolve_split(split)
@@ -236,7 +251,7 @@ def evaluate_dataset(
 
     def embed(texts: list[str], side: str) -> np.ndarray:
         route = side_routes[side]
-        return embed_texts(
+        emb = embed_texts(
             encoder,
             texts,
             route,
@@ -245,6 +260,7 @@ def evaluate_dataset(
             show_progress=show_progress,
             desc=f"{info.name} [{side}->{route}]",
         )
+        return truncate(emb, dims)
 
     scored = SCORERS[info.task_type](data, embed, encoder, task)
     entry = {
@@ -278,6 +294,7 @@ def evaluate(
     name: str | None = None,
     show_progress: bool = True,
     quiet: bool = False,
+    dims: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on the suite's (or the named) datasets; return results.json's dict (scores in percent).
 
@@ -292,6 +309,8 @@ def evaluate(
         cache: an :class:`EmbeddingCache`, a folder for one, ``True`` (default location) or ``False``/``None``.
         split: ``auto`` (default): per dataset, the split MTEB scores (``test``, or e.g. TwitterURLCorpus
             ``test-mteb51534``: 51,534 pairs instead of the 9,334 of ``test``); or one split name for every dataset.
+        dims: score the first ``dims`` embedding dimensions, renormalised (Matryoshka truncation; the embedding
+            cache holds the full embeddings, so a sweep over dimensions encodes once). Larger than the model's: error.
 
     Example:
         >>> r = evaluate("all-MiniLM-L6-v2", datasets="STSBenchmark", output=None)   # doctest: +SKIP
@@ -315,6 +334,8 @@ def evaluate(
 
     encoder = load_encoder(model, mode=mode, routing=routing, name=name)
     _check_encoder_tasks(encoder, {t for i in chosen for t in resolve_routes(i, overrides).values()})
+    if dims is not None:
+        dims = check_dim(dims, _dimension(encoder, chosen, overrides))
     if isinstance(cache, EmbeddingCache):
         store: EmbeddingCache | None = cache
     elif cache is True:
@@ -339,6 +360,7 @@ def evaluate(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "environment": _environment(),
         "cache": str(store.path) if store is not None else None,
+        "dims": dims,
         "datasets": {},
     }
     items: dict[str, dict[str, np.ndarray]] = {}
@@ -353,6 +375,7 @@ def evaluate(
                 batch_size=batch_size,
                 split=split,
                 show_progress=show_progress,
+                dims=dims,
             )
             results["datasets"][info.name] = entry
             items[info.name] = arrays

@@ -121,4 +121,4 @@ def convert_vlm(
     modules = [module, Pooling(module.get_embedding_dimension(), "lasttoken")]
     if normalize:
         modules.append(Normalize())
-    return SentenceTransformer(modules=modules, prompts=routing.prompts(), device=device)
+    return SentenceTransformer(modules=modules, prompts=routing.saved_prompts(), device=device)

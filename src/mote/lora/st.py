@@ -303,7 +303,7 @@ def convert(
     rest = list(st)[1:] if owned else [copy.deepcopy(m) for m in list(st)[1:]]
     return SentenceTransformer(
         modules=[module, *rest],
-        prompts=routing.prompts(),
+        prompts=routing.saved_prompts(),
         similarity_fn_name=st.similarity_fn_name,
         device=str(st.device) if device is None else device,
     )

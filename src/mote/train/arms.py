@@ -114,7 +114,7 @@ def build_arm(cfg: RunConfig, device: str = "cpu") -> ArmModel:
         layers = model[0].expert_layers
         routed = True
     else:
-        model = SentenceTransformer(resolve_model_path(cfg.model.base), device=device, prompts=routing.prompts())
+        model = SentenceTransformer(resolve_model_path(cfg.model.base), device=device, prompts=routing.saved_prompts())
         layers = resolve_placement(cfg.model.placement, len(transformer_layers(hf_model(model))))
         router_pattern = None
         routed = False

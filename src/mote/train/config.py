@@ -137,6 +137,22 @@ class LossConfig(_Strict):
     mini_batch_size: int = Field(default=16, gt=0)
     static_temperature: float = Field(default=0.05, gt=0)  # the static arm's one temperature
     gather_across_devices: bool = True  # DDP: in-batch negatives from every process
+    # Matryoshka: the TA-CL loss at each of these leading dimensions too (sentence-transformers' MatryoshkaLoss
+    # around every task's loss), e.g. [384, 256, 128, 64]; recorded in the saved MoTE model (mote_config.json)
+    matryoshka_dims: list[int] | None = None
+    matryoshka_weights: list[float] | None = None  # one per dimension (default: 1 each)
+
+    @model_validator(mode="after")
+    def _matryoshka(self) -> LossConfig:
+        dims, weights = self.matryoshka_dims, self.matryoshka_weights
+        if dims is not None:
+            if not dims or any(d <= 0 for d in dims) or len(set(dims)) != len(dims):
+                raise ValueError(f"matryoshka_dims must be distinct positive sizes, e.g. [384, 256, 128]; got {dims}")
+            if weights is not None and len(weights) != len(dims):
+                raise ValueError(f"matryoshka_weights needs one weight per dimension of {dims}, got {weights}")
+        elif weights is not None:
+            raise ValueError("matryoshka_weights needs matryoshka_dims")
+        return self
 
 
 class TLRConfig(_Strict):
@@ -384,6 +400,11 @@ def _semantic_problems(cfg: RunConfig, check_files: bool) -> list[str]:
                 problems.append(f"{where}: dataset listed twice in task {name!r}")
             seen.add(ds.label)
             problems += _dataset_problems(name, kind, ds, where, data_root, check_files)
+    if cfg.loss.matryoshka_dims and cfg.arm in ("tlr", *TSEMBED_ARMS):
+        problems.append(
+            f"loss.matryoshka_dims: the {cfg.arm} arm adds a router load-balancing loss, which the Matryoshka loss "
+            "cannot carry; use it with the mote, static, ic or ic-matched arms"
+        )
     if cfg.arm == "tlr" and cfg.loss.cached:
         problems.append("loss.cached: the tlr arm's load-balancing loss is not supported with the cached loss")
     if cfg.arm in TSEMBED_ARMS:

@@ -344,6 +344,16 @@ def make_losses(
             )
         return TaskInfoNCE(arm.model, temperature=temperature, symmetric=symmetric, **common)
 
+    if cfg.loss.matryoshka_dims:
+        plain = make
+
+        def make(temperature: float, symmetric: bool) -> torch.nn.Module:
+            from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
+
+            return MatryoshkaLoss(
+                arm.model, plain(temperature, symmetric), cfg.loss.matryoshka_dims, cfg.loss.matryoshka_weights
+            )
+
     if cfg.arm == "static":
         return make(cfg.loss.static_temperature, False)
     return {g.name: make(cfg.task_kind(g.task).temperature, cfg.task_kind(g.task).symmetric) for g in groups}
@@ -635,6 +645,8 @@ def run_training(
         model_dir = output / MODEL
         if run.arm.base_max_seq_length is not None:  # inference keeps the base model's limit
             run.arm.model.max_seq_length = run.arm.base_max_seq_length
+        if cfg.loss.matryoshka_dims:
+            record_matryoshka_dims(run.arm.model, cfg.loss.matryoshka_dims)
         if trainer.is_world_process_zero():
             with atomic_dir(model_dir, overwrite=True) as tmp:
                 run.arm.model.save(str(tmp))
@@ -647,6 +659,13 @@ def run_training(
         output, model_dir, trainer.state.global_step, run.interrupt.interrupted, time.perf_counter() - t0,
         _logged_losses(output / "metrics.jsonl"),
     )
+
+
+def record_matryoshka_dims(model, dims: list[int]) -> None:
+    """Note the trained nested dimensions in the model: a MoTE-family folder keeps them in ``mote_config.json``."""
+    first = model[0]
+    if hasattr(first, "matryoshka_dims"):
+        first.matryoshka_dims = sorted({int(d) for d in dims}, reverse=True)
 
 
 def describe_result(result: TrainResult) -> dict[str, Any]:
