@@ -166,8 +166,7 @@ def test_global_mode_chooses_the_shared_weights_like_wise_ft(tmp_path, minilm_to
     result = search(space, SETS, SelectConfig(consolidate={"enabled": False}),
                     evaluator=StubEvaluator(space, rules), log=lambda m: None)
     assert result.shared_mode == "global" and result.choice.shared.label == "final@0.5"
-    assert [c.settings[SHARED] for c in result.steps["global"]] == ["base", "final@0.25", "final@0.5", "final",
-                                                                    "step-5"]
+    assert [c.settings[SHARED] for c in result.steps["global"]] == ["base", "final@0.5", "final", "step-5"]
 
 
 # ------------------------------------------------------------------------------------------------ consolidation

@@ -28,8 +28,10 @@ val-Multi30kRetrieval                  Retrieval       in-domain  held-out capti
 ood-AmazonCounterfactual-en            Classification  ood        its validation split (classifier: train)
 ood-StackExchangeTitles                Classification  ood        titles of 20 Stack Exchange sites (not trained)
 ood-StackExchangeTitlesClustering      Clustering      ood        one title set (19 sites) of its training sets
-ood-PubMedQARetrieval                  Retrieval       ood        biomedical questions -> their abstracts (PubMedQA)
-ood-AltLexRetrieval                    Retrieval       ood        English -> Simple Wikipedia sentence (both: query)
+ood-PubMedQARetrieval                  Retrieval       ood        biomedical questions -> their abstracts (PubMedQA),
+                                                                  + the other abstracts and held-out MedQuAD answers
+ood-AltLexRetrieval                    Retrieval       ood        English -> Simple Wikipedia sentence (both: query),
+                                                                  + 1,200 other Simple Wikipedia sentences
 =====================================  ==============  =========  ==========================================
 
 There is no STS training data, so no STS validation set; the symmetric retrieval sets (Quora, Multi30k, AltLex)
@@ -60,12 +62,14 @@ ROUTES: dict[str, str] = {"val-QuoraRetrieval": "query", "val-Multi30kRetrieval"
                           "ood-AltLexRetrieval": "query"}
 MAX_QUERIES = 300  # per retrieval source: keeps a validation pass near a minute on 2 CPU cores
 TITLE_LABELS = 20  # title classification sets: the first labels in name order (MTEB's protocol fits 8 per label)
+DISTRACTOR_FRACTION = 0.02  # below any holdout a recipe uses: rows held out at 0.02 are held out at 0.1 too
 OOD_FRACTION = 0.25  # ood title classification: the share of rows scored (the rest fit the classifier)
 MAX_SCORED = 1000  # classification: rows scored per set (the first ones)
+MAX_TITLES = 1500  # clustering: titles per validation set (the first ones)
 # MTEB's classification protocol fits 10 logistic regressions on 8 samples per label; 3 fits keep a candidate's
 # validation pass short (the union of the undersampled training texts is what gets encoded)
 PROTOCOL = {"n_experiments": 3}
-_VERSION = 4  # bump when what a folder holds changes: existing suites are rebuilt
+_VERSION = 6  # bump when what a folder holds changes: existing suites are rebuilt
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
@@ -114,14 +118,15 @@ def _clustering(out: Path, root: Path, folder: str, fraction: float) -> dict[str
     for row in split_rows(_rows(folder, root), fraction)[1]:
         for s, label in zip(row["sentences"], row["labels"], strict=False):
             sentences.setdefault(s, label)
-    _write_jsonl(out / f"{SPLIT}.jsonl.gz", [{"sentences": list(sentences), "labels": list(sentences.values())}])
-    note = f"{folder}: its held-out sentences (fraction {fraction}) as one set"
+    kept = list(sentences)[:MAX_TITLES]
+    _write_jsonl(out / f"{SPLIT}.jsonl.gz", [{"sentences": kept, "labels": [sentences[t] for t in kept]}])
+    note = f"{folder}: its held-out sentences (fraction {fraction}, at most {MAX_TITLES}) as one set"
     return _meta("Clustering", note, {SPLIT: 1}, [folder], fraction)
 
 
 def _ood_clustering(out: Path, root: Path, folder: str, sets: tuple[int, ...]) -> dict[str, Any]:
     rows = _rows(folder, root)
-    chosen = [{"sentences": rows[i]["sentences"], "labels": rows[i]["labels"]} for i in sets]
+    chosen = [{"sentences": rows[i]["sentences"][:MAX_TITLES], "labels": rows[i]["labels"][:MAX_TITLES]} for i in sets]
     _write_jsonl(out / f"{SPLIT}.jsonl.gz", chosen)
     note = f"{folder}: sets {list(sets)} as they are (the source is not trained on)"
     return _meta("Clustering", note, {SPLIT: len(chosen)}, [folder], 0.0)
@@ -163,13 +168,17 @@ def _reranking(out: Path, root: Path, folders: list[str], fraction: float) -> di
 
 
 def _retrieval(
-    out: Path, root: Path, folders: list[str], fraction: float, max_queries: int = MAX_QUERIES
+    out: Path, root: Path, folders: list[str], fraction: float, max_queries: int = MAX_QUERIES,
+    distractors: int = 0, distractor_source: str | None = None,
 ) -> dict[str, Any]:
     """BEIR layout: queries = held-out questions (the first ``max_queries`` of each source), corpus = every
-    positive of them (one id per distinct text)."""
+    positive of them (one id per distinct text), plus up to ``distractors`` positives of the source's further rows
+    and of ``distractor_source``'s rows held out at :data:`DISTRACTOR_FRACTION` (never trained on), so that a
+    small validation corpus is not solved by any model."""
     doc_ids: dict[str, str] = {}
     queries: list[dict[str, str]] = []
     qrels: list[tuple[str, str]] = []
+    extra: list[str] = []
     for folder in folders:
         rows = _rows(folder, root)
         held = split_rows(rows, fraction)[1] if fraction > 0 else rows  # fraction 0: a source not trained on
@@ -180,14 +189,25 @@ def _retrieval(
             for text in item["positive"]:
                 did = doc_ids.setdefault(text, f"d{len(doc_ids)}")
                 qrels.append((qid, did))
+        extra += [t for _, item in grouped[max_queries:] for t in item["positive"]]
+    if distractor_source is not None:
+        held = split_rows(_rows(distractor_source, root), DISTRACTOR_FRACTION)[1]
+        extra += [t for item in _grouped(held).values() for t in item["positive"]]
+    for text in extra:
+        if len(doc_ids) >= len(set(d for _, d in qrels)) + distractors:
+            break
+        doc_ids.setdefault(text, f"d{len(doc_ids)}")
     _write_jsonl(out / "corpus.jsonl.gz", ({"_id": d, "title": "", "text": t} for t, d in doc_ids.items()))
     _write_jsonl(out / "queries.jsonl.gz", queries)
     (out / "qrels").mkdir()
     (out / "qrels" / f"{SPLIT}.tsv").write_text(
         "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels), encoding="utf-8"
     )
-    note = f"held-out questions (fraction {fraction}); corpus = their positives ({len(doc_ids)} texts)"
-    return _meta("Retrieval", note, {SPLIT: len(queries), "corpus": len(doc_ids)}, folders, fraction)
+    note = f"held-out questions (fraction {fraction}); corpus = their positives and distractors ({len(doc_ids)} texts)"
+    meta = _meta("Retrieval", note, {SPLIT: len(queries), "corpus": len(doc_ids)}, folders, fraction)
+    if distractor_source is not None:  # rows held out at DISTRACTOR_FRACTION: never trained on
+        meta["distractors_from"] = {distractor_source: DISTRACTOR_FRACTION}
+    return meta
 
 
 IN_DOMAIN = {
@@ -208,8 +228,9 @@ OOD = {
     "ood-StackExchangeTitles": lambda o, r, f: _ood_classification(o, r, "train-StackExchangeTitles", TITLE_LABELS),
     "ood-StackExchangeTitlesClustering": lambda o, r, f: _ood_clustering(
         o, r, "train-StackExchangeTitlesClustering", (2,)),
-    "ood-PubMedQARetrieval": lambda o, r, f: _retrieval(o, r, ["train-PubMedQA"], 0.0),
-    "ood-AltLexRetrieval": lambda o, r, f: _retrieval(o, r, ["train-AltLexWikiSimple"], 0.0),
+    "ood-PubMedQARetrieval": lambda o, r, f: _retrieval(o, r, ["train-PubMedQA"], 0.0, max_queries=200,
+                                                        distractors=300, distractor_source="train-MedQuAD"),
+    "ood-AltLexRetrieval": lambda o, r, f: _retrieval(o, r, ["train-AltLexWikiSimple"], 0.0, distractors=1200),
 }
 # The training sources the ood group uses whole: a recipe selecting on it must not train on them.
 OOD_SOURCES: tuple[str, ...] = ("AmazonCounterfactualClassification-en", "train-StackExchangeTitles",

@@ -5,13 +5,13 @@ Example::
     select:
       enabled: true                  # `mote train` finishes the run with per-task selection (RUN/selected/)
       snapshots: [0.5]               # weights kept at these fractions of train.steps (candidates)
-      alphas: [0.25, 0.5, 1.0]       # WiSE-FT: base + alpha * (final - base); alpha 0 (the base) is always one
+      alphas: [0.5, 1.0]             # WiSE-FT: base + alpha * (final - base); alpha 0 (the base) is always one
       shared: auto                   # shared (non-expert) weights: auto | global | base
       validation: both               # in-domain | ood | both (the suites the choice is made on)
       consolidate: {enabled: true, tolerance: 0.25}
 
     >>> SelectConfig().candidate_grid(["step-50"])
-    [('base', 0.0), ('final', 0.25), ('final', 0.5), ('final', 1.0), ('step-50', 1.0)]
+    [('base', 0.0), ('final', 0.5), ('final', 1.0), ('step-50', 1.0)]
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class SelectConfig(_Strict):
 
     enabled: bool = False
     snapshots: list[float] = Field(default_factory=lambda: [0.5])
-    alphas: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0])
+    alphas: list[float] = Field(default_factory=lambda: [0.5, 1.0])
     shared: Literal["auto", "global", "base"] = "auto"
     validation: Literal["in-domain", "ood", "both"] = "both"
     tolerance: float = Field(default=0.0, ge=0)  # points a category may fall below the base on validation

@@ -43,10 +43,12 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
              f"{record['shared_mode']} -> {choice['shared']}):"]
     for e, info in record["experts"].items():
         tasks = ", ".join(info["tasks"])
-        lines.append(f"  expert {e} ({tasks}): {info['chosen']}, moved {info['moved']['relative']:.2f} of training"
-                     f"{'' if info['prepend'] else ', prefix not prepended'}")
+        saved = info.get("saved_as", int(e))
+        lines.append(f"  {tasks} (expert {saved}): {info['chosen']}, moved {info['moved']['relative']:.2f} of "
+                     f"training{'' if info['prepend'] else ', prefix not prepended'}")
     for merged in choice.get("merges", []):
-        lines.append(f"  experts {merged} consolidated into one")
+        tasks = [t for e in merged for t in record["experts"][str(e)]["tasks"]]
+        lines.append(f"  {', '.join(tasks)} share one expert (consolidated)")
     ref, sel = record["reference"]["categories"], record["selected"]["categories"]
     lines.append("  validation (base -> selected): " + "; ".join(
         f"{c} {ref[c]:.2f} -> {sel[c]:.2f}" for c in sel))

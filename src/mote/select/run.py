@@ -50,6 +50,19 @@ def recipe_problems(recipe: Any, cfg: SelectConfig) -> list[str]:
     return problems
 
 
+def compaction(num_experts: int, merges: list[list[int]]) -> tuple[list[int], dict[int, int]]:
+    """``(experts kept, {expert: its index in the saved model})`` after consolidation: each merged group keeps its
+    first expert.
+
+    >>> compaction(4, [[0, 1]])
+    ([0, 2, 3], {0: 0, 2: 1, 3: 2, 1: 0})
+    """
+    drop = {e for group in merges for e in group[1:]}
+    keep = [e for e in range(num_experts) if e not in drop]
+    saved_as = {e: keep.index(e) for e in keep} | {e: keep.index(group[0]) for group in merges for e in group[1:]}
+    return keep, saved_as
+
+
 def write_selected(space: WeightSpace, result: SearchResult, output: Path, record: dict[str, Any],
                    overwrite: bool = False) -> Path:
     """Save the space's model (chosen weights, routing, merges compacted) with its record, atomically."""
@@ -62,18 +75,14 @@ def write_selected(space: WeightSpace, result: SearchResult, output: Path, recor
         routing = module.routing
         for t, on in result.choice.prepend.items():
             routing = routing.replace(t, prepend=on)
-        merges = result.choice.merges
-        if merges:
+        if result.choice.merges:
             from mote.experts import keep_experts
             from mote.routing import RoutingTable, TaskRoute
 
-            drop = {e for group in merges for e in group[1:]}
-            keep = [e for e in range(space.num_experts) if e not in drop]
-            target = {e: e for e in keep} | {e: group[0] for group in merges for e in group[1:]}
+            keep, saved_as = compaction(space.num_experts, result.choice.merges)
             keep_experts(module.auto_model, keep)
             routing = RoutingTable(
-                routes=tuple(TaskRoute(r.name, r.prefix, keep.index(target[r.expert]), r.prepend)
-                             for r in routing.routes),
+                routes=tuple(TaskRoute(r.name, r.prefix, saved_as[r.expert], r.prepend) for r in routing.routes),
                 default_task=routing.default_task,
             )
         module.set_routing(routing)
@@ -97,10 +106,12 @@ def build_record(space: WeightSpace, result: SearchResult, cfg: SelectConfig, se
 
     routing = space.model[0].routing if space.routed else None
     experts = {}
+    _, saved_as = compaction(space.num_experts, result.choice.merges)
     for e in range(space.num_experts):
         tasks = routing.tasks_of_expert(e)
         experts[str(e)] = {
             "tasks": tasks,
+            "saved_as": saved_as[e],  # its index in the saved model (consolidation renumbers the experts)
             "chosen": result.choice.experts[e].label if e in result.choice.experts else "base",
             "prepend": all(result.choice.prepend.get(t, True) for t in tasks),
             "moved": result.moved[str(e)],

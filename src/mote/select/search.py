@@ -141,6 +141,9 @@ class Evaluator:
         self.prefixes = prefixes  # dense models: the instruction prefixes of the trained (alpha > 0) settings
         self.log = log or (lambda msg: None)
         self.calls = 0
+        # a set's score is a function of the embeddings of the tasks it routes to: keyed by their cache identities,
+        # a state scored before (the selected model, a consolidation round's reference) is not scored again
+        self._memo: dict[tuple, float] = {}
 
     def encoder(self, prepend: bool = True) -> Any:
         from mote.eval.encoders import DenseEncoder, MoTEEncoder
@@ -155,9 +158,16 @@ class Evaluator:
         encoder = self.encoder(prepend)
         out: Scores = {}
         for v in sets:
+            ids = tuple(encoder.cache_identity(t) for t in sorted(set(v.routes().values())))
+            key = (v.name, v.split, ids) if None not in ids else None
+            if key is not None and key in self._memo:
+                out[v.name] = self._memo[key]
+                continue
             entry, _ = evaluate_dataset(encoder, v.info, routes=v.overrides, cache=self.cache,
                                         batch_size=self.batch_size, split=v.split, data=v.data())
             out[v.name] = float(entry["main_score"])
+            if key is not None:
+                self._memo[key] = out[v.name]
         self.calls += 1
         return out
 
