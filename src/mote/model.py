@@ -22,6 +22,7 @@ import copy
 import json
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,7 +33,15 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import InputModule, Transformer
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
-from mote.experts import Dispatch, Segment, expert_layer_indices, plan_segments, resolve_placement, upcycle
+from mote.experts import (
+    RoutingContext,
+    Segment,
+    SequenceRoute,
+    expert_layer_indices,
+    plan_segments,
+    resolve_placement,
+    upcycle,
+)
 from mote.routing import RoutingTable, UnknownTaskError
 from mote.weights import DEFAULT_BASE_MODEL, resolve_model_path
 
@@ -61,6 +70,34 @@ def check_texts(inputs: Any) -> list[str]:
     return items
 
 
+TASK_PLAN = "task_plan"
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """Each row's task id, known on the host: ``preprocess`` stamps it next to ``task_ids`` (which
+    sentence-transformers moves to the model's device), so that ``forward`` plans the routing without reading a
+    device tensor."""
+
+    task_ids: tuple[int, ...]
+
+
+def host_task_ids(features: dict[str, Any], batch: int, routing: RoutingTable, task: str | None = None) -> list[int]:
+    """The task id of each of the ``batch`` rows of ``features``, read on the host.
+
+    From the ``task_plan`` that ``preprocess`` stamped, when it describes this batch; else from ``task_ids`` (one
+    host read per forward: features built by hand, or a batch that was split or merged after preprocessing); else
+    (no task ids at all) every row gets ``task``, or the table's default task.
+    """
+    plan = features.get(TASK_PLAN)
+    if isinstance(plan, TaskPlan) and len(plan.task_ids) == batch:
+        return list(plan.task_ids)
+    task_ids = features.get("task_ids")
+    if task_ids is None:  # features built by hand: route them all by the explicit task (or the default)
+        return [routing.task_id(routing.resolve(task)[0])] * batch
+    return task_ids.tolist()
+
+
 class MoTETransformer(InputModule):
     """Tokenizer + task-routed BERT-family encoder (the MoTE input module).
 
@@ -83,7 +120,7 @@ class MoTETransformer(InputModule):
         routing: RoutingTable,
         max_seq_length: int | None = None,
         do_lower_case: bool = False,
-        dispatch: Dispatch | None = None,
+        routing_context: RoutingContext | None = None,
     ) -> None:
         super().__init__()
         self.auto_model = model
@@ -98,7 +135,7 @@ class MoTETransformer(InputModule):
             limits = [x for x in limits if isinstance(x, int) and x < 1_000_000]
             max_seq_length = min(limits) if limits else 512
         self.max_seq_length = int(max_seq_length)
-        self.dispatch = dispatch if dispatch is not None else Dispatch()
+        self.routing_context = routing_context if routing_context is not None else RoutingContext()
         self.expert_layers = expert_layer_indices(model)
         if not self.expert_layers:
             raise NotAMoTEModelError("The model holds no expert layers; build it with MoTETransformer.from_dense")
@@ -121,9 +158,9 @@ class MoTETransformer(InputModule):
         from mote.experts import transformer_layers
 
         layers = resolve_placement(placement, len(transformer_layers(model)))
-        dispatch = Dispatch()
-        upcycle(model, layers, routing.num_experts, dispatch)
-        return cls(model, tokenizer, routing, max_seq_length, do_lower_case, dispatch)
+        context = RoutingContext()
+        upcycle(model, layers, routing.num_experts, context)
+        return cls(model, tokenizer, routing, max_seq_length, do_lower_case, context)
 
     # ------------------------------------------------------------------------------------------- properties
     @property
@@ -167,7 +204,7 @@ class MoTETransformer(InputModule):
         task: str | Sequence[str] | None = None,
         **kwargs,
     ) -> dict[str, Any]:
-        """Tokenize ``prefix + text`` and stamp ``task_ids`` (LongTensor[B]) for routing.
+        """Tokenize ``prefix + text`` and stamp ``task_ids`` (LongTensor[B]) and their host copy (``task_plan``).
 
         Texts longer than ``max_seq_length`` tokens (prefix and special tokens included) are truncated at the end.
         """
@@ -186,6 +223,7 @@ class MoTETransformer(InputModule):
             )
         )
         features["task_ids"] = torch.tensor(task_ids, dtype=torch.long)
+        features[TASK_PLAN] = TaskPlan(tuple(task_ids))
         if prefixes and all(p == prefixes[0] for p in prefixes):
             prompt_length = self._prompt_length(prefixes[0])
             if prompt_length is not None:
@@ -207,26 +245,21 @@ class MoTETransformer(InputModule):
 
     # ------------------------------------------------------------------------------------------- forward
     def forward(self, features: dict[str, Any], task: str | None = None, **kwargs) -> dict[str, Any]:
-        task_ids = features.get("task_ids")
         batch = features["input_ids"].shape[0]
-        if task_ids is None:  # features built by hand: route them all by the explicit task (or the default)
-            tid = self.routing.task_id(self.routing.resolve(task)[0])
-            experts = [self._expert_of_task[tid]] * batch
-        else:
-            experts = [self._expert_of_task[t] for t in task_ids.tolist()]  # one host read per forward
+        experts = [self._expert_of_task[t] for t in host_task_ids(features, batch, self.routing, task)]
         order, segments = plan_segments(experts)
         inputs = {k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features}
-        rows = None
+        device = features["input_ids"].device
+        rows = perm = None
         if order is not None:  # mixed batch: make each expert's rows contiguous, once for all layers
-            device = features["input_ids"].device
-            perm = torch.tensor(order, device=device)
+            perm = torch.tensor(order).to(device, non_blocking=True)
             inputs = {k: v.index_select(0, perm) for k, v in inputs.items()}
-            rows = torch.tensor([experts[i] for i in order], device=device)
+            rows = torch.tensor([experts[i] for i in order]).to(device, non_blocking=True)
         elif len(segments) > 1:
-            rows = torch.tensor(experts, device=features["input_ids"].device)
-        with self.dispatch.use(segments, rows):
+            rows = torch.tensor(experts).to(device, non_blocking=True)
+        with self.routing_context.use(SequenceRoute(tuple(segments), rows)):
             hidden = self.auto_model(**inputs, return_dict=True).last_hidden_state  # (B, T, H)
-        if order is not None:
+        if perm is not None:
             inverse = torch.empty_like(perm)
             inverse[perm] = torch.arange(batch, device=perm.device)
             hidden = hidden.index_select(0, inverse)
@@ -235,8 +268,11 @@ class MoTETransformer(InputModule):
 
     @contextlib.contextmanager
     def routed(self, task: str) -> Iterator[None]:
-        """Route every sequence of direct ``self.auto_model(...)`` calls through ``task``'s expert."""
-        with self.dispatch.use([Segment(self.routing.expert(task), 0, -1)]):
+        """Route every sequence of direct ``self.auto_model(...)`` calls in this block through ``task``'s expert.
+
+        Like every forward's routing, it holds for the current thread (and asyncio task) only.
+        """
+        with self.routing_context.use(SequenceRoute((Segment(self.routing.expert(task), 0, -1),))):
             yield
 
     # ------------------------------------------------------------------------------------------- save / load
@@ -264,7 +300,7 @@ class MoTETransformer(InputModule):
         config = cls._checked_config(config, model_name_or_path)
         folder = cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub)
         model = AutoModel.from_config(AutoConfig.from_pretrained(folder))
-        dispatch = cls._add_experts(model, config)
+        context = cls._add_experts(model, config)
         state = load_file(os.path.join(folder, WEIGHTS_NAME))
         missing, unexpected = model.load_state_dict(state, strict=False)
         # Non-persistent buffers (e.g. position_ids) are rebuilt by the model; anything else is an error.
@@ -281,7 +317,7 @@ class MoTETransformer(InputModule):
             RoutingTable.from_dict(config["routing"]),
             config.get("max_seq_length"),
             config.get("do_lower_case", False),
-            dispatch,
+            context,
         )
 
     @classmethod
@@ -298,11 +334,11 @@ class MoTETransformer(InputModule):
         return config
 
     @classmethod
-    def _add_experts(cls, model: PreTrainedModel, config: dict) -> Dispatch:
-        """Put the (not yet loaded) expert layers into a freshly built backbone; returns their shared dispatch."""
-        dispatch = Dispatch()
-        upcycle(model, config["expert_layers"], int(config["num_experts"]), dispatch)
-        return dispatch
+    def _add_experts(cls, model: PreTrainedModel, config: dict) -> RoutingContext:
+        """Put the (not yet loaded) expert layers into a freshly built backbone; returns their routing context."""
+        context = RoutingContext()
+        upcycle(model, config["expert_layers"], int(config["num_experts"]), context)
+        return context
 
     def __repr__(self) -> str:
         return (

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import json
 import os
@@ -52,13 +53,14 @@ from mote.lora.model import (
 )
 from mote.lora.multimodal import format_input, image_token_of
 from mote.lora.router import RoutingState, mean_aux_loss, routing_signature
-from mote.model import MoTETransformer, register_module_class
+from mote.model import TASK_PLAN, MoTETransformer, TaskPlan, host_task_ids, register_module_class
 from mote.routing import RoutingTable
 from mote.weights import resolve_model_path
 
 CONFIG_NAME = "tsembed_config.json"
 ADAPTER_SUBFOLDER = "moe_lora"
 FORMAT_VERSION = 1
+_EMIT_ROUTING: contextvars.ContextVar[bool] = contextvars.ContextVar("mote_emit_routing", default=False)
 _HF_LOAD_KWARGS = ("trust_remote_code", "model_kwargs", "processor_kwargs", "config_kwargs", "backend")
 
 
@@ -166,23 +168,24 @@ class TSEmbedTransformer(InputModule):
             formatted = [format_input(x, p, self.image_token) for x, p in zip(items, prefixes)]
             features = self.transformer.preprocess(formatted, **kwargs)
         features["task_ids"] = torch.tensor(task_ids, dtype=torch.long)
+        features[TASK_PLAN] = TaskPlan(tuple(task_ids))
         return features
 
     # ------------------------------------------------------------------------------------------- forward
     def forward(self, features: dict[str, Any], task: str | None = None, **kwargs) -> dict[str, Any]:
-        task_ids = features.pop("task_ids", None)
+        # routing bookkeeping, not model inputs: a backbone whose forward takes **kwargs would receive them
+        routing_keys = {k: features.pop(k) for k in ("task_ids", TASK_PLAN) if k in features}
+        task_ids = routing_keys.get("task_ids")
         mask = features.get("attention_mask")
         ref = features.get("input_ids", mask)
         batch = int(ref.shape[0]) if ref is not None else 1
-        if task_ids is None:  # features built by hand: route them all by the explicit task (or the default)
-            tid = self.routing.task_id(self.routing.resolve(task)[0])
-            task_ids, single = torch.full((batch,), tid, dtype=torch.long), tid
-        else:
-            host = task_ids.tolist()  # one host read per forward
-            single = host[0] if host and all(t == host[0] for t in host) else None
+        host = host_task_ids(routing_keys, batch, self.routing, task)  # from the host plan: no device read
+        single = host[0] if host and all(t == host[0] for t in host) else None
         device = ref.device if ref is not None else self.auto_model.device
-        task_ids = task_ids.to(device)
-        record = torch.is_grad_enabled() or self.output_routing
+        if task_ids is None or task_ids.shape[0] != batch:
+            task_ids = torch.tensor(host, dtype=torch.long)
+        task_ids = task_ids.to(device, non_blocking=True)
+        record = torch.is_grad_enabled() or self.output_routing or _EMIT_ROUTING.get()
         with self.state.use(task_ids, single, mask, record=record) as records:
             features = self.transformer(features, **kwargs)
         features["task_ids"] = task_ids
@@ -205,12 +208,13 @@ class TSEmbedTransformer(InputModule):
 
     @contextlib.contextmanager
     def emit_routing(self) -> Iterator[None]:
-        """Also output ``routing_probs`` in inference (e.g. for EANS pool refreshes)."""
-        previous, self.output_routing = self.output_routing, True
+        """Also output ``routing_probs`` in inference (e.g. for EANS pool refreshes), for the forwards of this
+        block in this thread / asyncio task."""
+        token = _EMIT_ROUTING.set(True)
         try:
             yield
         finally:
-            self.output_routing = previous
+            _EMIT_ROUTING.reset(token)
 
     # ------------------------------------------------------------------------------------------- save / load
     def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
