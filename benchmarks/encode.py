@@ -6,9 +6,10 @@ Same 2,000+ real sentences from the offline data, same prefixed texts, same batc
 The dense model encodes exactly the same prefixed strings in both settings. Rounds alternate dense / MoTE so that
 background load hits both alike; the ratio reported is the median over rounds.
 
-    python benchmarks/encode.py [--n 2000] [--rounds 3] [--batch-size 32]
+    python benchmarks/encode.py [--n 2000] [--rounds 3] [--batch-size 32] [--threads 1,2]
 
-The last line is `encode ratio mote/dense: single=<x> mixed=<y>` (throughput ratios; 1.0 = same speed).
+The last lines are `encode ratio mote/dense (<t> threads): single=<x> mixed=<y>`, one per torch thread count
+(throughput ratios; 1.0 = same speed).
 """
 
 from __future__ import annotations
@@ -61,20 +62,27 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--placement", default="every")
     parser.add_argument("--chunk", type=int, default=256, help="sentences per alternation (multiple of batch size)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", default="1,2", help="comma list of torch thread counts, each measured in turn")
     args = parser.parse_args()
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     texts = load_sentences(args.n)
+    dense = SentenceTransformer(mote.resolve_model_path(mote.DEFAULT_BASE_MODEL), device="cpu")
+    moe = mote.convert(mote.DEFAULT_BASE_MODEL, placement=args.placement)
+    lines = []
+    for threads in [int(t) for t in args.threads.split(",")]:
+        torch.set_num_threads(threads)
+        single, mixed = run(dense, moe, texts, args)
+        lines.append(f"encode ratio mote/dense ({threads} threads): single={single:.3f} mixed={mixed:.3f}")
+    print("\n".join(lines))
+
+
+def run(dense: SentenceTransformer, moe: SentenceTransformer, texts: list[str], args) -> tuple[float, float]:
+    """``(single, mixed)`` throughput ratios MoTE / dense at the current torch thread count."""
     tasks = list(mote.DEFAULT_TASKS)
     mixed_tasks = [tasks[i % len(tasks)] for i in range(len(texts))]
     prefixes = mote.DEFAULT_TASKS
     single_prefixed = [prefixes["query"] + t for t in texts]
     mixed_prefixed = [prefixes[k] + t for k, t in zip(mixed_tasks, texts)]
-
-    dense = SentenceTransformer(mote.resolve_model_path(mote.DEFAULT_BASE_MODEL), device="cpu")
-    moe = mote.convert(mote.DEFAULT_BASE_MODEL, placement=args.placement)
     bs = args.batch_size
     print(
         f"{len(texts)} sentences, batch {bs}, torch threads {torch.get_num_threads()}, MoTE placement {args.placement}"
@@ -110,7 +118,9 @@ def main() -> None:
     mixed = statistics.median(d / m for d, m in zip(runs["dense_mixed"], runs["mote_mixed"]))
     for k, v in runs.items():
         print(f"{k:>13}: {len(texts) / statistics.median(v):8.1f} sentences/s (median of {len(v)})")
-    print(f"encode ratio mote/dense: single={single:.3f} mixed={mixed:.3f}")
+    print(f"encode ratio mote/dense ({torch.get_num_threads()} threads): single={single:.3f} mixed={mixed:.3f}",
+          flush=True)
+    return single, mixed
 
 
 if __name__ == "__main__":

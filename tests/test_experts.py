@@ -78,6 +78,71 @@ def test_mixed_task_batch_equals_separate_encoding(tiny_bert):
     )
 
 
+def test_mixed_task_encode_runs_task_homogeneous_batches(tiny_bert, monkeypatch):
+    """mote.encode with one task per text groups the texts by task first: every forward holds one expert."""
+    import mote.model
+
+    model = mote.convert(tiny_bert, placement="every")
+    experts_per_forward = []
+    original = mote.model.plan_segments
+
+    def spy(experts):
+        experts_per_forward.append(len(set(experts)))
+        return original(experts)
+
+    monkeypatch.setattr(mote.model, "plan_segments", spy)
+    tasks = [list(mote.DEFAULT_TASKS)[i % 4] for i in range(len(SENTENCES) * 3)]
+    out = mote.encode(model, SENTENCES * 3, task=tasks, batch_size=4)
+    assert out.shape == (18, 32) and experts_per_forward and set(experts_per_forward) == {1}
+
+
+@pytest.fixture
+def mixed_batch(tiny_bert):
+    model = mote.convert(tiny_bert, placement="every")
+    for e in range(4):
+        perturb_expert(model, e)
+    tasks = ["clustering", "query", "document", "query", "classification", "document"]
+    return model, tasks
+
+
+def test_a_batch_that_really_mixes_tasks_equals_per_task_batches(mixed_batch):
+    """One forward over a task-mixed batch (rows grouped by expert inside the forward) = each row alone."""
+    model, tasks = mixed_batch
+    module = mote.mote_module(model)
+    model.eval()
+    for grad in (False, True):  # the inference path writes into one buffer; the training path concatenates
+        with torch.set_grad_enabled(grad):
+            mixed = model(module.preprocess(SENTENCES, task=tasks))["sentence_embedding"].detach()
+            alone = torch.cat([model(module.preprocess([s], task=t))["sentence_embedding"].detach()
+                               for s, t in zip(SENTENCES, tasks)])
+        assert torch.allclose(mixed, alone, atol=1e-5)
+
+
+def test_gradients_of_a_mixed_task_batch_equal_those_of_per_task_batches(mixed_batch):
+    """The static arm's path: the gradient of a loss over one task-mixed batch = the sum of the gradients of the
+    same loss over each task's rows alone (every expert gets exactly its own rows' gradient)."""
+    model, tasks = mixed_batch
+    module = mote.mote_module(model)
+    model.eval()  # no dropout
+    weights = torch.randn(len(SENTENCES), 32, generator=torch.Generator().manual_seed(0))
+
+    def grads(batches):
+        model.zero_grad()
+        for rows in batches:
+            emb = model(module.preprocess([SENTENCES[i] for i in rows], task=[tasks[i] for i in rows]))
+            (emb["sentence_embedding"] * weights[rows]).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    mixed = grads([list(range(len(SENTENCES)))])
+    per_task = grads([[i for i, t in enumerate(tasks) if t == task] for task in dict.fromkeys(tasks)])
+    assert mixed.keys() == per_task.keys()
+    for name in mixed:
+        assert torch.allclose(mixed[name], per_task[name], atol=1e-5), name
+    up = "encoder.layer.0.intermediate.dense.weight"
+    stacked = next(g for n, g in mixed.items() if n.endswith(up))
+    assert all(stacked[e].abs().sum() > 0 for e in range(4))  # every expert got its rows' gradient
+
+
 def test_plan_segments_groups_without_reordering_grouped_batches():
     assert plan_segments([1, 1, 3]) == (None, [Segment(1, 0, 2), Segment(3, 2, 3)])
     order, segs = plan_segments([3, 0, 3, 1])

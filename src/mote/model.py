@@ -446,7 +446,6 @@ def encode(
     return encode_mixed(model, texts, tasks, batch_size=batch_size, show_progress_bar=show_progress_bar)
 
 
-@torch.inference_mode()
 def encode_mixed(
     model: SentenceTransformer,
     texts: Sequence[str],
@@ -454,20 +453,22 @@ def encode_mixed(
     batch_size: int = 32,
     show_progress_bar: bool = False,
 ) -> np.ndarray:
-    """Encode texts whose tasks differ, several tasks per batch (length-sorted batches, as sentence-transformers)."""
-    from tqdm.auto import tqdm
+    """Encode texts whose tasks differ, at the single-task cost: the texts are grouped by task, each group is
+    encoded by ``SentenceTransformer.encode`` (length-sorted batches of one task: one ``F.linear`` per projection,
+    like the dense model), and the embeddings come back in input order.
 
-    model.eval()
-    order = np.argsort([-len(t) for t in texts], kind="stable")
-    out: list[torch.Tensor] = []
-    for start in tqdm(range(0, len(texts), batch_size), disable=not show_progress_bar, desc="Batches"):
-        idx = order[start : start + batch_size]
-        features = model.preprocess([texts[i] for i in idx], task=[tasks[i] for i in idx])
-        features = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-        out.append(model(features)["sentence_embedding"].float().cpu())
-    emb = torch.cat(out).numpy()
-    result = np.empty_like(emb)
-    result[order] = emb
+    Batches that really mix tasks (built by hand, or the ``static`` training arm's) still run in one forward:
+    :class:`MoTETransformer` groups their rows by expert.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(tasks):
+        groups.setdefault(t, []).append(i)
+    result: np.ndarray | None = None
+    for t, idx in groups.items():
+        emb = model.encode([texts[i] for i in idx], task=t, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        if result is None:
+            result = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+        result[idx] = emb
     return result
 
 
