@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_model
+from safetensors.torch import save_model
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import InputModule, Transformer
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
@@ -42,12 +42,14 @@ from mote.experts import (
     resolve_placement,
     upcycle,
 )
+from mote.io import SAVE_ID, new_save_id, read_json_config, read_safetensors, staged_files
 from mote.routing import RoutingTable, UnknownTaskError
 from mote.weights import DEFAULT_BASE_MODEL, resolve_model_path
 
 CONFIG_NAME = "mote_config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
+_REQUIRED_KEYS = ("routing", "expert_layers", "num_experts")
 
 
 class NotAMoTEModelError(ValueError):
@@ -277,12 +279,20 @@ class MoTETransformer(InputModule):
 
     # ------------------------------------------------------------------------------------------- save / load
     def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
-        os.makedirs(output_path, exist_ok=True)
-        self.auto_model.config.save_pretrained(output_path)
-        save_model(self.auto_model, os.path.join(output_path, WEIGHTS_NAME))
-        self.tokenizer.save_pretrained(output_path)
-        with open(os.path.join(output_path, CONFIG_NAME), "w", encoding="utf-8") as f:
-            json.dump(self.get_config_dict(), f, indent=2)
+        """Write the encoder, tokenizer and ``mote_config.json`` into ``output_path``.
+
+        Every file is written aside, flushed to disk and renamed into place (``mote_config.json`` last), so no file
+        is ever torn; the config and the weights carry one save id, and :meth:`load` refuses a pair from two
+        different saves (a save killed between two renames). For an all-or-nothing folder, save into
+        :func:`mote.io.atomic_dir` (as ``mote convert`` does).
+        """
+        save_id = new_save_id()
+        with staged_files(output_path, last=(CONFIG_NAME,)) as tmp:
+            self.auto_model.config.save_pretrained(tmp)
+            save_model(self.auto_model, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", SAVE_ID: save_id})
+            self.tokenizer.save_pretrained(tmp)
+            (tmp / CONFIG_NAME).write_text(json.dumps({**self.get_config_dict(), SAVE_ID: save_id}, indent=2),
+                                           encoding="utf-8")
 
     @classmethod
     def load(
@@ -296,12 +306,17 @@ class MoTETransformer(InputModule):
         **kwargs,
     ) -> MoTETransformer:
         hub = dict(token=token, cache_folder=cache_folder, revision=revision, local_files_only=local_files_only)
-        config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
-        config = cls._checked_config(config, model_name_or_path)
         folder = cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub)
+        file = Path(folder) / CONFIG_NAME
+        config = read_json_config(file, NotAMoTEModelError, _REQUIRED_KEYS) if file.is_file() else None
+        config = cls._checked_config(config, model_name_or_path)
+        try:
+            routing = RoutingTable.from_dict(config["routing"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise NotAMoTEModelError(f"{file}: bad routing table ({e}); save (or copy) the model again") from None
         model = AutoModel.from_config(AutoConfig.from_pretrained(folder))
         context = cls._add_experts(model, config)
-        state = load_file(os.path.join(folder, WEIGHTS_NAME))
+        state = read_safetensors(Path(folder) / WEIGHTS_NAME, NotAMoTEModelError, file, config.get(SAVE_ID))
         missing, unexpected = model.load_state_dict(state, strict=False)
         # Non-persistent buffers (e.g. position_ids) are rebuilt by the model; anything else is an error.
         missing = [k for k in missing if k in dict(model.named_parameters())]
@@ -314,7 +329,7 @@ class MoTETransformer(InputModule):
         return cls(
             model,
             AutoTokenizer.from_pretrained(folder),
-            RoutingTable.from_dict(config["routing"]),
+            routing,
             config.get("max_seq_length"),
             config.get("do_lower_case", False),
             context,

@@ -39,7 +39,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import InputModule, Transformer
 
-from mote.io import atomic_dir
+from mote.io import SAVE_ID, atomic_dir, new_save_id, read_json_config, staged_files
 from mote.lora.config import MoELoRAConfig
 from mote.lora.model import (
     adapters_detached,
@@ -218,14 +218,22 @@ class TSEmbedTransformer(InputModule):
 
     # ------------------------------------------------------------------------------------------- save / load
     def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
-        os.makedirs(output_path, exist_ok=True)
-        with adapters_detached(self.auto_model):  # the backbone exactly as the stock Transformer saves it
-            self.transformer.save(output_path, safe_serialization=safe_serialization)
-        sub = Path(output_path) / ADAPTER_SUBFOLDER
-        sub.mkdir(exist_ok=True)
-        base = getattr(self.auto_model.config, "_name_or_path", None) or None
-        write_adapter_files(sub, self.auto_model, self.lora_config, self.routing, base_model=base)
-        self.save_config(output_path)
+        """Write the backbone, the adapters (``moe_lora/``) and ``tsembed_config.json`` into ``output_path``.
+
+        As :meth:`mote.model.MoTETransformer.save`: every file written aside, flushed and renamed into place (the
+        config last); the config and the adapter weights carry one save id, checked by :meth:`load`.
+        """
+        save_id = new_save_id()
+        with staged_files(output_path, last=(CONFIG_NAME,)) as tmp:
+            with adapters_detached(self.auto_model):  # the backbone exactly as the stock Transformer saves it
+                self.transformer.save(str(tmp), safe_serialization=safe_serialization)
+            sub = tmp / ADAPTER_SUBFOLDER
+            sub.mkdir()
+            base = getattr(self.auto_model.config, "_name_or_path", None) or None
+            write_adapter_files(sub, self.auto_model, self.lora_config, self.routing, base_model=base,
+                                save_id=save_id)
+            (tmp / CONFIG_NAME).write_text(json.dumps({**self.get_config_dict(), SAVE_ID: save_id}, indent=2),
+                                           encoding="utf-8")
 
     @classmethod
     def load(
@@ -239,22 +247,21 @@ class TSEmbedTransformer(InputModule):
         **kwargs,
     ) -> TSEmbedTransformer:
         hub = dict(token=token, cache_folder=cache_folder, revision=revision, local_files_only=local_files_only)
-        config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
-        if not config:
+        root = Path(cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub))
+        if not (root / CONFIG_NAME).is_file():
             raise NotATSEmbedModelError(
                 f"{model_name_or_path!r} has no {CONFIG_NAME}: it is not a TSEmbed model (create one with "
-                "mote.lora.convert)"
+                "mote.lora.convert, or train one with `mote train --arm tsembed`)"
             )
+        config = read_json_config(root / CONFIG_NAME, NotATSEmbedModelError, ("routing", "lora"))
         if config.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
             raise NotATSEmbedModelError(f"{model_name_or_path!r} uses a newer TSEmbed format; upgrade mote")
         extra = {k: v for k, v in kwargs.items() if k in _HF_LOAD_KWARGS}
         transformer = Transformer.load(model_name_or_path, subfolder=subfolder, **hub, **extra)
-        folder = Path(cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub)) / config.get(
-            "adapter_folder", ADAPTER_SUBFOLDER
-        )
+        folder = root / config.get("adapter_folder", ADAPTER_SUBFOLDER)
         lora_config, routing, targets, _ = read_adapter_config(folder)
         module = cls(transformer, routing, lora_config, targets=targets)
-        load_adapter_weights(module.auto_model, folder)
+        load_adapter_weights(module.auto_model, folder, save_id=config.get(SAVE_ID), config=root / CONFIG_NAME)
         module.eval()
         return module
 
