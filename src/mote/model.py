@@ -114,6 +114,7 @@ class MoTETransformer(InputModule):
     config_file_name = CONFIG_NAME
     save_in_root = True
     forward_kwargs: ClassVar[set[str]] = {"task"}
+    routing_mode: ClassVar[str] = "sequence"  # each sequence through its task's expert (TLR: "token")
 
     def __init__(
         self,
@@ -423,6 +424,11 @@ def load(path: str | os.PathLike, device: str | None = None) -> SentenceTransfor
     if local.exists() and not (local / "modules.json").is_file():
         raise NotAMoTEModelError(f"{path!r} has no modules.json: it is not a sentence-transformers / MoTE model")
     if local.is_dir() and not (local / CONFIG_NAME).is_file():
+        if (local / "tsembed_config.json").is_file():
+            raise NotAMoTEModelError(
+                f"{path!r} is a TSEmbed (MoE-LoRA) model, not a MoTE model: load it with mote.lora.load (the `mote "
+                "encode`, `mote info` and `mote export` verbs take it as it is)."
+            )
         raise NotAMoTEModelError(
             f"{path!r} has no {CONFIG_NAME}: it is not a MoTE model. Create one with `mote convert BASE OUT`."
         )

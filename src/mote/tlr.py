@@ -39,7 +39,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -257,6 +257,8 @@ class TLRTransformer(MoTETransformer):
 
     Preprocessing is MoTE's (task prefixes prepended, ``task_ids`` stamped); routing ignores the task.
     """
+
+    routing_mode: ClassVar[str] = ROUTING_MODE
 
     def get_config_dict(self) -> dict[str, Any]:
         return {**super().get_config_dict(), "routing_mode": ROUTING_MODE}

@@ -39,6 +39,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import InputModule, Transformer
 
+from mote.export import NotExportableError
 from mote.io import SAVE_ID, atomic_dir, new_save_id, read_json_config, staged_files
 from mote.lora.config import MoELoRAConfig
 from mote.lora.model import (
@@ -361,6 +362,12 @@ def export_task(
     if not isinstance(model, SentenceTransformer):
         model = load(model, device="cpu")
     module = tsembed_module(model)
+    if module.lora_config.routing != "sequence":
+        raise NotExportableError(
+            "This TSEmbed model routes tokens (routing='token'): its routers pick experts per token from the input, "
+            "so no dense model computes one task of it and it cannot be exported (only routing='sequence' adapters "
+            "merge). Serve the routed model itself (mote.lora.load, `mote encode`)."
+        )
     route = module.routing.route(task)
     transformer = copy.deepcopy(module.transformer).cpu()
     merge_task(transformer.model, module.routing.task_id(task), inplace=True)
