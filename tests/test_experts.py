@@ -189,3 +189,35 @@ def test_unsupported_architecture_error_names_supported_families():
 
     with pytest.raises(ValueError, match="supported families"):
         layer_slots(Fake())
+
+
+def test_prompt_excluded_pooling_and_lower_casing_match_the_dense_model(tmp_path, minilm_tokenizer):
+    """A base whose Pooling leaves the prompt out (include_prompt=False) and whose Transformer lower-cases: the
+    fresh MoTE model pools exactly the tokens the dense model pools for every task, also in mixed calls."""
+    from sentence_transformers.base.modules import Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    raw = SentenceTransformer(make_tiny_st(tmp_path, minilm_tokenizer, "bert"), device="cpu")
+    hf_dir = tmp_path / "hf-lower"
+    raw[0].model.save_pretrained(hf_dir)
+    minilm_tokenizer.save_pretrained(hf_dir)
+    dense = SentenceTransformer(modules=[Transformer(str(hf_dir), max_seq_length=64, do_lower_case=True),
+                                         Pooling(32, "mean", include_prompt=False), Normalize()], device="cpu")
+    model = mote.convert(dense, placement="every")
+    module = mote.mote_module(model)
+    assert module.do_lower_case and not model[1].include_prompt
+    texts = [s.upper() for s in SENTENCES]
+    for task, prefix in mote.DEFAULT_TASKS.items():
+        ours = model.encode(texts, task=task)
+        np.testing.assert_allclose(ours, dense.encode(texts, prompt=prefix), atol=1e-5, rtol=0)
+        # the prefix really is left out: pooling it in gives other embeddings
+        assert np.abs(ours - dense.encode([prefix + t for t in texts])).max() > 1e-3
+    np.testing.assert_allclose(model.encode(texts, task="query"), model.encode(SENTENCES, task="query"), atol=1e-6)
+    tasks = [list(mote.DEFAULT_TASKS)[i % 4] for i in range(len(texts))]
+    mixed = mote.encode(model, texts, task=tasks)
+    np.testing.assert_allclose(mixed, np.stack([dense.encode([t], prompt=mote.DEFAULT_TASKS[k])[0]
+                                                for t, k in zip(texts, tasks)]), atol=1e-5, rtol=0)
+    model.save(str(tmp_path / "saved"))
+    loaded = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
+    assert loaded[0].do_lower_case
+    np.testing.assert_allclose(loaded.encode(texts, task="query"), model.encode(texts, task="query"), atol=1e-6)
