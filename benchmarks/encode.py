@@ -2,7 +2,8 @@
 
 Same 2,000+ real sentences from the offline data, same prefixed texts, same batch size. Two settings:
   (a) single: every sentence routed to one task (the normal case: encode a corpus, a batch of queries);
-  (b) mixed:  four tasks interleaved, so every batch holds all four (MoTE groups rows by expert once per forward).
+  (b) mixed:  four tasks interleaved in one call (mote.encode groups the texts by task, so every batch is
+              single-task; the dense model encodes the interleaved prefixed strings).
 The dense model encodes exactly the same prefixed strings in both settings. Rounds alternate dense / MoTE so that
 background load hits both alike; the ratio reported is the median over rounds.
 

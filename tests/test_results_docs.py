@@ -49,3 +49,30 @@ def test_committed_report_tables_regenerate_from_the_raw_results(budget):
         expected = summary_markdown(exp, summary, metric)
         start = md.index(expected[0], md.index(f"## {exp.models[model].label or model}: `{exp.models[model].base}`"))
         assert md[start:start + len(expected)] == expected, f"{report} block {model}"
+
+
+def _wall_minutes(report: Path) -> str:
+    import re
+
+    found = re.search(r"summed over invocations\): ([\d.]+) min", report.read_text(encoding="utf-8"))
+    assert found, report
+    return found.group(1)
+
+
+def test_readme_quotes_the_reports_figures():
+    """The README's wall times and its gain table are the generated reports' numbers, not hand-typed ones."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in ("results.md", "results-seeds.md", "results-tune.md", "results-full.md"):
+        minutes = _wall_minutes(ROOT / "docs" / name)
+        assert f"{minutes} min" in readme, f"README does not quote the wall time of docs/{name} ({minutes} min)"
+    results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    gains = results[results.index("#### Gain over the untrained base"):]
+    gains = gains[: gains.index("\n\n", gains.index("|"))]
+    table = readme[readme.index("| arm | mean over datasets |"):]
+    table = table[: table.index("\n\n")]
+    numbers = re.findall(r"[+−-]\d+\.\d\d", table)
+    assert len(numbers) >= 30
+    for number in numbers:
+        assert number.replace("−", "-") in gains.replace("−", "-"), number

@@ -2,9 +2,9 @@
 
 Every model encodes the same texts with the same batch size in one process. Two settings, as in
 ``benchmarks/encode.py``: **single** (every text as task ``query``: one expert, the query prefix) and **mixed**
-(the routing table's tasks interleaved, so every batch holds all of them). A dense model (base, ic, ic-matched)
-encodes exactly the prefixed strings a MoTE model sees. The models take turns on small chunks (the order rotates
-every chunk) so that background load hits all of them alike; a round's time is the sum over its chunks, and the
+(the routing table's tasks interleaved in one call; ``mote.encode`` groups them by task). A dense model (base,
+ic, ic-matched) encodes exactly the prefixed strings a MoTE model sees. The models take turns on small chunks (the
+order rotates every chunk) so that background load hits all of them alike; a round's time is the sum over its chunks, and the
 reported rate is the median over rounds.
 
 Example:

@@ -599,7 +599,8 @@ def _measure_lines(exp: ExperimentConfig, model: str, m: dict[str, Any]) -> list
     return ["### Parameters and encode throughput", "",
             f"Same {m['n_texts']} texts for every model, batch {m['batch_size']}, {m['threads']} torch thread(s) on "
             f"{m.get('device', 'cpu')}, models taking turns on chunks of {m['chunk']} texts, median of {m['rounds']} "
-            "rounds. single = every text as task `query`; mixed = the tasks interleaved in every batch. A dense model "
+            "rounds. single = every text as task `query`; mixed = the tasks interleaved in one call (MoTE groups "
+            "them by task). A dense model "
             "encodes exactly the prefixed strings MoTE sees. Active = parameters one task's forward pass uses.", "",
             *_table(["model", "kind", "total parameters", "active per task", "single texts/s", "× base",
                      "mixed texts/s", "× base"], rows, left=2), ""]
