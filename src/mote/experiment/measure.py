@@ -4,8 +4,8 @@ Every model encodes the same texts with the same batch size in one process. Two 
 ``benchmarks/encode.py``: **single** (every text as task ``query``: one expert, the query prefix) and **mixed**
 (the routing table's tasks interleaved in one call; ``mote.encode`` groups them by task). A dense model (base,
 ic, ic-matched) encodes exactly the prefixed strings a MoTE model sees. The models take turns on small chunks (the
-order rotates every chunk) so that background load hits all of them alike; a round's time is the sum over its chunks, and the
-reported rate is the median over rounds.
+order rotates every chunk) so that background load hits all of them alike; a round's time is the sum over its
+chunks, and the reported rate is the median over rounds.
 
 Example:
     >>> res = measure({"base": base_st, "mote": mote_st}, texts, rounds=3)        # doctest: +SKIP
