@@ -74,6 +74,7 @@ class TokenPlan:
     top: torch.Tensor  # (N,) each token's expert
     order: torch.Tensor  # (N,) token indices sorted (stably) by expert
     inverse: torch.Tensor  # (N,) position of each token in ``order``
+    sorted_top: torch.Tensor  # (N,) the experts in sorted order (``top[order]``)
     offsets: torch.Tensor  # (E,) int32: end of each expert's run of sorted tokens (grouped_mm's ``offs``)
     gate: torch.Tensor  # (N,) p / p.detach(): 1 in value, carries the router gradient
 
@@ -83,9 +84,10 @@ class TokenPlan:
         order = torch.argsort(flat, stable=True)
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(order.numel(), device=order.device)
+        sorted_top = flat.index_select(0, order)
         experts = torch.arange(num_experts, device=flat.device, dtype=flat.dtype)
-        offsets = torch.searchsorted(flat.index_select(0, order), experts, right=True).to(torch.int32)
-        return cls(flat, order, inverse, offsets, gate)
+        offsets = torch.searchsorted(sorted_top, experts, right=True).to(torch.int32)
+        return cls(flat, order, inverse, sorted_top, offsets, gate)
 
 
 class TokenRoute:
@@ -141,7 +143,7 @@ class TokenExpertLinear(_TokenRouted, ExpertLinear):
         if grouped_mm_aligned(x, self.in_features, self.out_features) and grouped_mm_available(x.device, x.dtype):
             out = F.grouped_mm(xs, self.weight.transpose(1, 2), offs=plan.offsets)  # (N, out)
             if self.bias is not None:
-                out = out + self.bias.index_select(0, plan.top.index_select(0, plan.order))
+                out = out + self.bias.index_select(0, plan.sorted_top)
         else:  # one dense op per expert hit; the group sizes are read on the host (once per projection)
             ends = [0, *plan.offsets.tolist()]
             out = torch.cat([self._one(xs[ends[e]:ends[e + 1]], e) for e in range(self.num_experts)
