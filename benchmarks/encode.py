@@ -50,10 +50,12 @@ def load_sentences(n: int) -> list[str]:
     return out[:n]
 
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
+def timed(fn) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds of this process)`` of ``fn()``; the CPU time is the steadier of the two on a
+    machine shared with other jobs (at one thread it does not count the time other processes hold the core)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -97,8 +99,10 @@ def run(dense: SentenceTransformer, moe: SentenceTransformer, texts: list[str], 
     # both alike; a round's time is the sum over chunks.
     chunk = args.chunk
     runs: dict[str, list[float]] = {k: [] for k in ("dense_single", "mote_single", "dense_mixed", "mote_mixed")}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
     for r in range(args.rounds):
         t = dict.fromkeys(runs, 0.0)
+        c = dict.fromkeys(runs, 0.0)
         for i, start in enumerate(range(0, len(texts), chunk)):
             sl = slice(start, start + chunk)
             jobs = [
@@ -110,15 +114,22 @@ def run(dense: SentenceTransformer, moe: SentenceTransformer, texts: list[str], 
             if i % 2:
                 jobs = [jobs[1], jobs[0], jobs[3], jobs[2]]
             for name, fn in jobs:
-                t[name] += timed(fn)
+                wall, used = timed(fn)
+                t[name] += wall
+                c[name] += used
         for k in runs:
             runs[k].append(t[k])
+            cpu[k].append(c[k])
         print(f"round {r + 1}: " + "  ".join(f"{k} {len(texts) / v[-1]:.0f}/s" for k, v in runs.items()), flush=True)
 
     single = statistics.median(d / m for d, m in zip(runs["dense_single"], runs["mote_single"]))
     mixed = statistics.median(d / m for d, m in zip(runs["dense_mixed"], runs["mote_mixed"]))
+    cpu_single = statistics.median(d / m for d, m in zip(cpu["dense_single"], cpu["mote_single"]))
+    cpu_mixed = statistics.median(d / m for d, m in zip(cpu["dense_mixed"], cpu["mote_mixed"]))
     for k, v in runs.items():
         print(f"{k:>13}: {len(texts) / statistics.median(v):8.1f} sentences/s (median of {len(v)})")
+    print(f"CPU-time ratio mote/dense ({torch.get_num_threads()} threads): single={cpu_single:.3f} "
+          f"mixed={cpu_mixed:.3f}")
     print(f"encode ratio mote/dense ({torch.get_num_threads()} threads): single={single:.3f} mixed={mixed:.3f}",
           flush=True)
     return single, mixed
