@@ -8,7 +8,8 @@ text as task ``query``, mixed = the four tasks interleaved; median over rounds).
     python benchmarks/routed_encode.py [--n 512] [--rounds 3] [--batch-size 32] [--threads 1,2]
 
 The last lines are `routed encode ratio /dense (<t> threads): mote=<s>/<m> tlr=<s>/<m> tsembed=<s>/<m>`
-(single/mixed throughput ratios; 1.0 = the dense model's speed).
+(single/mixed throughput ratios; 1.0 = the dense model's speed), each after the same ratios per CPU second of the
+process (`routed CPU-time ratio`: steadier on a shared machine).
 """
 
 from __future__ import annotations
@@ -52,9 +53,10 @@ def main() -> None:
         for name, v in m.items():
             print(f"{threads} thread(s) {name:>8}: single {v['single_per_s']:7.1f}/s  mixed {v['mixed_per_s']:7.1f}/s",
                   flush=True)
-        ratios = " ".join(f"{n}={m[n]['single_per_s'] / m['dense']['single_per_s']:.3f}/"
-                          f"{m[n]['mixed_per_s'] / m['dense']['mixed_per_s']:.3f}" for n in models if n != "dense")
-        lines.append(f"routed encode ratio /dense ({res['threads']} threads): {ratios}")
+        for clock, key in (("CPU-time", "_cpu_per_s"), ("encode", "_per_s")):
+            ratios = " ".join(f"{n}={m[n]['single' + key] / m['dense']['single' + key]:.3f}/"
+                              f"{m[n]['mixed' + key] / m['dense']['mixed' + key]:.3f}" for n in models if n != "dense")
+            lines.append(f"routed {clock} ratio /dense ({res['threads']} threads): {ratios}")
     print("\n".join(lines))
 
 
