@@ -78,3 +78,30 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def run_in_threads(jobs: dict, repeats: int = 3) -> dict:
+    """Run every ``jobs[name]()`` in its own thread, all released together by a barrier, ``repeats`` times each;
+    returns ``{name: [result, ...]}``. An exception in any thread is re-raised here."""
+    import threading
+
+    barrier = threading.Barrier(len(jobs))
+    results: dict = {name: [] for name in jobs}
+    errors: list[BaseException] = []
+
+    def work(name):
+        try:
+            barrier.wait()
+            for _ in range(repeats):
+                results[name].append(jobs[name]())
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results

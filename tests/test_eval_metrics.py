@@ -98,7 +98,20 @@ def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one():
     res = paired_bootstrap("STS", bad, good, n_boot=300)
     assert res["delta"] > 10 and res["p"] < 0.01 and res["ci_low"] > 0
     same = paired_bootstrap("STS", good, good, n_boot=50)
-    assert same["delta"] == 0 and same["p"] == 1.0
+    assert same["delta"] == 0 and same["p"] == 1.0  # ties count on both sides
+    # a real null: two different systems of equal quality. The two-sided p is then about uniform: about 5% of
+    # such comparisons fall below 0.05 (a one-sided or undoubled p would give ~2.5% or ~10%; a broken resampling
+    # far more or none)
+    null_p = []
+    for trial in range(60):
+        g = np.random.default_rng(100 + trial)
+        gold = g.normal(size=200)
+        a = {"pred": gold + g.normal(scale=1.0, size=200), "gold": gold}
+        b = {"pred": gold + g.normal(scale=1.0, size=200), "gold": gold}
+        null_p.append(paired_bootstrap("STS", a, b, n_boot=200, seed=trial)["p"])
+    null_p = np.array(null_p)
+    assert 0.35 < null_p.mean() < 0.65
+    assert 0.0 < (null_p < 0.05).mean() < 0.15 and (null_p < 0.5).mean() == pytest.approx(0.5, abs=0.2)
     correct_a = rng.random((10, n)) < 0.7
     res = paired_bootstrap("Classification", {"correct": correct_a}, {"correct": correct_a.copy()}, n_boot=50)
     assert res["p"] == 1.0

@@ -390,3 +390,58 @@ def test_selected_arms_select_after_their_source_and_are_reused(tiny, tmp_path, 
     bad = deep_merge(over, {"models": {"tiny": {"arms": ["ic-wise", "ic"]}}})
     with pytest.raises(ExperimentConfigError, match="must be listed before it"):
         parse_experiment(exp(bad), budget="small")
+
+
+def test_report_swaps_figures_and_markdown_in_together(tiny, tmp_path, monkeypatch):
+    """A report rewritten over an older one, interrupted before each rename: the Markdown in place (old or new)
+    always has every figure it links; once finished, the old report's figures that the new one lacks are gone."""
+    import os
+    import re as _re
+
+    base, data = tiny
+    raw = experiment(base, data, tmp_path / "cache", similarity={"enabled": False}, throughput={"enabled": False})
+    plan = make_plan(parse_experiment(raw, budget="small"), tmp_path / "runs")
+    tt = {"ToySTS": "STS", "ToyRetrieval": "Retrieval"}
+    for e in plan.evaluations:
+        _fake_results(e.dir, e.key, {"ToySTS": 70.0 + (e.seed or 0), "ToyRetrieval": 40.0}, tt)
+
+    class Killed(BaseException):
+        pass
+
+    def linked_figures_exist(report):
+        md = report.read_text()
+        links = _re.findall(r"\]\((results/[^)]+)\)", md)
+        assert links
+        return all((report.parent / link).is_file() for link in links)
+
+    for k in range(1, 40):
+        docs = tmp_path / f"docs{k}"
+        figdir = docs / "results"
+        figdir.mkdir(parents=True)
+        (figdir / ".generated-by-mote-reproduce").write_text("x")
+        (figdir / "old-block-gains.png").write_bytes(b"\x89PNG old")
+        (docs / "results.md").write_text("# old\n\n![old](results/old-block-gains.png)\n")
+        calls = [0]
+
+        def replace(*args, _calls=calls, _k=k, _original=os.replace, **kwargs):
+            _calls[0] += 1
+            if _calls[0] == _k:
+                raise Killed
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(os, "replace", replace)
+        try:
+            write_report(plan, docs / "results.md")
+            finished = True
+        except Killed:
+            finished = False
+        monkeypatch.undo()
+        assert linked_figures_exist(docs / "results.md"), k
+        if finished:
+            assert "# old" not in (docs / "results.md").read_text()
+            assert not (figdir / "old-block-gains.png").exists()
+            assert not [p for p in docs.iterdir() if p.name.startswith(".")]  # no staging left behind
+            break
+    else:
+        pytest.fail("write_report never finished")
+    assert k > 2

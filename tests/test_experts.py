@@ -78,6 +78,71 @@ def test_mixed_task_batch_equals_separate_encoding(tiny_bert):
     )
 
 
+def test_mixed_task_encode_runs_task_homogeneous_batches(tiny_bert, monkeypatch):
+    """mote.encode with one task per text groups the texts by task first: every forward holds one expert."""
+    import mote.model
+
+    model = mote.convert(tiny_bert, placement="every")
+    experts_per_forward = []
+    original = mote.model.plan_segments
+
+    def spy(experts):
+        experts_per_forward.append(len(set(experts)))
+        return original(experts)
+
+    monkeypatch.setattr(mote.model, "plan_segments", spy)
+    tasks = [list(mote.DEFAULT_TASKS)[i % 4] for i in range(len(SENTENCES) * 3)]
+    out = mote.encode(model, SENTENCES * 3, task=tasks, batch_size=4)
+    assert out.shape == (18, 32) and experts_per_forward and set(experts_per_forward) == {1}
+
+
+@pytest.fixture
+def mixed_batch(tiny_bert):
+    model = mote.convert(tiny_bert, placement="every")
+    for e in range(4):
+        perturb_expert(model, e)
+    tasks = ["clustering", "query", "document", "query", "classification", "document"]
+    return model, tasks
+
+
+def test_a_batch_that_really_mixes_tasks_equals_per_task_batches(mixed_batch):
+    """One forward over a task-mixed batch (rows grouped by expert inside the forward) = each row alone."""
+    model, tasks = mixed_batch
+    module = mote.mote_module(model)
+    model.eval()
+    for grad in (False, True):  # the inference path writes into one buffer; the training path concatenates
+        with torch.set_grad_enabled(grad):
+            mixed = model(module.preprocess(SENTENCES, task=tasks))["sentence_embedding"].detach()
+            alone = torch.cat([model(module.preprocess([s], task=t))["sentence_embedding"].detach()
+                               for s, t in zip(SENTENCES, tasks)])
+        assert torch.allclose(mixed, alone, atol=1e-5)
+
+
+def test_gradients_of_a_mixed_task_batch_equal_those_of_per_task_batches(mixed_batch):
+    """The static arm's path: the gradient of a loss over one task-mixed batch = the sum of the gradients of the
+    same loss over each task's rows alone (every expert gets exactly its own rows' gradient)."""
+    model, tasks = mixed_batch
+    module = mote.mote_module(model)
+    model.eval()  # no dropout
+    weights = torch.randn(len(SENTENCES), 32, generator=torch.Generator().manual_seed(0))
+
+    def grads(batches):
+        model.zero_grad()
+        for rows in batches:
+            emb = model(module.preprocess([SENTENCES[i] for i in rows], task=[tasks[i] for i in rows]))
+            (emb["sentence_embedding"] * weights[rows]).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    mixed = grads([list(range(len(SENTENCES)))])
+    per_task = grads([[i for i, t in enumerate(tasks) if t == task] for task in dict.fromkeys(tasks)])
+    assert mixed.keys() == per_task.keys()
+    for name in mixed:
+        assert torch.allclose(mixed[name], per_task[name], atol=1e-5), name
+    up = "encoder.layer.0.intermediate.dense.weight"
+    stacked = next(g for n, g in mixed.items() if n.endswith(up))
+    assert all(stacked[e].abs().sum() > 0 for e in range(4))  # every expert got its rows' gradient
+
+
 def test_plan_segments_groups_without_reordering_grouped_batches():
     assert plan_segments([1, 1, 3]) == (None, [Segment(1, 0, 2), Segment(3, 2, 3)])
     order, segs = plan_segments([3, 0, 3, 1])
@@ -124,3 +189,61 @@ def test_unsupported_architecture_error_names_supported_families():
 
     with pytest.raises(ValueError, match="supported families"):
         layer_slots(Fake())
+
+
+def test_prompt_excluded_pooling_and_lower_casing_match_the_dense_model(tmp_path, minilm_tokenizer):
+    """A base whose Pooling leaves the prompt out (include_prompt=False) and whose Transformer lower-cases: the
+    fresh MoTE model pools exactly the tokens the dense model pools for every task, also in mixed calls."""
+    from sentence_transformers.base.modules import Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    raw = SentenceTransformer(make_tiny_st(tmp_path, minilm_tokenizer, "bert"), device="cpu")
+    hf_dir = tmp_path / "hf-lower"
+    raw[0].model.save_pretrained(hf_dir)
+    minilm_tokenizer.save_pretrained(hf_dir)
+    dense = SentenceTransformer(modules=[Transformer(str(hf_dir), max_seq_length=64, do_lower_case=True),
+                                         Pooling(32, "mean", include_prompt=False), Normalize()], device="cpu")
+    model = mote.convert(dense, placement="every")
+    module = mote.mote_module(model)
+    assert module.do_lower_case and not model[1].include_prompt
+    texts = [s.upper() for s in SENTENCES]
+    for task, prefix in mote.DEFAULT_TASKS.items():
+        ours = model.encode(texts, task=task)
+        np.testing.assert_allclose(ours, dense.encode(texts, prompt=prefix), atol=1e-5, rtol=0)
+        # the prefix really is left out: pooling it in gives other embeddings
+        assert np.abs(ours - dense.encode([prefix + t for t in texts])).max() > 1e-3
+    np.testing.assert_allclose(model.encode(texts, task="query"), model.encode(SENTENCES, task="query"), atol=1e-6)
+    tasks = [list(mote.DEFAULT_TASKS)[i % 4] for i in range(len(texts))]
+    mixed = mote.encode(model, texts, task=tasks)
+    np.testing.assert_allclose(mixed, np.stack([dense.encode([t], prompt=mote.DEFAULT_TASKS[k])[0]
+                                                for t, k in zip(texts, tasks)]), atol=1e-5, rtol=0)
+    model.save(str(tmp_path / "saved"))
+    loaded = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
+    assert loaded[0].do_lower_case
+    np.testing.assert_allclose(loaded.encode(texts, task="query"), model.encode(texts, task="query"), atol=1e-6)
+
+
+def test_length_batches_minimise_padded_tokens_plus_overhead():
+    """The dynamic programme against brute force over every way to cut the length-sorted order."""
+    import itertools
+    import random
+
+    from mote.model import length_batches
+
+    def cost(lengths, batches, overhead):
+        return sum(len(b) * max(lengths[i] for i in b) + overhead for b in batches)
+
+    rng = random.Random(0)
+    for _ in range(40):
+        lengths = [rng.randint(1, 60) for _ in range(rng.randint(1, 9))]
+        bs, overhead = rng.randint(1, 4), rng.choice([0, 8, 40])
+        got = length_batches(lengths, bs, overhead)
+        assert sorted(i for b in got for i in b) == list(range(len(lengths))) and all(len(b) <= bs for b in got)
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        best = min(
+            cost(lengths, [order[a:b] for a, b in zip((0, *cuts), (*cuts, len(order)))], overhead)
+            for k in range(len(order))
+            for cuts in itertools.combinations(range(1, len(order)), k)
+            if all(b - a <= bs for a, b in zip((0, *cuts), (*cuts, len(order))))
+        )
+        assert cost(lengths, got, overhead) == best

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_in_threads
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import Normalize, Transformer
 from sentence_transformers.sentence_transformer.modules import Pooling
@@ -223,3 +224,16 @@ def test_routed_context_for_direct_hugging_face_calls(tiny):
         with module.routed("query"):
             direct = module.auto_model(**inputs).last_hidden_state
     assert torch.allclose(direct, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("routing", ["token", "sequence"])
+def test_concurrent_encodes_of_different_tasks_each_get_their_own_routing(tiny, routing):
+    model = trained(convert(tiny, MoELoRAConfig(num_experts=4, r=4, routing=routing)))
+    texts = TEXTS * 6
+    tasks = RoutingTable.default().task_names
+    expected = {t: model.encode(texts, task=t, batch_size=4) for t in tasks}
+    assert min(np.abs(expected[a] - expected[b]).max() for a in tasks for b in tasks if a != b) > 1e-3
+    got = run_in_threads({t: (lambda t=t: model.encode(texts, task=t, batch_size=4)) for t in tasks}, repeats=5)
+    for t in tasks:
+        for emb in got[t]:
+            assert np.abs(emb - expected[t]).max() <= 1e-6, t

@@ -8,15 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image  # Pillow: a dependency of matplotlib, itself a dependency of mote
 
 from mote.lora import MoELoRAConfig, routing_distributions
 from mote.lora.model import moe_lora_layers
 from mote.lora.multimodal import convert_vlm, format_input
 from mote.routing import RoutingTable
-
-transformers = pytest.importorskip("transformers")
-Image = pytest.importorskip("PIL.Image")
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
 

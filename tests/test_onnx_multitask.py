@@ -125,7 +125,7 @@ def test_refusals(tiny_mote, tmp_path, monkeypatch):
     tlr = to_token_routing(mote.load(str(tmp / "mote")))
     with pytest.raises(ValueError, match="routes tokens with learned routers"):
         export_multitask(tlr, tmp_path / "tlr")
-    with pytest.raises(ValueError, match="routes tokens with learned routers"):
+    with pytest.raises(ValueError, match="token-routed MoTE model .TLR.: learned routers"):
         export_dense(tlr, "query", tmp_path / "tlr-dense")
     assert not (tmp_path / "tlr").exists() and not (tmp_path / "tlr-dense").exists()
     assert cli_main(["export", str(tmp / "mote"), str(tmp_path / "x"), "--all-tasks"]) == 2  # needs --onnx

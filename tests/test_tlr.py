@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import run_in_threads
 from sentence_transformers import SentenceTransformer
 
 import mote
@@ -15,6 +16,17 @@ TEXTS = ["what is a rocket", "the cheese and the bread in the oven", "goal", "a 
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
+
+
+def perturb_tlr(model, seed: int = 0) -> None:
+    """As if trained: experts that differ and routers that send tokens to several experts."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, tlr.TokenExpertLinear | tlr.TokenExpertLayerNorm | tlr.RoutedLayerNorm):
+                m.weight.add_(torch.randn(m.weight.shape, generator=g) * 0.2)
+        for r in tlr.routers(model).values():
+            r.weight.copy_(torch.randn(r.weight.shape, generator=g))
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +59,7 @@ def test_routers_are_hookable_linears_and_routing_is_deterministic(base):
     b, t = features["input_ids"].shape
     assert [c.shape for c in captured] == [(b, t, 4)] * 2
     # route differently by making one expert different: outputs differ from the dense model, reproducibly
+    fresh = model.encode(TEXTS, task="query")
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, tlr.TokenExpertLinear):
@@ -55,6 +68,7 @@ def test_routers_are_hookable_linears_and_routing_is_deterministic(base):
         routers[0].weight[2, 0] = 10.0  # a strong preference, token-dependent through the hidden state
     a, b2 = model.encode(TEXTS, task="query"), model.encode(TEXTS, task="query")
     assert np.array_equal(a, b2)
+    assert np.abs(a - fresh).max() > 1e-3  # some tokens really went to expert 2
 
 
 def test_load_balancing_loss_is_minimal_at_uniform_routing():
@@ -115,5 +129,64 @@ def test_aux_loss_reaches_the_router_and_save_load_roundtrip(base, tmp_path):
     loaded = mote.load(tmp_path / "tlr")
     assert isinstance(loaded[0], tlr.TLRTransformer) and loaded[0].expert_layers == [1]
     assert np.array_equal(loaded.encode(TEXTS, task="query"), model.encode(TEXTS, task="query"))
-    with torch.no_grad():  # untrained TLR model = MoTE model = dense: the parameter counts say so too
-        assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in model.parameters())
+    # the loaded routers are the saved ones, not fresh random routers
+    for i, router in tlr.routers(model).items():
+        assert torch.equal(tlr.routers(loaded)[i].weight, router.weight)
+
+
+def test_concurrent_encodes_each_get_their_own_token_routing(base):
+    model = tlr.convert(base, placement="every")
+    perturb_tlr(model)
+    jobs = {t: [f"{t} {x} {i}" * (i % 3 + 1) for i, x in enumerate(TEXTS * 3)] for t in mote.DEFAULT_TASKS}
+    expected = {t: model.encode(texts, task=t, batch_size=4) for t, texts in jobs.items()}
+    got = run_in_threads({t: (lambda t=t: model.encode(jobs[t], task=t, batch_size=4)) for t in jobs}, repeats=5)
+    for t in jobs:
+        for emb in got[t]:
+            assert np.abs(emb - expected[t]).max() <= 1e-6, t
+
+
+def test_token_dispatch_equals_a_per_token_reference(base):
+    """Every token of every TLR layer goes through exactly its argmax expert's norm, FFN and norm."""
+    model = tlr.convert(base, placement="every")
+    perturb_tlr(model)
+    module = model[0]
+    hf = module.auto_model
+    captured = {}
+    hooks = []
+    for i, layer in enumerate(hf.encoder.layer):
+        hooks.append(layer.attention.output.LayerNorm.register_forward_pre_hook(
+            lambda m, args, i=i: captured.__setitem__(("in", i), args[0].detach())))
+        hooks.append(layer.register_forward_hook(
+            lambda m, args, out, i=i: captured.__setitem__(("out", i), (out[0] if isinstance(out, tuple) else out)
+                                                           .detach())))
+    features = module.preprocess(TEXTS * 2, task="document")
+    model.eval()
+    with torch.no_grad():
+        module(dict(features))
+    for h in hooks:
+        h.remove()
+    used = set()
+    for i, layer in enumerate(hf.encoder.layer):
+        x = captured[("in", i)]  # (B, T, H): the pre-norm residual stream the router reads
+        router = tlr.routers(model)[i]
+        ref = torch.empty_like(captured[("out", i)])
+        for b in range(x.shape[0]):
+            for t in range(x.shape[1]):
+                e = int(torch.softmax(router(x[b, t]), -1).argmax())
+                used.add((i, e))
+                norm0 = layer.attention.output.LayerNorm.expert_module(e)
+                up, down = layer.intermediate.dense.expert_module(e), layer.output.dense.expert_module(e)
+                norm1 = layer.output.LayerNorm.expert_module(e)
+                with torch.no_grad():
+                    y = norm0(x[b, t])
+                    ref[b, t] = norm1(down(layer.intermediate.intermediate_act_fn(up(y))) + y)
+        assert torch.allclose(captured[("out", i)], ref, atol=1e-5), i
+    assert len({e for _, e in used}) > 1  # the batches really mixed experts
+
+
+def test_cpu_float32_takes_the_grouped_path():
+    """The pinned torch runs grouped_mm on CPU in fp32, so TLR's CPU path reads nothing on the host (the
+    fallback, which reads the group sizes, is for devices / dtypes without the kernel)."""
+    from mote.experts import grouped_mm_available
+
+    assert grouped_mm_available(torch.device("cpu"), torch.float32)

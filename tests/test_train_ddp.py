@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,6 @@ def _losses(run: Path) -> list[tuple[int, float]]:
     return [(x["step"], x["loss"]) for x in lines if "loss" in x]
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
 def test_two_processes_match_one_process(tmp_path):
     # No dropout, so the two runs compute the same function; every task kind (hard negatives present on one
     # process and not the other, symmetric loss, label masking) is in the mix.

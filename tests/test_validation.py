@@ -66,12 +66,13 @@ def test_split_rows_errors_name_the_problem():
 
 @pytest.fixture(scope="module")
 def real_root():
+    # CI always has ../shared beside the checkout: its absence fails (a skip would hide the no-leak check)
     try:
         root = data_dir()
-    except FileNotFoundError:  # CI has ../shared beside the checkout
-        pytest.skip("needs ../shared/data")
+    except FileNotFoundError as e:
+        pytest.fail(f"the validation-leak check needs the shared data ($MOTE_DATA or ../shared/data): {e}")
     if not (root / "train-WikiQA").is_dir():
-        pytest.skip("needs the shared training sets")
+        pytest.fail(f"the validation-leak check needs the shared training sets ({root / 'train-WikiQA'} is missing)")
     return root
 
 

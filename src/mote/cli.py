@@ -1,9 +1,9 @@
 """The ``mote`` command line: a thin shell over the library (every verb is one library call).
 
     mote convert BASE OUT [--placement every|every-other|0,2,4] [--tasks ...]
-    mote encode MODEL --task T --input FILE(.txt|.jsonl) --output FILE.npy
-    mote export MODEL OUT --task T [--onnx [--quantize]]
-    mote export MODEL --onnx --all-tasks OUT
+    mote encode MODEL --task T --input FILE(.txt|.jsonl) --output FILE.npy    (MoTE, TLR or TSEmbed model)
+    mote export MODEL OUT --task T [--onnx [--quantize]]                  (MoTE, sequence-routed TSEmbed)
+    mote export MODEL --onnx --all-tasks OUT                              (MoTE)
     mote info MODEL
     mote demo
 
@@ -49,30 +49,53 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_model(path: str):
+    """A saved model for the core verbs: MoTE or TLR (``mote_config.json``) or TSEmbed (``tsembed_config.json``)."""
+    import mote
+    from mote.lora.st import CONFIG_NAME as TSEMBED_CONFIG
+    from mote.lora.st import load as load_tsembed
+
+    local = Path(path)
+    if local.is_dir() and (local / TSEMBED_CONFIG).is_file():
+        return load_tsembed(local)
+    return mote.load(path)
+
+
+def _is_tsembed(model) -> bool:
+    from mote.lora.st import TSEmbedTransformer
+
+    return len(model) > 0 and isinstance(model[0], TSEmbedTransformer)
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
+    import io
+
     import numpy as np
 
     import mote
     from mote.io import atomic_write_bytes, read_texts
 
-    texts = read_texts(args.input, field=args.field)
-    model = mote.load(args.model)
-    emb = mote.encode(model, texts, task=args.task, batch_size=args.batch_size, show_progress_bar=True)
     out = Path(args.output)
-    if out.suffix != ".npy":
-        raise SystemExit(f"--output must end in .npy, got {out}")
-    import io
-
+    if out.suffix != ".npy":  # before any work
+        raise ValueError(f"--output must end in .npy (float32 [N, dim]), got {str(out)!r}")
+    if out.is_dir():
+        raise ValueError(f"--output {str(out)!r} is a folder; name a .npy file")
+    texts = read_texts(args.input, field=args.field)
+    model = load_model(args.model)
+    if _is_tsembed(model):
+        model[0].routing.route(args.task)  # an unknown task fails before any work
+        emb = model.encode(texts, task=args.task, batch_size=args.batch_size, show_progress_bar=True) if texts \
+            else np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
+    else:
+        emb = mote.encode(model, texts, task=args.task, batch_size=args.batch_size, show_progress_bar=True)
     buf = io.BytesIO()
-    np.save(buf, emb.astype(np.float32))
+    np.save(buf, np.asarray(emb, dtype=np.float32))
     atomic_write_bytes(out, buf.getvalue())
     print(f"Encoded {len(texts)} texts as task {args.task!r} -> {out} {tuple(emb.shape)}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from mote.export import export_dense
-
     if args.quantize and not args.onnx:
         raise ValueError("--quantize needs --onnx")
     if args.all_tasks:
@@ -91,7 +114,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         print(export_multitask(args.model, args.out, overwrite=args.overwrite))
         return 0
-    out = export_dense(args.model, args.task, args.out, overwrite=args.overwrite)
+    model = load_model(args.model)
+    if _is_tsembed(model):
+        from mote.lora.st import export_task
+
+        out = export_task(model, args.task, args.out, overwrite=args.overwrite)
+    else:
+        from mote.export import export_dense
+
+        out = export_dense(model, args.task, args.out, overwrite=args.overwrite)
     print(f"Exported task {args.task!r} as a plain sentence-transformers model: {out}")
     if args.onnx:
         from mote.onnx import export_onnx
@@ -102,15 +133,33 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def describe(model) -> str:
-    """Tasks, prefixes, expert layers and parameter counts of a MoTE model, as text."""
+    """Tasks, prefixes, expert layers and parameter counts of a MoTE, TLR or TSEmbed model, as text."""
+    if _is_tsembed(model):
+        return _describe_tsembed(model)
     from mote import mote_module
     from mote.stats import parameter_counts
 
     module = mote_module(model)
     counts = parameter_counts(model)
+    config = module.auto_model.config
     lines = [
-        f"base encoder: {type(module.auto_model).__name__} ({module.auto_model.config.num_hidden_layers} layers, "
-        f"hidden {module.auto_model.config.hidden_size}), max_seq_length {module.max_seq_length}",
+        f"base encoder: {type(module.auto_model).__name__} ({config.num_hidden_layers} layers, "
+        f"hidden {config.hidden_size}), max_seq_length {module.max_seq_length}",
+    ]
+    if module.routing_mode == "token":
+        lines += [
+            f"expert layers: {module.expert_layers}  ({module.num_experts} experts each: FFN + both LayerNorms), "
+            "token-routed (TLR): a learned top-1 router per layer picks each token's expert; the task sets the "
+            "prefix only",
+            f"default task: {module.routing.default_task!r}",
+            f"parameters: total {counts['total']:,}; active per token {counts['active']:,} (one expert per layer, "
+            "plus the routers)",
+            "export: none (no dense model equals a token-routed one)",
+            "tasks:",
+        ]
+        lines += [f"  {r.name:<16} prefix {r.prefix!r}" for r in module.routing.routes]
+        return "\n".join(lines)
+    lines += [
         f"expert layers: {module.expert_layers}  ({module.num_experts} experts each: FFN + both LayerNorms)",
         f"default task: {module.routing.default_task!r}",
         *([f"matryoshka dims: {module.matryoshka_dims} (encode/eval can truncate to these)"]
@@ -125,11 +174,30 @@ def describe(model) -> str:
     return "\n".join(lines)
 
 
+def _describe_tsembed(model) -> str:
+    module = model[0]
+    c, report = module.lora_config, module.parameter_report()
+    routing = module.routing
+    lines = [
+        f"TSEmbed (MoE-LoRA) on {type(module.auto_model).__name__}, max_seq_length {module.max_seq_length}",
+        f"adapters: {report['adapted_layers']} linear layers, {c.num_experts} LoRA experts each (r {c.r}), "
+        f"top-{c.top_k} {c.routing} routing" + (" (learned per token: the task sets the prefix and a router bias)"
+                                  if c.routing == "token" else " (a learned table per task)"),
+        f"default task: {routing.default_task!r}",
+        f"parameters: total {report['total']:,}; backbone {report['backbone']:,}; adapters {report['adapters']:,}; "
+        f"active per token {report['active']:,}",
+        "export: " + ("one dense model per task (`mote export`)" if c.routing == "sequence"
+                      else "none (no dense model equals token routing)"),
+        "tasks:",
+    ]
+    lines += [f"  {r.name:<16} prefix {r.prefix!r}" for r in routing.routes]
+    return "\n".join(lines)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
-    import mote
     from mote.select.record import read_selection, summary_lines
 
-    print(describe(mote.load(args.model)))
+    print(describe(load_model(args.model)))
     record = read_selection(args.model) if Path(args.model).is_dir() else None
     if record is not None:
         print("\n".join(summary_lines(record)))
@@ -160,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("encode", help="encode texts with one task's expert")
+    p = sub.add_parser("encode", help="encode texts as one task (MoTE, TLR or TSEmbed model)")
     p.add_argument("model")
     p.add_argument("--task", required=True)
     p.add_argument("--input", required=True, help=".txt (one text per line) or .jsonl[.gz]")
@@ -170,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser(
-        "export", help="write one task as a plain dense sentence-transformers model, or all tasks as one ONNX graph"
+        "export",
+        help="write one task of a MoTE (or sequence-routed TSEmbed) model as a plain dense sentence-transformers "
+        "model, or all tasks of a MoTE model as one ONNX graph",
     )
     p.add_argument("model")
     p.add_argument("out")
@@ -216,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:  # bad input; a TypeError is a bug
         if os.environ.get("MOTE_DEBUG"):
             raise
         print(f"error: {e}", file=sys.stderr)

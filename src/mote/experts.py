@@ -11,20 +11,30 @@ Together they are the layer's Task-Experts module: expert ``e`` of a layer is sl
 keep the original attribute names, so the state-dict keys stay the dense model's keys with a leading ``E``
 dimension, and exporting a task is ``weight[e]`` (see :mod:`mote.export`).
 
-Routing is per sequence. The model sorts a batch by expert once per forward (see :class:`Dispatch`); every
-expert module then runs one dense matmul per contiguous group of rows: no Python loop over all experts, no
-per-layer host sync, and a task-homogeneous batch costs exactly one ``F.linear`` like the dense model.
+Routing is per sequence. The model plans a batch's groups of rows on the host once per forward (see
+:func:`plan_segments`) and installs them as the forward's :class:`SequenceRoute`; every expert module then runs one
+dense matmul per contiguous group of rows: no Python loop over all experts, no per-layer host sync, and a
+task-homogeneous batch costs exactly one ``F.linear`` like the dense model.
+
+The routing of a forward is local to it: it lives in a context variable (:class:`RoutingContext`), set for the
+duration of that forward, so threads (or asyncio tasks) that share one model never see each other's routing.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import contextvars
+import logging
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 # Where the four expert slots live inside one transformer layer, per Hugging Face model family.
 # (attention-output norm, FFN up, FFN down, FFN-output norm)
@@ -45,35 +55,53 @@ class Segment:
     stop: int
 
 
-class Dispatch:
-    """Routing state shared by all expert modules of one model, set for the duration of one forward.
+# Routing of the forwards running in the current thread / asyncio task: {id(RoutingContext): route}. Immutable
+# mappings, replaced (never changed) on entry to a forward and restored on exit.
+_ROUTES: contextvars.ContextVar[Mapping[int, Any]] = contextvars.ContextVar(
+    "mote_routes", default=MappingProxyType({})
+)
 
-    Every expert module holds a reference to the same ``Dispatch``; :meth:`use` installs the segments of the
-    current batch (and, for mixed batches, ``rows``: each row's expert as a device tensor, which lets the norms
-    run as one gathered op). Outside a ``use`` block the experts refuse to run rather than guess a task.
+
+class RoutingContext:
+    """Where the routed layers of one model find the routing of the forward that is running.
+
+    It holds no routing itself: :meth:`use` installs a route in a context variable for the duration of a
+    ``with`` block, and :meth:`get` reads it back. A context variable is local to its thread (and asyncio task),
+    so concurrent forwards on one model each see their own route. Every routed module of a model holds a
+    reference to the model's ``RoutingContext`` (its key among the routes of nested forwards of other models).
+
+    Example:
+        >>> ctx = RoutingContext()
+        >>> with ctx.use("route of this forward"):
+        ...     ctx.get()
+        'route of this forward'
+        >>> ctx.get() is None
+        True
     """
 
-    def __init__(self) -> None:
-        self.segments: tuple[Segment, ...] | None = None
-        self.rows: torch.Tensor | None = None
-
     @contextlib.contextmanager
-    def use(self, segments: Sequence[Segment], rows: torch.Tensor | None = None) -> Iterator[None]:
-        previous = self.segments, self.rows
-        self.segments, self.rows = tuple(segments), rows
+    def use(self, route: Any) -> Iterator[Any]:
+        token = _ROUTES.set(MappingProxyType({**_ROUTES.get(), id(self): route}))
         try:
-            yield
+            yield route
         finally:
-            self.segments, self.rows = previous
+            _ROUTES.reset(token)
 
-    def current(self) -> tuple[Segment, ...]:
-        if self.segments is None:
-            raise RuntimeError(
-                "MoTE expert layers ran without a task. Call the model through MoTETransformer (e.g. "
-                "SentenceTransformer.encode(texts, task=...)), or wrap a direct Hugging Face forward in "
-                "`with module.routed(task): ...`."
-            )
-        return self.segments
+    def get(self) -> Any:
+        """The route installed by the innermost :meth:`use` of this thread / task, or ``None``."""
+        return _ROUTES.get().get(id(self))
+
+    def __deepcopy__(self, memo: dict) -> RoutingContext:
+        return RoutingContext()  # a copied model is another model: its own key (shared by its modules via memo)
+
+
+@dataclass(frozen=True)
+class SequenceRoute:
+    """The routing of one MoTE forward: the batch's ``segments`` (rows grouped by expert) and, for a batch with
+    several experts, ``rows``: each row's expert as a device tensor (lets the norms run as one gathered op)."""
+
+    segments: tuple[Segment, ...]
+    rows: torch.Tensor | None = None
 
 
 def plan_segments(experts: Sequence[int]) -> tuple[list[int] | None, list[Segment]]:
@@ -101,11 +129,23 @@ def plan_segments(experts: Sequence[int]) -> tuple[list[int] | None, list[Segmen
     return order, segments
 
 
-class _ExpertModule(nn.Module):
-    dispatch: Dispatch
+_NO_TASK = (
+    "MoTE expert layers ran without a task. Call the model through MoTETransformer (e.g. "
+    "SentenceTransformer.encode(texts, task=...)), or wrap a direct Hugging Face forward in "
+    "`with module.routed(task): ...`."
+)
 
-    def _apply_grouped(self, x: torch.Tensor, fn) -> torch.Tensor:
-        segments = self.dispatch.current()
+
+class _ExpertModule(nn.Module):
+    routing_context: RoutingContext
+
+    def _route(self) -> SequenceRoute:
+        route = self.routing_context.get()
+        if route is None:
+            raise RuntimeError(_NO_TASK)
+        return route
+
+    def _apply_grouped(self, x: torch.Tensor, fn, segments: Sequence[Segment]) -> torch.Tensor:
         if len(segments) == 1:  # task-homogeneous batch: exactly the dense cost
             return fn(x, segments[0].expert)
         # x: (B, T, D) sorted by expert; one dense op per contiguous group, concatenated back in order
@@ -144,9 +184,9 @@ class ExpertLinear(_ExpertModule):
         return F.linear(x, self.weight[e], None if self.bias is None else self.bias[e])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        segments = self.dispatch.current()
+        segments = self._route().segments
         if len(segments) == 1 or torch.is_grad_enabled():
-            return self._apply_grouped(x, self._one)
+            return self._apply_grouped(x, self._one, segments)
         # Inference on a mixed batch: each group's matmul writes straight into its rows of one output buffer
         # (no concatenation copy). x: (B, T, in) sorted by expert -> out: (B, T, out)
         out = x.new_empty(*x.shape[:-1], self.out_features)
@@ -194,9 +234,10 @@ class ExpertLayerNorm(_ExpertModule):
         return F.layer_norm(x, (self.hidden,), self.weight[e], self.bias[e], self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = self.dispatch.rows
-        if rows is None or len(self.dispatch.current()) == 1:
-            return self._apply_grouped(x, self._one)
+        route = self._route()
+        rows = route.rows
+        if rows is None or len(route.segments) == 1:
+            return self._apply_grouped(x, self._one, route.segments)
         # Mixed batch: normalise once, then one fused affine with each row's expert weights gathered.
         # x: (B, T, H); rows: (B,) expert of each row
         shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (self.hidden,)
@@ -207,6 +248,38 @@ class ExpertLayerNorm(_ExpertModule):
 
     def extra_repr(self) -> str:
         return f"experts={self.num_experts}, hidden={self.hidden}, eps={self.eps}"
+
+
+_GROUPED_MM_OK: dict[tuple[str, torch.dtype], bool] = {}  # (device type, dtype) -> grouped_mm runs there
+
+
+def grouped_mm_available(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether ``torch.nn.functional.grouped_mm`` runs for ``device`` / ``dtype`` (probed once, then cached).
+
+    Example:
+        >>> grouped_mm_available(torch.device("cpu"), torch.float32) in (True, False)
+        True
+    """
+    key = (device.type, dtype)
+    if key not in _GROUPED_MM_OK:
+        try:
+            m = max(1, 16 // torch.empty((), dtype=dtype).element_size())
+            F.grouped_mm(
+                torch.zeros(2, m, device=device, dtype=dtype),
+                torch.zeros(2, m, m, device=device, dtype=dtype),
+                offs=torch.tensor([1, 2], device=device, dtype=torch.int32),
+            )
+            _GROUPED_MM_OK[key] = True
+        except (AttributeError, RuntimeError, NotImplementedError, TypeError) as e:
+            logger.warning("grouped_mm is unavailable for %s %s (%s): token-routed expert layers use their "
+                           "fallback dispatch (MoE-LoRA: dense; TLR: one matmul per expert hit)", *key, e)
+            _GROUPED_MM_OK[key] = False
+    return _GROUPED_MM_OK[key]
+
+
+def grouped_mm_aligned(x: torch.Tensor, *widths: int) -> bool:
+    """Whether rows of these widths of ``x``'s dtype are 16-byte aligned, as ``grouped_mm`` needs."""
+    return all(w * x.element_size() % 16 == 0 for w in widths)
 
 
 # ------------------------------------------------------------------------------------------------ model surgery
@@ -271,8 +344,11 @@ def resolve_placement(placement: str | Sequence[int], num_layers: int) -> list[i
     return layers
 
 
-def upcycle(model: nn.Module, expert_layers: Sequence[int], num_experts: int, dispatch: Dispatch) -> None:
-    """Replace, in place, the FFN and both norms of ``expert_layers`` by ``num_experts`` exact copies."""
+def upcycle(
+    model: nn.Module, expert_layers: Sequence[int], num_experts: int, routing_context: RoutingContext
+) -> None:
+    """Replace, in place, the FFN and both norms of ``expert_layers`` by ``num_experts`` exact copies that read
+    their routing from ``routing_context``."""
     slots = layer_slots(model)
     layers = transformer_layers(model)
     for i in expert_layers:
@@ -286,7 +362,7 @@ def upcycle(model: nn.Module, expert_layers: Sequence[int], num_experts: int, di
                 expert = ExpertLayerNorm.upcycle(dense, num_experts)
             else:
                 raise ValueError(f"Layer {i}: {path} is a {type(dense).__name__}, expected Linear or LayerNorm")
-            expert.dispatch = dispatch
+            expert.routing_context = routing_context
             _set(layers[i], path, expert)
 
 

@@ -42,6 +42,10 @@ def sequence_routed_module(model: SentenceTransformer) -> MoTETransformer:
     return first
 
 
+class NotExportableError(ValueError):
+    """A model that no plain dense model equals (token routing)."""
+
+
 def export_dense(
     model: SentenceTransformer | str | os.PathLike,
     task: str,
@@ -56,7 +60,13 @@ def export_dense(
     """
     if not isinstance(model, SentenceTransformer):
         model = load(model, device="cpu")
-    module = sequence_routed_module(model)
+    module = mote_module(model)
+    if module.routing_mode != "sequence":
+        raise NotExportableError(
+            f"This is a {module.routing_mode}-routed MoTE model (TLR): learned routers pick an expert for every "
+            "token, so no dense model computes one task of it and it cannot be exported. Serve the routed model "
+            "itself (mote.load, `mote encode`)."
+        )
     route = module.routing.route(task)
     hf = copy.deepcopy(module.auto_model).cpu()
     densify(hf, route.expert)

@@ -3,41 +3,197 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import glob
 import gzip
 import json
+import logging
 import os
+import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+logger = logging.getLogger(__name__)
+
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temp folder next to ``target``; on success it replaces ``target`` in one rename.
+    """Yield a temp folder next to ``target``; when the block succeeds, the folder becomes ``target`` atomically.
 
-    On an exception (or Ctrl-C) the temp folder is removed and ``target`` is left as it was.
+    Guarantee (a SIGKILL at any instant included): ``target`` is never a half-written folder. It is the complete
+    old folder until the new one, fsynced, takes its place in one step. Replacing a folder (``overwrite``) is one
+    atomic exchange (Linux ``renameat2(RENAME_EXCHANGE)``). Where the OS or filesystem lacks it, the old folder is
+    renamed aside (``.NAME.old-PID``) only after the new one is complete, then the new one is renamed in: a kill
+    between those two renames leaves no ``target`` for that instant, and the next ``atomic_dir`` on the same
+    target (or :func:`recover_dir`) renames the old one back. On an exception (or Ctrl-C) in the block the temp
+    folder is removed and ``target`` is left as it was; leftovers of killed writers (``.NAME.tmp-PID-*``,
+    ``.NAME.old-PID``, whose process is gone) are removed on entry.
 
     Example:
         >>> with atomic_dir("/tmp/mote-doc-example", overwrite=True) as tmp:
         ...     _ = (tmp / "a.txt").write_text("hi")
     """
     target = Path(target)
+    recover_dir(target)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; choose another path or pass overwrite=True (--overwrite)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         yield tmp
         _apply_umask(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def replace_dir(src: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Make the complete folder ``src`` the folder ``target`` (same filesystem), with :func:`atomic_dir`'s
+    guarantee: ``src`` is flushed to disk first; an existing ``target`` is exchanged with it in one atomic step
+    (or, where the OS cannot, renamed aside as ``.NAME.old-PID`` first: :func:`recover_dir` repairs a kill between
+    the two renames), then removed."""
+    src, target = Path(src), Path(target)
+    fsync_tree(src)
+    if not target.exists():
+        os.replace(src, target)
+    elif _exchange(src, target):  # src now holds the old folder
+        fsync_dir(target.parent)
+        shutil.rmtree(src, ignore_errors=True)
+    else:
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        try:
+            os.replace(src, target)
+        except BaseException:
+            os.replace(old, target)  # put the old folder back before reporting the failure
+            raise
+        fsync_dir(target.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    fsync_dir(target.parent)
+
+
+def recover_dir(target: str | os.PathLike) -> None:
+    """Repair what a killed :func:`atomic_dir` on ``target`` left behind: if ``target`` is missing but its old copy
+    (``.NAME.old-PID``) survived, rename it back; remove temp and old folders whose writer process is gone."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    olds = sorted(target.parent.glob(f".{glob.escape(target.name)}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not target.exists() and olds and not _alive(olds[-1]):
+        logger.warning("%s was missing after an interrupted replacement: restoring its previous copy %s",
+                       target, olds[-1].name)
+        os.replace(olds[-1], target)
+        fsync_dir(target.parent)
+    remove_stale(target.parent, f".{target.name}.tmp-")
+    remove_stale(target.parent, f".{target.name}.old-")
+
+
+def remove_stale(folder: str | os.PathLike, prefix: str) -> None:
+    """Remove the entries of ``folder`` named ``prefix + PID...`` whose writer process ``PID`` is gone."""
+    for leftover in Path(folder).glob(f"{glob.escape(prefix)}*"):
+        if not _alive(leftover):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(leftover: Path) -> bool:
+    """Whether the process that made ``.NAME.tmp-PID-xxx`` / ``.NAME.old-PID`` still runs (this one counts)."""
+    found = re.findall(r"\.(?:tmp|old)-(\d+)(?=-|$)", leftover.name)
+    if not found:
+        return False  # no writer named (made by an older mote): stale
+    pid = int(found[-1])
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(..., RENAME_EXCHANGE)``); ``False`` where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # no libc symbol (glibc < 2.28, musl)
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False  # the filesystem cannot exchange: the caller renames in two steps
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (renames into it) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: str | os.PathLike) -> None:
+    """Flush every file and folder under ``folder`` to disk (before it is published by a rename)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(root)
+
+
+def publish_files(staging: str | os.PathLike, target: str | os.PathLike, last: tuple[str, ...] = ()) -> None:
+    """Move every file under ``staging`` to the same place under ``target``, each in one rename once all are on
+    disk (``last``: relative paths moved after all others, e.g. the config that names the weights), then remove
+    ``staging``. Readers of ``target`` never see a torn file; each file is the old or the new one."""
+    staging, target = Path(staging), Path(target)
+    fsync_tree(staging)
+    files = sorted((p.relative_to(staging) for p in staging.rglob("*") if p.is_file()),
+                   key=lambda rel: (str(rel) in last, str(rel)))
+    for rel in files:
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / rel, target / rel)
+    for folder in {target / rel.parent for rel in files}:
+        fsync_dir(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_files(target: str | os.PathLike, last: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield a hidden staging folder inside the folder ``target`` (created if needed); on success its files are
+    published into ``target`` with :func:`publish_files`; on failure it is removed. Stale staging folders of
+    killed writers are removed on entry.
+
+    Example:
+        >>> with staged_files("/tmp/mote-doc-example-files") as tmp:
+        ...     _ = (tmp / "weights.bin").write_bytes(b"...")
+    """
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    remove_stale(target, ".staged.tmp-")
+    tmp = Path(tempfile.mkdtemp(prefix=f".staged.tmp-{os.getpid()}-", dir=target))
+    try:
+        yield tmp
+        _apply_umask(tmp)
+        publish_files(tmp, target, last)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -86,6 +242,53 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
+SAVE_ID = "mote_save_id"  # in a saved model's config and its safetensors metadata: both from the same save
+
+
+def new_save_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def read_safetensors(path: str | os.PathLike, error: type[Exception], config: str | os.PathLike | None = None,
+                     save_id: str | None = None) -> dict[str, Any]:
+    """The tensors of the safetensors file ``path``; ``error`` names the file and the fix if it is missing,
+    unreadable (truncated, damaged), or (``save_id`` given) not written by the same save as ``config``."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    fix = "save (or copy) the model again"
+    if not path.is_file():
+        raise error(f"{path} is missing: the model folder is incomplete; {fix}")
+    try:
+        if save_id is not None:
+            with safe_open(str(path), "pt") as f:
+                found = (f.metadata() or {}).get(SAVE_ID)
+            if found != save_id:
+                raise error(f"{path} and {config} come from different saves (an interrupted save?); {fix}")
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise error(f"{path} is not a readable safetensors file ({e}): truncated or damaged; {fix}") from None
+
+
+def read_json_config(path: str | os.PathLike, error: type[Exception], required: tuple[str, ...] = ()) -> dict:
+    """The JSON object in ``path`` with every ``required`` key, or ``error`` naming the file and the fix."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path} is not readable JSON ({e}): the folder is damaged; save (or copy) the model again") \
+            from None
+    if not isinstance(data, dict):
+        raise error(f"{path} holds a {type(data).__name__}, not a JSON object: save (or copy) the model again")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise error(f"{path} lacks {missing}: it is damaged or not written by mote; save (or copy) the model again")
+    return data
+
+
 def open_text(path: str | os.PathLike):
     """Open a text file, transparently gunzipping ``*.gz``."""
     path = Path(path)
@@ -114,6 +317,50 @@ def iter_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> 
         if not isinstance(obj, dict):
             raise error(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         yield lineno, obj
+
+
+def read_log(path: str | os.PathLike, repair: bool = False) -> list[dict[str, Any]]:
+    """The entries of an append-only JSONL log (``metrics.jsonl``, ``timings.jsonl``); ``[]`` if it is missing.
+
+    A process killed mid-append leaves a torn last line: it is dropped with a warning naming the file, and with
+    ``repair`` cut from the file too (so that the next append starts on a fresh line). A bad line anywhere else is
+    damage, not a torn write: ``ValueError`` naming ``path:line``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    entries: list[dict[str, Any]] = []
+    offset = 0
+    for lineno, raw in enumerate(lines, 1):
+        last = lineno == len(lines) or all(not rest.strip() for rest in lines[lineno:])
+        if raw.strip():
+            try:
+                entry = json.loads(raw)
+                if not isinstance(entry, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, UnicodeDecodeError) as e:
+                if not last:
+                    raise ValueError(f"{path}:{lineno}: not a JSON object ({e}); the log is damaged") from None
+                logger.warning("%s: dropping its torn last line %d (a write interrupted by a kill)%s", path, lineno,
+                               "; removed from the file" if repair else "")
+                if repair:
+                    os.truncate(path, offset)
+                return entries
+            entries.append(entry)
+        offset += len(raw) + 1
+    if repair and data and not data.endswith(b"\n"):  # a complete last entry without its newline
+        with open(path, "ab") as f:
+            f.write(b"\n")
+    return entries
+
+
+def append_log(path: str | os.PathLike, entry: dict[str, Any]) -> None:
+    """Append one entry to a JSONL log as a single write of one line (flushed)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+        f.flush()
 
 
 def read_texts(path: str | os.PathLike, field: str = "text") -> list[str]:

@@ -22,31 +22,35 @@ import copy
 import json
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_model
+from safetensors.torch import save_model
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import InputModule, Transformer
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
 from mote.experts import (
-    Dispatch,
+    RoutingContext,
     Segment,
+    SequenceRoute,
     expert_layer_indices,
     expert_modules,
     plan_segments,
     resolve_placement,
     upcycle,
 )
+from mote.io import SAVE_ID, new_save_id, read_json_config, read_safetensors, staged_files
 from mote.routing import RoutingTable, UnknownTaskError
 from mote.weights import DEFAULT_BASE_MODEL, resolve_model_path
 
 CONFIG_NAME = "mote_config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
+_REQUIRED_KEYS = ("routing", "expert_layers", "num_experts")
 
 
 class NotAMoTEModelError(ValueError):
@@ -69,6 +73,34 @@ def check_texts(inputs: Any) -> list[str]:
     return items
 
 
+TASK_PLAN = "task_plan"
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """Each row's task id, known on the host: ``preprocess`` stamps it next to ``task_ids`` (which
+    sentence-transformers moves to the model's device), so that ``forward`` plans the routing without reading a
+    device tensor."""
+
+    task_ids: tuple[int, ...]
+
+
+def host_task_ids(features: dict[str, Any], batch: int, routing: RoutingTable, task: str | None = None) -> list[int]:
+    """The task id of each of the ``batch`` rows of ``features``, read on the host.
+
+    From the ``task_plan`` that ``preprocess`` stamped, when it describes this batch; else from ``task_ids`` (one
+    host read per forward: features built by hand, or a batch that was split or merged after preprocessing); else
+    (no task ids at all) every row gets ``task``, or the table's default task.
+    """
+    plan = features.get(TASK_PLAN)
+    if isinstance(plan, TaskPlan) and len(plan.task_ids) == batch:
+        return list(plan.task_ids)
+    task_ids = features.get("task_ids")
+    if task_ids is None:  # features built by hand: route them all by the explicit task (or the default)
+        return [routing.task_id(routing.resolve(task)[0])] * batch
+    return task_ids.tolist()
+
+
 class MoTETransformer(InputModule):
     """Tokenizer + task-routed BERT-family encoder (the MoTE input module).
 
@@ -83,6 +115,7 @@ class MoTETransformer(InputModule):
     config_file_name = CONFIG_NAME
     save_in_root = True
     forward_kwargs: ClassVar[set[str]] = {"task"}
+    routing_mode: ClassVar[str] = "sequence"  # each sequence through its task's expert (TLR: "token")
 
     def __init__(
         self,
@@ -91,7 +124,7 @@ class MoTETransformer(InputModule):
         routing: RoutingTable,
         max_seq_length: int | None = None,
         do_lower_case: bool = False,
-        dispatch: Dispatch | None = None,
+        routing_context: RoutingContext | None = None,
     ) -> None:
         super().__init__()
         self.auto_model = model
@@ -106,7 +139,7 @@ class MoTETransformer(InputModule):
             limits = [x for x in limits if isinstance(x, int) and x < 1_000_000]
             max_seq_length = min(limits) if limits else 512
         self.max_seq_length = int(max_seq_length)
-        self.dispatch = dispatch if dispatch is not None else Dispatch()
+        self.routing_context = routing_context if routing_context is not None else RoutingContext()
         self.expert_layers = expert_layer_indices(model)
         if not self.expert_layers:
             raise NotAMoTEModelError("The model holds no expert layers; build it with MoTETransformer.from_dense")
@@ -131,9 +164,9 @@ class MoTETransformer(InputModule):
         from mote.experts import transformer_layers
 
         layers = resolve_placement(placement, len(transformer_layers(model)))
-        dispatch = Dispatch()
-        upcycle(model, layers, routing.num_experts, dispatch)
-        return cls(model, tokenizer, routing, max_seq_length, do_lower_case, dispatch)
+        context = RoutingContext()
+        upcycle(model, layers, routing.num_experts, context)
+        return cls(model, tokenizer, routing, max_seq_length, do_lower_case, context)
 
     # ------------------------------------------------------------------------------------------- properties
     @property
@@ -178,7 +211,7 @@ class MoTETransformer(InputModule):
         task: str | Sequence[str] | None = None,
         **kwargs,
     ) -> dict[str, Any]:
-        """Tokenize ``prefix + text`` and stamp ``task_ids`` (LongTensor[B]) for routing.
+        """Tokenize ``prefix + text`` and stamp ``task_ids`` (LongTensor[B]) and their host copy (``task_plan``).
 
         Texts longer than ``max_seq_length`` tokens (prefix and special tokens included) are truncated at the end.
         """
@@ -197,6 +230,7 @@ class MoTETransformer(InputModule):
             )
         )
         features["task_ids"] = torch.tensor(task_ids, dtype=torch.long)
+        features[TASK_PLAN] = TaskPlan(tuple(task_ids))
         if prefixes and all(p == prefixes[0] for p in prefixes):
             prompt_length = self._prompt_length(prefixes[0])
             if prompt_length is not None:
@@ -218,26 +252,21 @@ class MoTETransformer(InputModule):
 
     # ------------------------------------------------------------------------------------------- forward
     def forward(self, features: dict[str, Any], task: str | None = None, **kwargs) -> dict[str, Any]:
-        task_ids = features.get("task_ids")
         batch = features["input_ids"].shape[0]
-        if task_ids is None:  # features built by hand: route them all by the explicit task (or the default)
-            tid = self.routing.task_id(self.routing.resolve(task)[0])
-            experts = [self._expert_of_task[tid]] * batch
-        else:
-            experts = [self._expert_of_task[t] for t in task_ids.tolist()]  # one host read per forward
+        experts = [self._expert_of_task[t] for t in host_task_ids(features, batch, self.routing, task)]
         order, segments = plan_segments(experts)
         inputs = {k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features}
-        rows = None
+        device = features["input_ids"].device
+        rows = perm = None
         if order is not None:  # mixed batch: make each expert's rows contiguous, once for all layers
-            device = features["input_ids"].device
-            perm = torch.tensor(order, device=device)
+            perm = torch.tensor(order).to(device, non_blocking=True)
             inputs = {k: v.index_select(0, perm) for k, v in inputs.items()}
-            rows = torch.tensor([experts[i] for i in order], device=device)
+            rows = torch.tensor([experts[i] for i in order]).to(device, non_blocking=True)
         elif len(segments) > 1:
-            rows = torch.tensor(experts, device=features["input_ids"].device)
-        with self.dispatch.use(segments, rows):
+            rows = torch.tensor(experts).to(device, non_blocking=True)
+        with self.routing_context.use(SequenceRoute(tuple(segments), rows)):
             hidden = self.auto_model(**inputs, return_dict=True).last_hidden_state  # (B, T, H)
-        if order is not None:
+        if perm is not None:
             inverse = torch.empty_like(perm)
             inverse[perm] = torch.arange(batch, device=perm.device)
             hidden = hidden.index_select(0, inverse)
@@ -257,18 +286,29 @@ class MoTETransformer(InputModule):
 
     @contextlib.contextmanager
     def routed(self, task: str) -> Iterator[None]:
-        """Route every sequence of direct ``self.auto_model(...)`` calls through ``task``'s expert."""
-        with self.dispatch.use([Segment(self.routing.expert(task), 0, -1)]):
+        """Route every sequence of direct ``self.auto_model(...)`` calls in this block through ``task``'s expert.
+
+        Like every forward's routing, it holds for the current thread (and asyncio task) only.
+        """
+        with self.routing_context.use(SequenceRoute((Segment(self.routing.expert(task), 0, -1),))):
             yield
 
     # ------------------------------------------------------------------------------------------- save / load
     def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
-        os.makedirs(output_path, exist_ok=True)
-        self.auto_model.config.save_pretrained(output_path)
-        save_model(self.auto_model, os.path.join(output_path, WEIGHTS_NAME))
-        self.tokenizer.save_pretrained(output_path)
-        with open(os.path.join(output_path, CONFIG_NAME), "w", encoding="utf-8") as f:
-            json.dump(self.get_config_dict(), f, indent=2)
+        """Write the encoder, tokenizer and ``mote_config.json`` into ``output_path``.
+
+        Every file is written aside, flushed to disk and renamed into place (``mote_config.json`` last), so no file
+        is ever torn; the config and the weights carry one save id, and :meth:`load` refuses a pair from two
+        different saves (a save killed between two renames). For an all-or-nothing folder, save into
+        :func:`mote.io.atomic_dir` (as ``mote convert`` does).
+        """
+        save_id = new_save_id()
+        with staged_files(output_path, last=(CONFIG_NAME,)) as tmp:
+            self.auto_model.config.save_pretrained(tmp)
+            save_model(self.auto_model, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", SAVE_ID: save_id})
+            self.tokenizer.save_pretrained(tmp)
+            (tmp / CONFIG_NAME).write_text(json.dumps({**self.get_config_dict(), SAVE_ID: save_id}, indent=2),
+                                           encoding="utf-8")
 
     @classmethod
     def load(
@@ -282,12 +322,17 @@ class MoTETransformer(InputModule):
         **kwargs,
     ) -> MoTETransformer:
         hub = dict(token=token, cache_folder=cache_folder, revision=revision, local_files_only=local_files_only)
-        config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
-        config = cls._checked_config(config, model_name_or_path)
         folder = cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub)
+        file = Path(folder) / CONFIG_NAME
+        config = read_json_config(file, NotAMoTEModelError, _REQUIRED_KEYS) if file.is_file() else None
+        config = cls._checked_config(config, model_name_or_path)
+        try:
+            routing = RoutingTable.from_dict(config["routing"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise NotAMoTEModelError(f"{file}: bad routing table ({e}); save (or copy) the model again") from None
         model = AutoModel.from_config(AutoConfig.from_pretrained(folder))
-        dispatch = cls._add_experts(model, config)
-        state = load_file(os.path.join(folder, WEIGHTS_NAME))
+        context = cls._add_experts(model, config)
+        state = read_safetensors(Path(folder) / WEIGHTS_NAME, NotAMoTEModelError, file, config.get(SAVE_ID))
         missing, unexpected = model.load_state_dict(state, strict=False)
         # Non-persistent buffers (e.g. position_ids) are rebuilt by the model; anything else is an error.
         missing = [k for k in missing if k in dict(model.named_parameters())]
@@ -300,10 +345,10 @@ class MoTETransformer(InputModule):
         module = cls(
             model,
             AutoTokenizer.from_pretrained(folder),
-            RoutingTable.from_dict(config["routing"]),
+            routing,
             config.get("max_seq_length"),
             config.get("do_lower_case", False),
-            dispatch,
+            context,
         )
         module.matryoshka_dims = config.get("matryoshka_dims")
         return module
@@ -322,11 +367,11 @@ class MoTETransformer(InputModule):
         return config
 
     @classmethod
-    def _add_experts(cls, model: PreTrainedModel, config: dict) -> Dispatch:
-        """Put the (not yet loaded) expert layers into a freshly built backbone; returns their shared dispatch."""
-        dispatch = Dispatch()
-        upcycle(model, config["expert_layers"], int(config["num_experts"]), dispatch)
-        return dispatch
+    def _add_experts(cls, model: PreTrainedModel, config: dict) -> RoutingContext:
+        """Put the (not yet loaded) expert layers into a freshly built backbone; returns their routing context."""
+        context = RoutingContext()
+        upcycle(model, config["expert_layers"], int(config["num_experts"]), context)
+        return context
 
     def __repr__(self) -> str:
         return (
@@ -396,6 +441,11 @@ def load(path: str | os.PathLike, device: str | None = None) -> SentenceTransfor
     if local.exists() and not (local / "modules.json").is_file():
         raise NotAMoTEModelError(f"{path!r} has no modules.json: it is not a sentence-transformers / MoTE model")
     if local.is_dir() and not (local / CONFIG_NAME).is_file():
+        if (local / "tsembed_config.json").is_file():
+            raise NotAMoTEModelError(
+                f"{path!r} is a TSEmbed (MoE-LoRA) model, not a MoTE model: load it with mote.lora.load (the `mote "
+                "encode`, `mote info` and `mote export` verbs take it as it is)."
+            )
         raise NotAMoTEModelError(
             f"{path!r} has no {CONFIG_NAME}: it is not a MoTE model. Create one with `mote convert BASE OUT`."
         )
@@ -444,6 +494,36 @@ def encode(
     return truncate(emb, truncate_dim)
 
 
+# Work of one forward call besides its tokens, in tokens (MiniLM on a CPU: a 1 x 8-token forward costs about what
+# 40 tokens of a large batch cost). Batches of mixed-task calls are cut to minimise padded tokens + this per batch.
+BATCH_OVERHEAD_TOKENS = 32
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, overhead: int = BATCH_OVERHEAD_TOKENS) -> list[list[int]]:
+    """Indices grouped into batches of at most ``batch_size``, longest first, cut where that minimises the padded
+    tokens (each batch is padded to its longest member) plus ``overhead`` tokens per batch (exact, by dynamic
+    programming over the length-sorted order).
+
+    Example:
+        >>> length_batches([3, 50, 4, 48, 5], batch_size=4, overhead=4)
+        [[1, 3], [4, 2, 0]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])  # stable: ties keep input order
+    n = len(order)
+    best, cut = [0] + [0] * n, [0] * (n + 1)
+    for j in range(1, n + 1):
+        best[j] = -1
+        for i in range(max(0, j - batch_size), j):
+            cost = best[i] + (j - i) * lengths[order[i]] + overhead  # order[i]: the longest of order[i:j]
+            if best[j] < 0 or cost < best[j]:
+                best[j], cut[j] = cost, i
+    batches, j = [], n
+    while j > 0:
+        batches.append(order[cut[j]:j])
+        j = cut[j]
+    return batches[::-1]
+
+
 @torch.inference_mode()
 def encode_mixed(
     model: SentenceTransformer,
@@ -452,20 +532,35 @@ def encode_mixed(
     batch_size: int = 32,
     show_progress_bar: bool = False,
 ) -> np.ndarray:
-    """Encode texts whose tasks differ, several tasks per batch (length-sorted batches, as sentence-transformers)."""
+    """Encode texts whose tasks differ, at the single-task cost: the texts are grouped by task, so that every
+    forward is task-homogeneous (one ``F.linear`` per projection, like the dense model), and within a task cut
+    into batches by token length (:func:`length_batches`: a task's share of a call is smaller than the call, so
+    fixed-size batches would pad more than the dense model's); the embeddings come back in input order.
+
+    Batches that really mix tasks (built by hand, or the ``static`` training arm's) still run in one forward:
+    :class:`MoTETransformer` groups their rows by expert.
+    """
     from tqdm.auto import tqdm
 
+    module = mote_module(model)
     model.eval()
-    order = np.argsort([-len(t) for t in texts], kind="stable")
-    out: list[torch.Tensor] = []
-    for start in tqdm(range(0, len(texts), batch_size), disable=not show_progress_bar, desc="Batches"):
-        idx = order[start : start + batch_size]
-        features = model.preprocess([texts[i] for i in idx], task=[tasks[i] for i in idx])
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(tasks):
+        groups.setdefault(t, []).append(i)
+    plan: list[tuple[str, list[int]]] = []
+    for t, idx in groups.items():
+        prefix = module.routing.prefix(t)
+        strings = [prefix + texts[i] for i in idx]
+        if module.do_lower_case:
+            strings = [x.lower() for x in strings]
+        ids = module.tokenizer(strings, truncation="longest_first", max_length=module.max_seq_length)["input_ids"]
+        plan += [(t, [idx[j] for j in batch]) for batch in length_batches([len(x) for x in ids], batch_size)]
+    result = np.empty((len(texts), model.get_embedding_dimension() or module.get_embedding_dimension()),
+                      dtype=np.float32)
+    for t, rows in tqdm(plan, disable=not show_progress_bar, desc="Batches"):
+        features = model.preprocess([texts[i] for i in rows], task=t)
         features = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-        out.append(model(features)["sentence_embedding"].float().cpu())
-    emb = torch.cat(out).numpy()
-    result = np.empty_like(emb)
-    result[order] = emb
+        result[rows] = model(features)["sentence_embedding"].float().cpu().numpy()
     return result
 
 

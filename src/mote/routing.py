@@ -170,6 +170,11 @@ class RoutingTable:
                 prefix = DEFAULT_TASKS[name]
             prefixes[name] = prefix
             if expert:
+                if not expert.strip().isdigit():
+                    raise ValueError(
+                        f"Task spec {item.strip()!r}: what follows '@' must be an expert number (0, 1, ...), e.g. "
+                        "'query@0,document@0,classification,clustering'"
+                    )
                 experts[name] = int(expert)
         if experts and len(experts) != len(prefixes):
             # Tasks without @k get fresh experts after the explicit ones.

@@ -13,9 +13,15 @@ exactly the dense model's function, like a fresh MoTE model) and gives the route
 ``d out / d p = out / p``. A Switch-style load-balancing loss (:func:`load_balancing_loss`) keeps the experts
 used; the model stores it in ``features["router_aux_loss"]`` and the trainer adds it, weighted.
 
-Dispatch: per layer the tokens are sorted by expert once (one stable ``argsort`` + ``bincount``), every expert
-module runs one dense op per contiguous run of tokens (at most ``E``, only the experts hit) and scatters back.
-Deterministic (argmax takes the first maximum), no Python loop over all experts, no per-token Python.
+Dispatch, with no host sync: per layer the router's choices become a device-side :class:`TokenPlan` once (a
+stable ``argsort`` of the tokens by expert, its inverse, and each expert's end offset by ``searchsorted``). Each
+FFN projection gathers the tokens in expert order, runs one ``torch.nn.functional.grouped_mm`` over the jagged
+groups (only the experts hit do work) and scatters back; each norm normalises once and applies every token's
+expert affine as one gathered op. Where ``grouped_mm`` has no kernel (device, dtype, or widths that are not
+16-byte multiples) the projections run one ``F.linear`` per expert hit instead, which reads the group sizes on
+the host once per layer (logged once). Deterministic (argmax takes the first maximum), no Python loop over all
+experts, no per-token Python. The routing of a forward lives in the model's
+:class:`~mote.experts.RoutingContext`: concurrent forwards on one model never see each other's plans.
 
 Hooks (for MoEE): the routers are plain ``nn.Linear`` modules named ``router``; a forward hook on one receives
 the logits ``[batch, seq, E]`` of that layer (:func:`routers` lists them).
@@ -33,20 +39,22 @@ import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from torch import nn
 from transformers import PreTrainedModel
 
 from mote.experts import (
-    Dispatch,
     ExpertLayerNorm,
     ExpertLinear,
-    Segment,
+    RoutingContext,
     _get,
     _set,
+    grouped_mm_aligned,
+    grouped_mm_available,
     layer_slots,
     transformer_layers,
 )
@@ -61,97 +69,103 @@ ROUTING_MODE = "token"
 # ------------------------------------------------------------------------------------------------ dispatch
 @dataclass(frozen=True)
 class TokenPlan:
-    """One layer's token routing: a stable sort of the flattened tokens by expert, its inverse, and the gate."""
+    """One layer's token routing, all on the device: the tokens sorted by expert, and the gate."""
 
-    order: torch.Tensor | None  # (N,) token indices sorted by expert, None if already sorted
-    inverse: torch.Tensor | None  # (N,)
-    segments: tuple[Segment, ...]  # runs of the sorted tokens, one per expert hit
+    top: torch.Tensor  # (N,) each token's expert
+    order: torch.Tensor  # (N,) token indices sorted (stably) by expert
+    inverse: torch.Tensor  # (N,) position of each token in ``order``
+    sorted_top: torch.Tensor  # (N,) the experts in sorted order (``top[order]``)
+    offsets: torch.Tensor  # (E,) int32: end of each expert's run of sorted tokens (grouped_mm's ``offs``)
     gate: torch.Tensor  # (N,) p / p.detach(): 1 in value, carries the router gradient
 
+    @classmethod
+    def of(cls, top: torch.Tensor, gate: torch.Tensor, num_experts: int) -> TokenPlan:
+        flat = top.reshape(-1)
+        order = torch.argsort(flat, stable=True)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.numel(), device=order.device)
+        sorted_top = flat.index_select(0, order)
+        experts = torch.arange(num_experts, device=flat.device, dtype=flat.dtype)
+        offsets = torch.searchsorted(sorted_top, experts, right=True).to(torch.int32)
+        return cls(flat, order, inverse, sorted_top, offsets, gate)
 
-class TokenDispatch(Dispatch):
-    """Routing state of a TLR model: the current layer's :class:`TokenPlan`, set by that layer's router."""
 
-    def __init__(self, num_experts: int) -> None:
-        super().__init__()
-        self.num_experts = num_experts
+class TokenRoute:
+    """The token routing of one TLR forward: the current layer's :class:`TokenPlan` (set by that layer's router,
+    read by the layer's expert modules) and the per-layer ``(probs [B,T,E], top [B,T])`` records."""
+
+    def __init__(self) -> None:
         self.plan: TokenPlan | None = None
-        self.records: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-
-    @contextlib.contextmanager
-    def tokens(self) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Route tokens for one forward; yields the per-layer ``(probs [B,T,E], top [B,T])`` records."""
-        previous = (self.plan, self.records)
-        self.records = []
-        try:
-            yield self.records
-        finally:
-            self.plan, self.records = previous
+        self.records: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def route(self, x: torch.Tensor, router: nn.Module) -> None:
         """Top-1 routing of every token of ``x`` (B, T, H) with ``router``; installs the layer's plan."""
-        if self.records is None:
-            raise RuntimeError("TLR expert layers ran outside a routed forward: call the model via its TLR module")
         logits = router(x)  # (B, T, E): a forward hook on the router sees exactly this
         probs = torch.softmax(logits.float(), dim=-1)
         top = probs.argmax(dim=-1)  # (B, T), first maximum on ties: deterministic
         p_top = probs.gather(-1, top.unsqueeze(-1)).squeeze(-1)
         gate = (p_top / p_top.detach()).reshape(-1).to(x.dtype)
-        flat = top.reshape(-1)
-        counts = torch.bincount(flat, minlength=self.num_experts).tolist()  # one host read per layer
-        grouped = bool((flat[1:] >= flat[:-1]).all()) if flat.numel() > 1 else True
-        order = None if grouped else torch.argsort(flat, stable=True)
-        inverse = None
-        if order is not None:
-            inverse = torch.empty_like(order)
-            inverse[order] = torch.arange(order.numel(), device=order.device)
-        segments, start = [], 0
-        for e, n in enumerate(counts):
-            if n:
-                segments.append(Segment(e, start, start + n))
-                start += n
-        self.plan = TokenPlan(order, inverse, tuple(segments), gate)
+        self.plan = TokenPlan.of(top, gate, probs.shape[-1])
         self.records.append((probs, top))
 
-    def apply(self, x: torch.Tensor, fn, gate: bool = False) -> torch.Tensor:
-        """``fn(tokens, expert)`` over each expert's tokens of ``x`` (B, T, D), back in token order."""
-        plan = self.plan
-        if plan is None:
+    def current(self) -> TokenPlan:
+        if self.plan is None:
             raise RuntimeError("TLR expert module ran before its layer's router")
-        b, t, d = x.shape
-        flat = x.reshape(b * t, d)
-        xs = flat if plan.order is None else flat.index_select(0, plan.order)
-        if len(plan.segments) == 1:
-            out = fn(xs, plan.segments[0].expert)
-        else:
-            out = torch.cat([fn(xs[s.start : s.stop], s.expert) for s in plan.segments], dim=0)
-        if plan.inverse is not None:
-            out = out.index_select(0, plan.inverse)
-        if gate:
-            out = out * plan.gate.unsqueeze(-1)
-        return out.reshape(b, t, -1)
+        return self.plan
 
 
-class RoutedLayerNorm(ExpertLayerNorm):
+class _TokenRouted:
+    """Mixin of the TLR modules: the forward's :class:`TokenRoute` from the model's routing context."""
+
+    def _token_route(self) -> TokenRoute:
+        route = self.routing_context.get()
+        if not isinstance(route, TokenRoute):
+            raise RuntimeError("TLR expert layers ran outside a routed forward: call the model via its TLR module")
+        return route
+
+
+class RoutedLayerNorm(_TokenRouted, ExpertLayerNorm):
     """Slot 0 of a TLR layer (attention-output LayerNorm): runs the layer's router, then its experts' norms."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.dispatch.route(x, self.__dict__["_router"])
-        return self.dispatch.apply(x, self._one)
+        route = self._token_route()
+        route.route(x, self.__dict__["_router"])
+        return _token_norm(self, x, route.current())
 
 
-class TokenExpertLinear(ExpertLinear):
+class TokenExpertLinear(_TokenRouted, ExpertLinear):
     """An FFN projection of a TLR layer: each token through its routed expert."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dispatch.apply(x, self._one)
+        plan = self._token_route().current()
+        b, t, _ = x.shape
+        xs = x.reshape(b * t, self.in_features).index_select(0, plan.order)  # (N, in), sorted by expert
+        if grouped_mm_aligned(x, self.in_features, self.out_features) and grouped_mm_available(x.device, x.dtype):
+            out = F.grouped_mm(xs, self.weight.transpose(1, 2), offs=plan.offsets)  # (N, out)
+            if self.bias is not None:
+                out = out + self.bias.index_select(0, plan.sorted_top)
+        else:  # one dense op per expert hit; the group sizes are read on the host (once per projection)
+            ends = [0, *plan.offsets.tolist()]
+            out = torch.cat([self._one(xs[ends[e]:ends[e + 1]], e) for e in range(self.num_experts)
+                             if ends[e + 1] > ends[e]], dim=0)
+        return out.index_select(0, plan.inverse).view(b, t, self.out_features)
 
 
-class TokenExpertLayerNorm(ExpertLayerNorm):
+class TokenExpertLayerNorm(_TokenRouted, ExpertLayerNorm):
     """The FFN-output LayerNorm of a TLR layer: each token through its expert, times the router gate."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dispatch.apply(x, self._one, gate=True)
+        plan = self._token_route().current()
+        return _token_norm(self, x, plan) * plan.gate.view(*x.shape[:-1], 1)
+
+
+def _token_norm(norm: ExpertLayerNorm, x: torch.Tensor, plan: TokenPlan) -> torch.Tensor:
+    """Normalise every token once, then its own expert's affine (one gathered op; no sort needed)."""
+    normed = F.layer_norm(x, (norm.hidden,), None, None, norm.eps)
+    shape = (*x.shape[:-1], norm.hidden)
+    weight = norm.weight.index_select(0, plan.top).view(shape)
+    bias = norm.bias.index_select(0, plan.top).view(shape)
+    return torch.addcmul(bias, normed, weight)
 
 
 _TOKEN_CLASSES = (RoutedLayerNorm, TokenExpertLinear, TokenExpertLinear, TokenExpertLayerNorm)
@@ -168,9 +182,15 @@ def _token_twin(old: ExpertLinear | ExpertLayerNorm, cls: type) -> nn.Module:
     return new
 
 
-def attach_routers(model: nn.Module, expert_layers: Sequence[int], num_experts: int, init_std: float = 0.02):
-    """Turn the expert layers of an upcycled HF encoder into TLR layers, in place; returns the dispatch."""
-    dispatch = TokenDispatch(num_experts)
+def attach_routers(
+    model: nn.Module,
+    expert_layers: Sequence[int],
+    num_experts: int,
+    init_std: float = 0.02,
+    routing_context: RoutingContext | None = None,
+) -> RoutingContext:
+    """Turn the expert layers of an upcycled HF encoder into TLR layers, in place; returns their routing context."""
+    context = routing_context if routing_context is not None else RoutingContext()
     slots = layer_slots(model)
     layers = transformer_layers(model)
     hidden = int(model.config.hidden_size)
@@ -185,10 +205,10 @@ def attach_routers(model: nn.Module, expert_layers: Sequence[int], num_experts: 
             if not isinstance(old, ExpertLinear | ExpertLayerNorm):
                 raise ValueError(f"Layer {i}: {path} is not an expert module; upcycle the model first")
             new = _token_twin(old, cls)
-            new.dispatch = dispatch
+            new.routing_context = context
             _set(layer, path, new)
         _get(layer, slots[0]).__dict__["_router"] = router  # a reference, not a second registration
-    return dispatch
+    return context
 
 
 def routers(model: nn.Module) -> dict[int, nn.Linear]:
@@ -240,22 +260,24 @@ class TLRTransformer(MoTETransformer):
     Preprocessing is MoTE's (task prefixes prepended, ``task_ids`` stamped); routing ignores the task.
     """
 
+    routing_mode: ClassVar[str] = ROUTING_MODE
+
     def get_config_dict(self) -> dict[str, Any]:
         return {**super().get_config_dict(), "routing_mode": ROUTING_MODE}
 
     def forward(self, features: dict[str, Any], task: str | None = None, **kwargs) -> dict[str, Any]:
         inputs = {k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features}
-        with self.dispatch.tokens() as records:
+        with self.routing_context.use(TokenRoute()) as route:
             hidden = self.auto_model(**inputs, return_dict=True).last_hidden_state  # (B, T, H)
         features["token_embeddings"] = hidden
-        if torch.is_grad_enabled() and records:
-            features["router_aux_loss"] = mean_load_balancing_loss(records, features.get("attention_mask"))
+        if torch.is_grad_enabled() and route.records:
+            features["router_aux_loss"] = mean_load_balancing_loss(route.records, features.get("attention_mask"))
         return features
 
     @contextlib.contextmanager
     def routed(self, task: str | None = None) -> Iterator[None]:
-        """Route direct ``self.auto_model(...)`` calls token by token (``task`` is ignored)."""
-        with self.dispatch.tokens():
+        """Route direct ``self.auto_model(...)`` calls in this block token by token (``task`` is ignored)."""
+        with self.routing_context.use(TokenRoute()):
             yield
 
     @classmethod
@@ -263,9 +285,9 @@ class TLRTransformer(MoTETransformer):
         """Attach routers to an (upcycled) MoTE module's encoder, in place, and wrap it as a TLR module."""
         if isinstance(module, TLRTransformer):
             return module
-        dispatch = attach_routers(module.auto_model, module.expert_layers, module.num_experts)
+        context = attach_routers(module.auto_model, module.expert_layers, module.num_experts)
         return cls(
-            module.auto_model, module.tokenizer, module.routing, module.max_seq_length, module.do_lower_case, dispatch
+            module.auto_model, module.tokenizer, module.routing, module.max_seq_length, module.do_lower_case, context
         )
 
     @classmethod
@@ -275,7 +297,7 @@ class TLRTransformer(MoTETransformer):
         return super()._checked_config(config, name)
 
     @classmethod
-    def _add_experts(cls, model: PreTrainedModel, config: dict) -> Dispatch:
+    def _add_experts(cls, model: PreTrainedModel, config: dict) -> RoutingContext:
         super()._add_experts(model, config)  # the stacked experts; their routers come next
         return attach_routers(model, config["expert_layers"], int(config["num_experts"]))
 
@@ -309,9 +331,10 @@ __all__ = [
     "ROUTER_NAME",
     "RoutedLayerNorm",
     "TLRTransformer",
-    "TokenDispatch",
     "TokenExpertLayerNorm",
     "TokenExpertLinear",
+    "TokenPlan",
+    "TokenRoute",
     "attach_routers",
     "convert",
     "load_balancing_loss",

@@ -273,6 +273,7 @@ def evaluate_dataset(
         "split": split,
         "routes": side_routes,
         "mteb_task": info.meta.get("mteb_task"),
+        **({"group": info.meta["group"]} if "group" in info.meta else {}),  # validation suite: in-domain / ood
     }
     return entry, scored.items
 

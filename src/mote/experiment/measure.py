@@ -2,10 +2,10 @@
 
 Every model encodes the same texts with the same batch size in one process. Two settings, as in
 ``benchmarks/encode.py``: **single** (every text as task ``query``: one expert, the query prefix) and **mixed**
-(the routing table's tasks interleaved, so every batch holds all of them). A dense model (base, ic, ic-matched)
-encodes exactly the prefixed strings a MoTE model sees. The models take turns on small chunks (the order rotates
-every chunk) so that background load hits all of them alike; a round's time is the sum over its chunks, and the
-reported rate is the median over rounds.
+(the routing table's tasks interleaved in one call; ``mote.encode`` groups them by task). A dense model (base,
+ic, ic-matched) encodes exactly the prefixed strings a MoTE model sees. The models take turns on small chunks (the
+order rotates every chunk) so that background load hits all of them alike; a round's time is the sum over its
+chunks, and the reported rate is the median over rounds.
 
 Example:
     >>> res = measure({"base": base_st, "mote": mote_st}, texts, rounds=3)        # doctest: +SKIP
@@ -128,8 +128,10 @@ def measure(
         for n in names:  # warm-up (allocator, tokenizer)
             fns[n](texts[: 2 * batch_size], plans["mixed"][: 2 * batch_size])
         times: dict[tuple[str, str], list[float]] = {(n, s): [] for n in names for s in settings}
+        cpu_times: dict[tuple[str, str], list[float]] = {key: [] for key in times}
         for r in range(rounds):
             spent = dict.fromkeys(times, 0.0)
+            cpu = dict.fromkeys(times, 0.0)
             for i, start in enumerate(range(0, len(texts), chunk)):
                 sl = slice(start, start + chunk)
                 order = names[i % len(names):] + names[: i % len(names)]
@@ -137,15 +139,20 @@ def measure(
                     order = order[::-1]
                 for s in settings:
                     for n in order:
-                        t0 = time.perf_counter()
+                        t0, c0 = time.perf_counter(), time.process_time()
                         fns[n](texts[sl], plans[s][sl])
                         spent[(n, s)] += time.perf_counter() - t0
+                        cpu[(n, s)] += time.process_time() - c0
             for key, v in spent.items():
                 times[key].append(v)
+                cpu_times[key].append(cpu[key])
     for n in names:
         for s in settings:
             out["models"][n][f"{s}_per_s"] = len(texts) / statistics.median(times[(n, s)])
             out["models"][n][f"{s}_seconds"] = [round(t, 4) for t in times[(n, s)]]
+            # per CPU second of this process: steadier than wall time on a shared machine (at one thread it leaves
+            # out the time other processes hold the core)
+            out["models"][n][f"{s}_cpu_per_s"] = len(texts) / statistics.median(cpu_times[(n, s)])
     return out
 
 

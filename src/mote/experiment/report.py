@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,15 @@ import numpy as np
 
 from mote.experiment.config import BASELINES, ExperimentConfig
 from mote.experiment.plan import EvalRun, Plan
-from mote.io import atomic_write_json, atomic_write_text
+from mote.io import (
+    atomic_write_json,
+    atomic_write_text,
+    fsync_dir,
+    fsync_tree,
+    read_log,
+    remove_stale,
+    replace_dir,
+)
 
 OVERALL = ("mean over datasets", "mean over categories")
 Stat = tuple[float | None, float | None, int]  # mean, sample std (None for one value), number of values
@@ -161,24 +171,25 @@ def collect(plan: Plan) -> dict[str, BlockResults]:
     return out
 
 
-def report_category(dataset: str, task_type: str) -> str:
-    """The category a dataset counts in: its task type, with its group for the validation suites' folders
-    (``Retrieval (ood)``), so that in-domain and out-of-domain validation are never averaged together."""
-    from mote.eval.validation import GROUPS
-
-    return f"{task_type} ({GROUPS[dataset]})" if dataset in GROUPS else task_type
+def report_category(entry: dict[str, Any]) -> str:
+    """The category a dataset's result counts in: its task type, with its group for the validation suite's folders
+    (``Retrieval (ood)``), so that in-domain and out-of-domain validation are never averaged together. Results
+    written before the suite had groups carry none and keep their task type."""
+    group = entry.get("group")
+    return f"{entry['task_type']} ({group})" if group else entry["task_type"]
 
 
 def block_summary(exp: ExperimentConfig, res: BlockResults) -> Summary:
     task_type: dict[str, str] = {}
     for rs in res.runs.values():
         for _, _, r in rs:
-            task_type.update({d: report_category(d, e["task_type"]) for d, e in r["datasets"].items()})
+            task_type.update({d: report_category(e) for d, e in r["datasets"].items()})
     scores = {n: [{d: e["main_score"] for d, e in r["datasets"].items()} for _, _, r in rs]
               for n, rs in res.runs.items()}
     seeds = {n: [s for s, _, _ in rs] for n, rs in res.runs.items()}
-    return summarize(scores, task_type, base="base", seeds=seeds, datasets=exp.eval.datasets and [
-        d for d in exp.eval.datasets if d in task_type])
+    # rows in the order the results hold them (the order they were evaluated in: the configured one), so a report
+    # regenerated from older raw results keeps its rows when the suite's list has changed since
+    return summarize(scores, task_type, base="base", seeds=seeds, datasets=exp.eval.datasets and list(task_type))
 
 
 # ------------------------------------------------------------------------------------------------ significance
@@ -333,10 +344,7 @@ def _curves(plan: Plan, model: str) -> tuple[dict[str, list], dict[str, list], l
             if t.model != model or t.arm != arm or not (t.dir / "metrics.jsonl").is_file():
                 continue
             loss, score = [], []
-            for line in (t.dir / "metrics.jsonl").read_text().splitlines():
-                if not line.strip():
-                    continue
-                e = json.loads(line)
+            for e in read_log(t.dir / "metrics.jsonl"):
                 if "loss" in e:
                     loss.append((int(e["step"]), float(e["loss"])))
                 if isinstance(e.get("eval"), dict):
@@ -357,12 +365,8 @@ def _timings(root: Path) -> dict[str, float]:
     from mote.experiment.runner import TIMINGS
 
     out: dict[str, float] = {}
-    path = root / TIMINGS
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                e = json.loads(line)
-                out[e["kind"]] = out.get(e["kind"], 0.0) + float(e["seconds"])
+    for e in read_log(root / TIMINGS):
+        out[e["kind"]] = out.get(e["kind"], 0.0) + float(e["seconds"])
     return out
 
 
@@ -411,29 +415,62 @@ def _copy(src: Path, dst: Path) -> bool:
 FIGURES_MARKER = ".generated-by-mote-reproduce"
 
 
-def _fresh_figures(figdir: Path) -> None:
-    """Empty the figures folder of an earlier report (only a folder this module made: it holds the marker), so
-    that no figure of another budget or block lingers next to the new report."""
-    if figdir.is_dir() and (figdir / FIGURES_MARKER).is_file():
-        for p in figdir.glob("*.png"):
-            p.unlink()
-        shutil.rmtree(figdir / "raw", ignore_errors=True)
-    elif figdir.is_dir() and any(figdir.iterdir()):
+def _check_figures_dir(figdir: Path) -> None:
+    """Only a folder this module made (it holds the marker) is ever rewritten."""
+    if figdir.is_dir() and not (figdir / FIGURES_MARKER).is_file() and any(figdir.iterdir()):
         raise FileExistsError(f"{figdir} exists and was not made by mote reproduce; choose another --report")
+
+
+def _publish(staging: Path, figdir: Path, report: Path, text: str) -> None:
+    """Swap the new figures and Markdown in together: the new figures (and raw results) go in first, replacing
+    files of the same name one rename each and removing none; then the Markdown (one rename); only then the
+    figures of the old report that the new one no longer shows. At every instant (a kill included) the Markdown
+    in place has every figure it links."""
     figdir.mkdir(parents=True, exist_ok=True)
-    (figdir / FIGURES_MARKER).write_text("figures of the report next to this folder; rewritten on every run\n")
+    (staging / FIGURES_MARKER).write_text("figures of the report next to this folder; rewritten on every run\n")
+    fsync_tree(staging)
+    new = sorted(p.name for p in staging.iterdir() if p.is_file())
+    raw = (staging / "raw").is_dir()
+    for name in new:
+        os.replace(staging / name, figdir / name)
+    if raw:
+        replace_dir(staging / "raw", figdir / "raw")
+    fsync_dir(figdir)
+    atomic_write_text(report, text)
+    for p in figdir.glob("*.png"):
+        if p.name not in new:
+            p.unlink()
+    if not raw:
+        shutil.rmtree(figdir / "raw", ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_report(plan: Plan, report: str | Path) -> Path:
-    """Write ``report`` (Markdown) and its figures (``<report without .md>/``) from the plan's folders."""
+    """Write ``report`` (Markdown) and its figures (``<report without .md>/``) from the plan's folders; the old
+    report's figures are replaced only once the new ones are complete, and removed only after the new Markdown
+    is in place (see :func:`_publish`)."""
+    exp = plan.config
+    report = Path(report)
+    final_figdir = report.with_suffix("")
+    _check_figures_dir(final_figdir)
+    rel = final_figdir.name
+    final_figdir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(final_figdir.parent, f".{rel}.tmp-")  # the staging folder of a killed report
+    figdir = Path(tempfile.mkdtemp(prefix=f".{rel}.tmp-{os.getpid()}-", dir=final_figdir.parent))
+    try:
+        text = _report_text(plan, exp, figdir, rel)
+        _publish(figdir, final_figdir, report, text)
+    except BaseException:
+        shutil.rmtree(figdir, ignore_errors=True)
+        raise
+    return report
+
+
+def _report_text(plan: Plan, exp: ExperimentConfig, figdir: Path, rel: str) -> str:
+    """The report's Markdown; its figures (and raw results) are written into ``figdir`` (linked as ``rel/...``)."""
     from mote.experiment.figures import arm_colors, gains_chart, similarity_panels, training_curves
     from mote.experiment.runner import MEASUREMENTS, similarity_dir
 
-    exp = plan.config
-    report = Path(report)
-    figdir = report.with_suffix("")
-    _fresh_figures(figdir)
-    rel = figdir.name
     results = collect(plan)
     env: dict[str, Any] = {}
     budget = exp.budget or "-"
@@ -531,8 +568,7 @@ def write_report(plan: Plan, report: str | Path) -> Path:
         lines += [note.strip(), ""]
     lines += body
     lines += _setup_lines(exp, plan, env, rel)
-    atomic_write_text(report, "\n".join(lines).rstrip() + "\n")
-    return report
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def _headline(exp: ExperimentConfig, model: str, s: Summary, sig: Significance) -> list[str]:
@@ -572,7 +608,8 @@ def _measure_lines(exp: ExperimentConfig, model: str, m: dict[str, Any]) -> list
     return ["### Parameters and encode throughput", "",
             f"Same {m['n_texts']} texts for every model, batch {m['batch_size']}, {m['threads']} torch thread(s) on "
             f"{m.get('device', 'cpu')}, models taking turns on chunks of {m['chunk']} texts, median of {m['rounds']} "
-            "rounds. single = every text as task `query`; mixed = the tasks interleaved in every batch. A dense model "
+            "rounds. single = every text as task `query`; mixed = the tasks interleaved in one call (MoTE groups "
+            "them by task). A dense model "
             "encodes exactly the prefixed strings MoTE sees. Active = parameters one task's forward pass uses.", "",
             *_table(["model", "kind", "total parameters", "active per task", "single texts/s", "× base",
                      "mixed texts/s", "× base"], rows, left=2), ""]

@@ -38,7 +38,7 @@ import yaml
 
 from mote.experiment.config import BASELINES, ExperimentConfig
 from mote.experiment.plan import EvalRun, Plan, TrainRun, make_plan
-from mote.io import atomic_write_json
+from mote.io import append_log, atomic_write_json, read_log
 
 DONE = "reproduce_done.json"
 EVAL_MARKER = "reproduce.json"
@@ -415,8 +415,8 @@ def _log_time(root: Path, key: str, kind: str, what: str, seconds: float) -> Non
     root.mkdir(parents=True, exist_ok=True)
     entry = {"key": key, "kind": kind, "what": what, "seconds": round(seconds, 2),
              "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
-    with open(root / TIMINGS, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
+    read_log(root / TIMINGS, repair=True)  # a torn last line (a killed run) would swallow this entry
+    append_log(root / TIMINGS, entry)
 
 
 def run_reproduction(

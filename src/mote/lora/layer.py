@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 
@@ -40,12 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mote.experts import grouped_mm_aligned, grouped_mm_available
 from mote.lora.config import MoELoRAConfig
 from mote.lora.router import MoERouter, RoutingState
-
-logger = logging.getLogger(__name__)
-
-_GROUPED_MM_BROKEN: set[tuple[str, torch.dtype]] = set()  # (device type, dtype) where grouped_mm failed once
 
 
 class MoELoRALinear(nn.Module):
@@ -163,7 +159,9 @@ class MoELoRALinear(nn.Module):
         expert = top_idx.reshape(-1)  # (N*k,)
         order = torch.argsort(expert, stable=True)  # (N*k,)
         token = order // k  # token of each sorted assignment
-        offs = torch.cumsum(torch.bincount(expert, minlength=self.num_experts), 0).to(torch.int32)  # (E,)
+        experts = torch.arange(self.num_experts, device=expert.device, dtype=expert.dtype)
+        # (E,) end of each expert's run of sorted assignments (searchsorted: no host sync, unlike bincount)
+        offs = torch.searchsorted(expert.index_select(0, order), experts, right=True).to(torch.int32)
         xs = xf.index_select(0, token)  # (M, in), M = N*k
         h = F.grouped_mm(xs, self.lora_A.transpose(1, 2), offs=offs)  # (M, r)
         h = h * (gates.reshape(-1).index_select(0, order) * self.scaling).unsqueeze(-1).to(h.dtype)
@@ -172,25 +170,11 @@ class MoELoRALinear(nn.Module):
         return flat.view(result.shape)
 
     def _grouped_ok(self, x: Tensor) -> bool:
-        """Whether ``grouped_mm`` can run here: 16-byte aligned strides, and a kernel for the device/dtype."""
-        size = x.element_size()
-        if any(d * size % 16 for d in (self.in_features, self.out_features, self.r)):
-            return False
-        key = (x.device.type, x.dtype)
-        if key in _GROUPED_MM_BROKEN:
-            return False
-        try:  # probe once per (device, dtype): e.g. CUDA kernels want bf16 on recent GPUs
-            m = 16 // size
-            F.grouped_mm(
-                torch.zeros(2, m, device=x.device, dtype=x.dtype),
-                torch.zeros(2, m, m, device=x.device, dtype=x.dtype),
-                offs=torch.tensor([1, 2], device=x.device, dtype=torch.int32),
-            )
-        except (AttributeError, RuntimeError, NotImplementedError, TypeError) as e:
-            logger.warning("grouped_mm is unavailable for %s %s (%s); MoE-LoRA uses the dense dispatch", *key, e)
-            _GROUPED_MM_BROKEN.add(key)
-            return False
-        return True
+        """Whether ``grouped_mm`` can run here: 16-byte aligned strides, and a kernel for the device/dtype (probed
+        once per device type and dtype, then cached)."""
+        return grouped_mm_aligned(x, self.in_features, self.out_features, self.r) and grouped_mm_available(
+            x.device, x.dtype
+        )
 
     # ------------------------------------------------------------------------------------------- merge
     def delta_weight(self, gates: Tensor) -> Tensor:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -34,10 +33,17 @@ import torch
 from peft.tuners.tuners_utils import check_target_module_exists
 from peft.utils.constants import CONFIG_NAME as ADAPTER_CONFIG_NAME
 from peft.utils.constants import SAFETENSORS_WEIGHTS_NAME as ADAPTER_WEIGHTS_NAME
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from torch import nn
 
-from mote.io import atomic_dir, atomic_write_bytes, atomic_write_json
+from mote.io import (
+    SAVE_ID,
+    atomic_dir,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_json_config,
+    read_safetensors,
+)
 from mote.lora.config import ALL_LINEAR, MoELoRAConfig
 from mote.lora.layer import MoELoRALinear
 from mote.lora.router import RoutingState
@@ -257,13 +263,15 @@ def adapter_config_dict(config: MoELoRAConfig, routing: RoutingTable, targets: l
 
 
 def write_adapter_files(folder: str | os.PathLike, model: nn.Module, config: MoELoRAConfig, routing: RoutingTable,
-                        base_model: str | None = None) -> None:
-    """Write the two adapter files into an existing ``folder``, each atomically."""
+                        base_model: str | None = None, save_id: str | None = None) -> None:
+    """Write the two adapter files into an existing ``folder``, each atomically (``save_id``: the id of the save
+    they belong to, stored in the weights' metadata)."""
     folder = Path(folder)
     tensors = {k: v.contiguous().cpu() for k, v in adapter_state_dict(model).items()}
     if not tensors:
         raise ValueError("The model holds no MoE-LoRA adapters to save")
-    atomic_write_bytes(folder / ADAPTER_WEIGHTS_NAME, save(tensors, metadata={"format": "pt"}))
+    metadata = {"format": "pt", **({SAVE_ID: save_id} if save_id else {})}
+    atomic_write_bytes(folder / ADAPTER_WEIGHTS_NAME, save(tensors, metadata=metadata))
     atomic_write_json(folder / ADAPTER_CONFIG_NAME,
                       adapter_config_dict(config, routing, list(moe_lora_layers(model)), base_model))
 
@@ -292,7 +300,7 @@ def read_adapter_config(path: str | os.PathLike) -> tuple[MoELoRAConfig, Routing
     file = Path(path) / ADAPTER_CONFIG_NAME
     if not file.is_file():
         raise NotAnAdapterError(f"{str(path)!r} has no {ADAPTER_CONFIG_NAME}: it is not a MoE-LoRA adapter folder")
-    raw = json.loads(file.read_text(encoding="utf-8"))
+    raw = read_json_config(file, NotAnAdapterError)
     if raw.get("adapter_type") != ADAPTER_TYPE:
         raise NotAnAdapterError(
             f"{file} is not a mote MoE-LoRA adapter (adapter_type {raw.get('adapter_type')!r}; a PEFT adapter "
@@ -300,13 +308,19 @@ def read_adapter_config(path: str | os.PathLike) -> tuple[MoELoRAConfig, Routing
         )
     if raw.get("format_version", 1) > ADAPTER_FORMAT_VERSION:
         raise NotAnAdapterError(f"{file} uses adapter format {raw['format_version']}; upgrade mote to load it")
-    return (MoELoRAConfig.from_dict(raw["config"]), RoutingTable.from_dict(raw["routing"]),
-            list(raw["target_modules_resolved"]), raw)
+    try:
+        return (MoELoRAConfig.from_dict(raw["config"]), RoutingTable.from_dict(raw["routing"]),
+                list(raw["target_modules_resolved"]), raw)
+    except (KeyError, TypeError, ValueError) as e:
+        raise NotAnAdapterError(f"{file} is damaged ({type(e).__name__}: {e}); save (or copy) the adapter again") \
+            from None
 
 
-def load_adapter_weights(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load ``adapter_model.safetensors`` into the (already injected) adapters; every tensor must match."""
-    state = load_file(str(Path(path) / ADAPTER_WEIGHTS_NAME))
+def load_adapter_weights(model: nn.Module, path: str | os.PathLike, save_id: str | None = None,
+                         config: str | os.PathLike | None = None) -> None:
+    """Load ``adapter_model.safetensors`` into the (already injected) adapters; every tensor must match (and,
+    with ``save_id``, the file must come from the save that wrote ``config``)."""
+    state = read_safetensors(Path(path) / ADAPTER_WEIGHTS_NAME, NotAnAdapterError, config, save_id)
     own = adapter_state_dict(model)
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     bad = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]

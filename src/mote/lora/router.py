@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mote.experts import RoutingContext
+
 
 # ------------------------------------------------------------------------------------------------ state
 @dataclass
@@ -58,43 +60,63 @@ class RouterOutput:
         return load_balancing_loss(self.balance_probs, self.balance_top, self.balance_mask, self.kind)
 
 
-class RoutingState:
-    """Per-forward routing context shared by every MoE-LoRA layer of one model (like ``mote.experts.Dispatch``).
+@dataclass
+class ForwardRouting:
+    """The routing of one MoE-LoRA forward: the batch's ``task_ids`` (device ``LongTensor[B]``), its single
+    ``task`` when it has one (known on the host), the attention mask, and the records the layers append to."""
 
-    The model installs the batch's ``task_ids`` (device ``LongTensor[B]``), the host-known single ``task`` when
-    the batch is task-homogeneous, and the attention mask; layers read them and append their
-    :class:`RouterOutput`. Outside a :meth:`use` block the layers refuse to run rather than guess a task.
+    task_ids: Tensor
+    task: int | None
+    mask: Tensor | None
+    records: list[RouterOutput] | None
+
+
+class RoutingState:
+    """Where the MoE-LoRA layers of one model find the routing of the forward that is running.
+
+    The model installs, per forward, the batch's ``task_ids``, the host-known single ``task`` when the batch is
+    task-homogeneous, and the attention mask (:meth:`use`); layers read them and append their
+    :class:`RouterOutput`. The values live in a context variable (see :class:`mote.experts.RoutingContext`), so
+    concurrent forwards on one model (threads, asyncio tasks) each see their own. Outside a :meth:`use` block the
+    layers refuse to run rather than guess a task.
     """
 
     def __init__(self) -> None:
-        self.task_ids: Tensor | None = None
-        self.task: int | None = None
-        self.mask: Tensor | None = None
-        self.records: list[RouterOutput] | None = None
-        self.active = False
+        self.context = RoutingContext()
 
     @contextlib.contextmanager
     def use(
         self, task_ids: Tensor, task: int | None, mask: Tensor | None = None, record: bool = True
     ) -> Iterator[list[RouterOutput]]:
         """Route one forward; yields the list the layers append their :class:`RouterOutput` to."""
-        previous = (self.task_ids, self.task, self.mask, self.records, self.active)
         records: list[RouterOutput] = []
-        self.task_ids, self.task, self.mask = task_ids, task, mask
-        self.records, self.active = (records if record else None), True
-        try:
+        with self.context.use(ForwardRouting(task_ids, task, mask, records if record else None)):
             yield records
-        finally:
-            self.task_ids, self.task, self.mask, self.records, self.active = previous
 
-    def require(self) -> Tensor:
-        if not self.active or self.task_ids is None:
+    def current(self) -> ForwardRouting:
+        forward = self.context.get()
+        if forward is None:
             raise RuntimeError(
                 "MoE-LoRA layers ran without task ids. Call the model through its TSEmbedTransformer (e.g. "
                 "SentenceTransformer.encode(texts, task=...)), or wrap a direct Hugging Face forward in "
                 "`with module.routed(task): ...`."
             )
-        return self.task_ids
+        return forward
+
+    @property
+    def active(self) -> bool:
+        return self.context.get() is not None
+
+    @property
+    def task(self) -> int | None:
+        return self.current().task
+
+    @property
+    def mask(self) -> Tensor | None:
+        return self.current().mask
+
+    def require(self) -> Tensor:
+        return self.current().task_ids
 
     def row_index(self, x: Tensor) -> Tensor | int:
         """Task of every row of ``x`` as ``(B, 1, ..., 1)`` ids, or the batch's single task id (an int).
@@ -102,11 +124,12 @@ class RoutingState:
         ``x`` must be shaped ``(B, ...)`` like the batch, unless the batch has one task (then any shape works,
         e.g. the flattened patches of a vision tower).
         """
-        task_ids = self.require()
+        forward = self.current()
+        task_ids = forward.task_ids
         if x.dim() >= 2 and x.shape[0] == task_ids.shape[0]:
             return task_ids.view(-1, *([1] * (x.dim() - 2)))
-        if self.task is not None:
-            return self.task
+        if forward.task is not None:
+            return forward.task
         raise RuntimeError(
             f"A MoE-LoRA layer got an input of shape {tuple(x.shape)} that is not shaped by the batch "
             f"({task_ids.shape[0]} rows) in a batch with several tasks: restrict target_modules to layers that see "
@@ -114,8 +137,12 @@ class RoutingState:
         )
 
     def record(self, out: RouterOutput) -> None:
-        if self.records is not None:
-            self.records.append(out)
+        records = self.current().records
+        if records is not None:
+            records.append(out)
+
+    def __deepcopy__(self, memo: dict) -> RoutingState:
+        return RoutingState()  # a copied model is another model (its layers share the copy through memo)
 
 
 # ------------------------------------------------------------------------------------------------ router
@@ -198,9 +225,9 @@ class MoERouter(nn.Module):
         )
 
     def forward(self, x: Tensor, state: RoutingState) -> RouterOutput:
+        forward = state.current()  # this forward's routing (raises outside a routed forward)
         if self.routing == "sequence":
-            state.require()
-            rows = state.task if state.task is not None else state.row_index(x)  # one task: (E,) routes
+            rows = forward.task if forward.task is not None else state.row_index(x)  # one task: (E,) routes
             probs, top_idx, gates = self.table_routes()  # (tasks, E), (tasks, k), (tasks, k)
             balance = (probs, top_idx, None)  # balance across tasks, not within a (task-homogeneous) batch
             # rows: the batch's one task -> (E,) routes; else (B, 1, ..., 1) ids -> (B, 1, ..., 1, E)
@@ -213,7 +240,7 @@ class MoERouter(nn.Module):
             probs = torch.softmax(logits, dim=-1)
             top_p, top_idx = probs.topk(self.top_k, dim=-1)  # (..., k)
             gates = _gates(top_p, self.renormalize)
-            mask = state.mask
+            mask = forward.mask
             per_row = not isinstance(rows, int)
             flat_mask = mask.reshape(-1) if mask is not None and per_row and mask.shape == x.shape[:-1] else None
             out = RouterOutput(
@@ -221,7 +248,8 @@ class MoERouter(nn.Module):
                 flat_mask, per_row=per_row,
             )
         out.kind = self.balance_loss
-        state.record(out)
+        if forward.records is not None:
+            forward.records.append(out)
         return out
 
     def extra_repr(self) -> str:

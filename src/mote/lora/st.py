@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import json
 import os
@@ -38,7 +39,8 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import InputModule, Transformer
 
-from mote.io import atomic_dir
+from mote.export import NotExportableError
+from mote.io import SAVE_ID, atomic_dir, new_save_id, read_json_config, staged_files
 from mote.lora.config import MoELoRAConfig
 from mote.lora.model import (
     adapters_detached,
@@ -52,13 +54,14 @@ from mote.lora.model import (
 )
 from mote.lora.multimodal import format_input, image_token_of
 from mote.lora.router import RoutingState, mean_aux_loss, routing_signature
-from mote.model import MoTETransformer, register_module_class
+from mote.model import TASK_PLAN, MoTETransformer, TaskPlan, host_task_ids, register_module_class
 from mote.routing import RoutingTable
 from mote.weights import resolve_model_path
 
 CONFIG_NAME = "tsembed_config.json"
 ADAPTER_SUBFOLDER = "moe_lora"
 FORMAT_VERSION = 1
+_EMIT_ROUTING: contextvars.ContextVar[bool] = contextvars.ContextVar("mote_emit_routing", default=False)
 _HF_LOAD_KWARGS = ("trust_remote_code", "model_kwargs", "processor_kwargs", "config_kwargs", "backend")
 
 
@@ -166,23 +169,24 @@ class TSEmbedTransformer(InputModule):
             formatted = [format_input(x, p, self.image_token) for x, p in zip(items, prefixes)]
             features = self.transformer.preprocess(formatted, **kwargs)
         features["task_ids"] = torch.tensor(task_ids, dtype=torch.long)
+        features[TASK_PLAN] = TaskPlan(tuple(task_ids))
         return features
 
     # ------------------------------------------------------------------------------------------- forward
     def forward(self, features: dict[str, Any], task: str | None = None, **kwargs) -> dict[str, Any]:
-        task_ids = features.pop("task_ids", None)
+        # routing bookkeeping, not model inputs: a backbone whose forward takes **kwargs would receive them
+        routing_keys = {k: features.pop(k) for k in ("task_ids", TASK_PLAN) if k in features}
+        task_ids = routing_keys.get("task_ids")
         mask = features.get("attention_mask")
         ref = features.get("input_ids", mask)
         batch = int(ref.shape[0]) if ref is not None else 1
-        if task_ids is None:  # features built by hand: route them all by the explicit task (or the default)
-            tid = self.routing.task_id(self.routing.resolve(task)[0])
-            task_ids, single = torch.full((batch,), tid, dtype=torch.long), tid
-        else:
-            host = task_ids.tolist()  # one host read per forward
-            single = host[0] if host and all(t == host[0] for t in host) else None
+        host = host_task_ids(routing_keys, batch, self.routing, task)  # from the host plan: no device read
+        single = host[0] if host and all(t == host[0] for t in host) else None
         device = ref.device if ref is not None else self.auto_model.device
-        task_ids = task_ids.to(device)
-        record = torch.is_grad_enabled() or self.output_routing
+        if task_ids is None or task_ids.shape[0] != batch:
+            task_ids = torch.tensor(host, dtype=torch.long)
+        task_ids = task_ids.to(device, non_blocking=True)
+        record = torch.is_grad_enabled() or self.output_routing or _EMIT_ROUTING.get()
         with self.state.use(task_ids, single, mask, record=record) as records:
             features = self.transformer(features, **kwargs)
         features["task_ids"] = task_ids
@@ -205,23 +209,32 @@ class TSEmbedTransformer(InputModule):
 
     @contextlib.contextmanager
     def emit_routing(self) -> Iterator[None]:
-        """Also output ``routing_probs`` in inference (e.g. for EANS pool refreshes)."""
-        previous, self.output_routing = self.output_routing, True
+        """Also output ``routing_probs`` in inference (e.g. for EANS pool refreshes), for the forwards of this
+        block in this thread / asyncio task."""
+        token = _EMIT_ROUTING.set(True)
         try:
             yield
         finally:
-            self.output_routing = previous
+            _EMIT_ROUTING.reset(token)
 
     # ------------------------------------------------------------------------------------------- save / load
     def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
-        os.makedirs(output_path, exist_ok=True)
-        with adapters_detached(self.auto_model):  # the backbone exactly as the stock Transformer saves it
-            self.transformer.save(output_path, safe_serialization=safe_serialization)
-        sub = Path(output_path) / ADAPTER_SUBFOLDER
-        sub.mkdir(exist_ok=True)
-        base = getattr(self.auto_model.config, "_name_or_path", None) or None
-        write_adapter_files(sub, self.auto_model, self.lora_config, self.routing, base_model=base)
-        self.save_config(output_path)
+        """Write the backbone, the adapters (``moe_lora/``) and ``tsembed_config.json`` into ``output_path``.
+
+        As :meth:`mote.model.MoTETransformer.save`: every file written aside, flushed and renamed into place (the
+        config last); the config and the adapter weights carry one save id, checked by :meth:`load`.
+        """
+        save_id = new_save_id()
+        with staged_files(output_path, last=(CONFIG_NAME,)) as tmp:
+            with adapters_detached(self.auto_model):  # the backbone exactly as the stock Transformer saves it
+                self.transformer.save(str(tmp), safe_serialization=safe_serialization)
+            sub = tmp / ADAPTER_SUBFOLDER
+            sub.mkdir()
+            base = getattr(self.auto_model.config, "_name_or_path", None) or None
+            write_adapter_files(sub, self.auto_model, self.lora_config, self.routing, base_model=base,
+                                save_id=save_id)
+            (tmp / CONFIG_NAME).write_text(json.dumps({**self.get_config_dict(), SAVE_ID: save_id}, indent=2),
+                                           encoding="utf-8")
 
     @classmethod
     def load(
@@ -235,22 +248,21 @@ class TSEmbedTransformer(InputModule):
         **kwargs,
     ) -> TSEmbedTransformer:
         hub = dict(token=token, cache_folder=cache_folder, revision=revision, local_files_only=local_files_only)
-        config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
-        if not config:
+        root = Path(cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub))
+        if not (root / CONFIG_NAME).is_file():
             raise NotATSEmbedModelError(
                 f"{model_name_or_path!r} has no {CONFIG_NAME}: it is not a TSEmbed model (create one with "
-                "mote.lora.convert)"
+                "mote.lora.convert, or train one with `mote train --arm tsembed`)"
             )
+        config = read_json_config(root / CONFIG_NAME, NotATSEmbedModelError, ("routing", "lora"))
         if config.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
             raise NotATSEmbedModelError(f"{model_name_or_path!r} uses a newer TSEmbed format; upgrade mote")
         extra = {k: v for k, v in kwargs.items() if k in _HF_LOAD_KWARGS}
         transformer = Transformer.load(model_name_or_path, subfolder=subfolder, **hub, **extra)
-        folder = Path(cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub)) / config.get(
-            "adapter_folder", ADAPTER_SUBFOLDER
-        )
+        folder = root / config.get("adapter_folder", ADAPTER_SUBFOLDER)
         lora_config, routing, targets, _ = read_adapter_config(folder)
         module = cls(transformer, routing, lora_config, targets=targets)
-        load_adapter_weights(module.auto_model, folder)
+        load_adapter_weights(module.auto_model, folder, save_id=config.get(SAVE_ID), config=root / CONFIG_NAME)
         module.eval()
         return module
 
@@ -350,6 +362,12 @@ def export_task(
     if not isinstance(model, SentenceTransformer):
         model = load(model, device="cpu")
     module = tsembed_module(model)
+    if module.lora_config.routing != "sequence":
+        raise NotExportableError(
+            "This TSEmbed model routes tokens (routing='token'): its routers pick experts per token from the input, "
+            "so no dense model computes one task of it and it cannot be exported (only routing='sequence' adapters "
+            "merge). Serve the routed model itself (mote.lora.load, `mote encode`)."
+        )
     route = module.routing.route(task)
     transformer = copy.deepcopy(module.transformer).cpu()
     merge_task(transformer.model, module.routing.task_id(task), inplace=True)

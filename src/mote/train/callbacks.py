@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-from mote.io import atomic_write_json
+from mote.io import append_log, atomic_write_json, atomic_write_text, read_log
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +77,17 @@ class MetricsLogger(TrainerCallback):
         self._truncate(self.step_offset + state.global_step)
 
     def _truncate(self, step: int) -> None:
+        """Drop the entries after ``step`` (a resumed run's logs read like one run), and a torn last line."""
         if self.jsonl.is_file():
-            keep = [ln for ln in self.jsonl.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-            self.jsonl.write_text("".join(ln + "\n" for ln in keep))
+            keep = [e for e in read_log(self.jsonl, repair=True) if e["step"] <= step]
+            atomic_write_text(self.jsonl, "".join(json.dumps(e) + "\n" for e in keep))
         if self.csv.is_file():
-            with open(self.csv, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-            self._write_csv(rows, mode="w")
+            text = self.csv.read_text(encoding="utf-8")
+            rows = list(csv.DictReader(text.splitlines()))
+            if rows and not text.endswith("\n"):  # every row is written with its line end: this one was cut
+                logger.warning("%s: dropping its torn last row (a write interrupted by a kill)", self.csv)
+                rows = rows[:-1]
+            self._write_csv([r for r in rows if int(r["step"]) <= step], mode="w")
 
     def _write_csv(self, rows: list[dict[str, Any]], mode: str = "a") -> None:
         new = mode == "w" or not self.csv.is_file()
@@ -98,8 +102,7 @@ class MetricsLogger(TrainerCallback):
         if not state.is_world_process_zero:
             return
         entry = {"step": self.step_offset + state.global_step, **self.tags, **entry}
-        with open(self.jsonl, "a") as f:
-            f.write(json.dumps(entry) + "\n")
+        append_log(self.jsonl, entry)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -112,8 +115,7 @@ class MetricsLogger(TrainerCallback):
             "examples_per_s": round(self.clock.rate(state.global_step), 2),
             "elapsed_s": round(self.clock.elapsed(), 2),
         }
-        with open(self.jsonl, "a") as f:
-            f.write(json.dumps(entry) + "\n")
+        append_log(self.jsonl, entry)
         if "loss" in logs:
             self._write_csv([entry])
 

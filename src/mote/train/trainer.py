@@ -14,7 +14,9 @@ What :class:`MoteTrainer` adds, and why:
   within it, and classification/clustering batches mix a task's datasets. Set per epoch explicitly, so a resumed
   run replays exactly the batches of an uninterrupted one.
 * **atomic checkpoints**: transformers writes ``checkpoint-N`` in place; a kill mid-write would leave a folder that
-  ``--resume`` picks up and fails on. Checkpoints are written to ``.staging/`` and renamed into place.
+  ``--resume`` picks up and fails on. Checkpoints are written to ``.staging/``, flushed to disk, marked complete and
+  renamed into place (an existing ``checkpoint-N`` is exchanged, never deleted first); ``--resume`` publishes a
+  complete staged checkpoint a kill left behind and removes partial ones (:func:`recover_checkpoints`).
 * **expert-aware weight decay** (:func:`expert_aware_weight_decay`): AdamW's decay would also shrink the experts
   a step did not use (they share one stacked tensor); only the used experts' slices are decayed.
 * **gradient all-reduce under DDP**: a MoTE step runs the model several times (anchor column through the query
@@ -40,7 +42,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -59,7 +60,15 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 
 from mote.data.sampler import MixedBatchSampler, TaskBatchSampler, task_batches
 from mote.data.training import TrainingData, to_dataset_dict
-from mote.io import atomic_dir, atomic_write_json, atomic_write_text
+from mote.io import (
+    atomic_dir,
+    atomic_write_json,
+    atomic_write_text,
+    fsync_tree,
+    read_log,
+    recover_dir,
+    replace_dir,
+)
 from mote.train.arms import ArmModel, build_arm
 from mote.train.callbacks import GracefulInterrupt, MetricsLogger, ProgressBar, QuickEvaluation
 from mote.train.collator import TaskCollator
@@ -70,6 +79,7 @@ from mote.train.snapshots import WeightSnapshots
 logger = logging.getLogger(__name__)
 
 STAGING = ".staging"
+COMPLETE = ".complete"  # marker in a staged checkpoint once every file of it is on disk
 CHECKPOINTS = "checkpoints"
 MODEL = "model"
 _BUCKET = 2**24  # gradient all-reduce bucket, in elements
@@ -283,22 +293,17 @@ class MoteTrainer(SentenceTransformerTrainer):
             super()._save_checkpoint(model, trial)
         finally:
             self._staging_dir = None
+        staged = Path(run_dir) / STAGING / name
         if self.args.should_save:
             for extra in self.checkpoint_extras:
-                extra.save_checkpoint(os.path.join(run_dir, STAGING, name))
+                extra.save_checkpoint(str(staged))
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            target = os.path.join(run_dir, name)
-            if os.path.exists(target):
-                shutil.rmtree(target)
-            os.replace(os.path.join(run_dir, STAGING, name), target)
+            fsync_tree(staged)
+            (staged / COMPLETE).touch()  # from here on the staged copy is whole: resume publishes, never deletes it
+            replace_dir(staged, Path(run_dir) / name)  # an existing checkpoint-N is replaced, never deleted first
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.join(run_dir, STAGING))
-            fd = os.open(run_dir, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
             rotate_checkpoints(run_dir, save_total_limit=self.args.save_total_limit)
         self.accelerator.wait_for_everyone()
 
@@ -426,18 +431,32 @@ def _say(msg: str) -> None:
 
 
 def _logged_losses(metrics: Path) -> list[tuple[int, float]]:
-    out = []
-    if metrics.is_file():
-        for line in metrics.read_text().splitlines():
-            entry = json.loads(line)
-            if "loss" in entry:
-                out.append((int(entry["step"]), float(entry["loss"])))
-    return out
+    return [(int(e["step"]), float(e["loss"])) for e in read_log(metrics) if "loss" in e]
+
+
+def recover_checkpoints(ckpts: Path) -> None:
+    """Repair what a checkpoint save killed half-way left in ``ckpts`` (main process, before choosing the checkpoint
+    to resume from): a complete staged checkpoint (``.staging/checkpoint-N/`` with its ``.complete`` marker) whose
+    ``checkpoint-N`` is missing is published; a ``checkpoint-N`` renamed aside is put back
+    (:func:`mote.io.recover_dir`); partial staged checkpoints are removed."""
+    if _world()[0] != 0 or not ckpts.is_dir():
+        return
+    for old in ckpts.glob(f".{PREFIX_CHECKPOINT_DIR}-*.old-*"):
+        recover_dir(ckpts / old.name[1:].split(".old-")[0])
+    staging = ckpts / STAGING
+    if staging.is_dir():
+        for staged in sorted(staging.iterdir()):
+            target = ckpts / staged.name
+            if (staged / COMPLETE).is_file() and not target.exists():
+                logger.warning("publishing %s: its save was killed after it was complete", target)
+                replace_dir(staged, target)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _check_output(cfg: RunConfig, output: Path, resume: bool) -> str | None:
     """The checkpoint to resume from (``None`` for a fresh run); errors for a clash with an earlier run."""
     ckpts = output / CHECKPOINTS
+    recover_checkpoints(ckpts)
     last = get_last_checkpoint(str(ckpts)) if ckpts.is_dir() else None
     if not resume:
         if last is not None or (output / MODEL).exists():

@@ -63,6 +63,7 @@ from mote.train.trainer import (
     make_collator,
     make_losses,
     make_trainer,
+    recover_checkpoints,
     training_arguments,
     write_run_files,
 )
@@ -98,6 +99,10 @@ def stage_status(cfg: RunConfig, output: str | os.PathLike) -> list[StageStatus]
 
 def _start(cfg: RunConfig, output: Path, resume: bool) -> tuple[int, str | None]:
     """``(first stage to run, checkpoint to resume it from)``; errors for a clash with an earlier run."""
+    from mote.lora.plan import stage_runs
+
+    for run in stage_runs(cfg.tsembed_plan()):
+        recover_checkpoints(output / run.name / CHECKPOINTS)  # what a killed checkpoint save left behind
     status = stage_status(cfg, output)
     started = any(s.last_checkpoint or s.done for s in status) or (output / MODEL).exists()
     if not resume:

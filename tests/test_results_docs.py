@@ -1,0 +1,78 @@
+"""Golden test: the tables of the committed reports (docs/results*.md) regenerate from their committed raw results.
+
+Each report of ``mote reproduce`` copies every evaluation's results.json to ``docs/<report>/raw/<block>/``; here the
+per-dataset, per-category and gain tables are rebuilt from those files with the report's own code
+(:func:`mote.experiment.report.block_summary` / :func:`summary_markdown`) and must appear, line for line, in the
+committed Markdown. A hand edit of a number, or a change of the aggregation code, fails here. (The significance
+tables need the per-item scores of the evaluation folders, which are not committed.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mote.experiment.config import load_experiment
+from mote.experiment.report import BlockResults, block_summary, summary_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGETS = ["small", "seeds", "tune", "full"]
+
+
+def _raw_runs(exp, model: str, raw: Path) -> dict[str, list]:
+    block = exp.models[model]
+    runs: dict[str, list] = {}
+    for name in [*block.baselines, *block.arms]:
+        stems = [(None, name)] if name in block.baselines else [(s, f"{name}-seed{s}") for s in block.seeds_of(name)]
+        runs[name] = [(seed, raw, json.loads((raw / f"{stem}.json").read_text())) for seed, stem in stems]
+    return runs
+
+
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_committed_report_tables_regenerate_from_the_raw_results(budget):
+    exp = load_experiment(ROOT / "configs" / "reproduce.yaml", budget=budget, check_files=False)
+    report = ROOT / exp.report.path
+    md = report.read_text(encoding="utf-8").splitlines()
+    blocks = list(exp.enabled_models())
+    assert blocks
+    for model in blocks:
+        raw = report.with_suffix("") / "raw" / model
+        runs = _raw_runs(exp, model, raw)
+        assert sorted(p.stem for p in raw.glob("*.json")) == sorted(
+            stem for name, rs in runs.items() for stem in ([name] if rs[0][0] is None else
+                                                             [f"{name}-seed{s}" for s, _, _ in rs]))
+        res = BlockResults(model, runs)
+        summary = block_summary(exp, res)
+        metric = {d: e["main_metric"] for rs in runs.values() for _, _, r in rs for d, e in r["datasets"].items()}
+        expected = summary_markdown(exp, summary, metric)
+        start = md.index(expected[0], md.index(f"## {exp.models[model].label or model}: `{exp.models[model].base}`"))
+        assert md[start:start + len(expected)] == expected, f"{report} block {model}"
+
+
+def _wall_minutes(report: Path) -> str:
+    import re
+
+    found = re.search(r"summed over invocations\): ([\d.]+) min", report.read_text(encoding="utf-8"))
+    assert found, report
+    return found.group(1)
+
+
+def test_readme_quotes_the_reports_figures():
+    """The README's wall times and its gain table are the generated reports' numbers, not hand-typed ones."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in ("results.md", "results-seeds.md", "results-tune.md", "results-full.md"):
+        minutes = _wall_minutes(ROOT / "docs" / name)
+        assert f"{minutes} min" in readme, f"README does not quote the wall time of docs/{name} ({minutes} min)"
+    results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    gains = results[results.index("#### Gain over the untrained base"):]
+    gains = gains[: gains.index("\n\n", gains.index("|"))]
+    table = readme[readme.index("| arm | mean over datasets |"):]
+    table = table[: table.index("\n\n")]
+    numbers = re.findall(r"[+−-]\d+\.\d\d", table)
+    assert len(numbers) >= 30
+    for number in numbers:
+        assert number.replace("−", "-") in gains.replace("−", "-"), number
