@@ -3,17 +3,23 @@
     python benchmarks/eval_suite.py --suite quick                       # all-MiniLM-L6-v2, fresh temp cache
     python benchmarks/eval_suite.py --suite default --output runs/eval/bench-default
     python benchmarks/eval_suite.py --suite default --cache .cache/mote --warm-only
+    python benchmarks/eval_suite.py --suite default --record docs/mteb-anchor/raw/speed-default.json
 
-Prints one JSON object: seconds cold/warm, texts encoded, the machine's load average before and after, and a
-throughput probe (texts/s of the bare model on 256 STSBenchmark sentences), so timings taken on a shared machine
-can be judged.
+Prints one JSON object: seconds cold/warm (in all and per dataset, with the split each scored), texts encoded, the
+machine's load average (1, 5, 15 min) before, between and after the runs, and a throughput probe (texts/s of the
+bare model on 256 STSBenchmark sentences), so timings taken on a shared machine can be judged. ``--record FILE``
+also writes it (with the date and the command) atomically: docs/mteb-anchor.md's Speed section is generated from
+such records (``python -m mote.eval.anchors``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,17 +42,21 @@ def probe_throughput(model: str, n: int = 256) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="all-MiniLM-L6-v2")
-    p.add_argument("--suite", default="quick", choices=["quick", "default"])
+    p.add_argument("--suite", default="quick", choices=["quick", "default", "mteb"])
     p.add_argument("--mode", default="auto", choices=["auto", "dense", "ic"])
     p.add_argument("--cache", default=None, help="cache folder (default: a fresh temporary one = cold start)")
     p.add_argument("--warm-only", action="store_true", help="skip the cold run (the cache is already filled)")
     p.add_argument("--output", default=None, help="keep the (last) run folder here")
+    p.add_argument("--record", default=None, help="also write the JSON report to this file (atomically)")
     args = p.parse_args()
 
     from mote.eval import EmbeddingCache, evaluate
 
     cache_dir = Path(args.cache) if args.cache else Path(tempfile.mkdtemp(prefix="mote-eval-bench-"))
     report: dict = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "python benchmarks/eval_suite.py " + shlex.join(sys.argv[1:]),
+        "cpu_count": os.cpu_count(),
         "model": args.model,
         "suite": args.suite,
         "mode": args.mode,
@@ -64,9 +74,17 @@ def main() -> None:
         report[f"{label}_seconds"] = round(time.perf_counter() - t, 1)
         report[f"{label}_new_cache_entries"] = cache.count() - before
         report[f"{label}_scores"] = {k: round(v["main_score"], 2) for k, v in res["datasets"].items()}
+        report[f"{label}_dataset_seconds"] = {k: round(v["seconds"], 1) for k, v in res["datasets"].items()}
+        report["splits"] = {k: v["split"] for k, v in res["datasets"].items()}
+        report["n_items"] = {k: v["n_items"] for k, v in res["datasets"].items()}
+        report[f"load_after_{label}"] = os.getloadavg()
         cache.close()
-    report["load_after"] = os.getloadavg()
-    print(json.dumps(report, indent=2))
+    text = json.dumps(report, indent=2)
+    if args.record:
+        from mote.io import atomic_write_text
+
+        atomic_write_text(Path(args.record), text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -366,6 +366,65 @@ def test_auto_split_scores_the_rows_mteb_scores(toy_root, tmp_path):
     assert (plain["split"], plain["n_items"]) == ("test", len(rows))
 
 
+def test_each_suite_scores_its_own_split(toy_root, tmp_path, monkeypatch):
+    from mote.eval import datasets as ds
+
+    root = tmp_path / "data"
+    for name in ("ToyPairs", "ToyClassification", "ToyClustering"):
+        shutil.copytree(toy_root / name, root / name)
+    with gzip.open(root / "ToyPairs" / "test.jsonl.gz", "rt") as f:
+        rows = [json.loads(line) for line in f]
+    write_jsonl_gz(root / "ToyPairs" / "test-mteb99.jsonl.gz", rows + rows[:3])
+    with gzip.open(root / "ToyClassification" / "test.jsonl.gz", "rt") as f:
+        test = [json.loads(line) for line in f]
+    write_jsonl_gz(root / "ToyClassification" / "test-sample5.jsonl.gz", test[:5])  # a CPU-sized sample
+    monkeypatch.setitem(ds.DEFAULT_SPLITS, "ToyClustering", "test[1:]")  # a choice of the default suite
+    splits = {
+        suite: {k: (v["split"], v["n_items"]) for k, v in _run(FakeEncoder(), root, suite=suite)["datasets"].items()}
+        for suite in ("default", "mteb")
+    }
+    with gzip.open(root / "ToyClustering" / "test.jsonl.gz", "rt") as f:
+        set_sizes = [len(json.loads(line)["sentences"]) for line in f]
+    assert splits["mteb"] == {
+        "ToyPairs": ("test-mteb99", len(rows) + 3),
+        "ToyClassification": ("test", len(test)),
+        "ToyClustering": ("test", sum(set_sizes)),
+    }
+    assert splits["default"] == {
+        "ToyPairs": ("test-mteb99", len(rows) + 3),  # no choice of the default suite: MTEB's split
+        "ToyClassification": ("test-sample5", 5),
+        "ToyClustering": ("test[1:]", sum(set_sizes[1:])),
+    }
+    # --datasets keeps the suite's splits; an explicit split wins
+    one = _run(FakeEncoder(), root, suite="mteb", datasets="ToyClassification")["datasets"]["ToyClassification"]
+    assert one["split"] == "test"
+    assert _run(FakeEncoder(), root, datasets="ToyClassification")["datasets"]["ToyClassification"]["split"] == (
+        "test-sample5"
+    )
+    with pytest.raises(ValueError, match="Unknown suite 'huge'"):
+        _run(FakeEncoder(), root, suite="huge", datasets="ToyPairs")
+
+
+def test_split_item_selector_takes_the_same_lines_of_each_field(toy_root):
+    from mote.eval import datasets as ds
+
+    infos = ds.discover(toy_root)
+    full, every2 = ds.load(infos["ToySTS"], "test"), ds.load(infos["ToySTS"], "test[::2]")
+    assert every2.sentence1 == full.sentence1[::2] and every2.scores == full.scores[::2]
+    cls, cls_tail = ds.load(infos["ToyClassification"]), ds.load(infos["ToyClassification"], "test[-3:]")
+    assert cls_tail.test_labels == cls.test_labels[-3:] and cls_tail.train_texts == cls.train_texts  # train kept
+    res = _run(FakeEncoder(), toy_root, datasets="ToyReranking", split="test[:4]")["datasets"]["ToyReranking"]
+    assert (res["split"], res["n_items"]) == ("test[:4]", 4)
+    assert ds.split_file(infos["ToySTS"], "test[::2]").name == "test.jsonl.gz"
+    with pytest.raises(ValueError, match="not on Retrieval"):
+        ds.load(infos["ToyRetrieval"], "test[::2]")
+    for bad in ("test[2]", "test[::0]", "test[a:b]"):
+        with pytest.raises(ValueError, match="Bad split"):
+            ds.load(infos["ToySTS"], bad)
+    with pytest.raises(DatasetFormatError, match="no items"):
+        ds.load(infos["ToySTS"], "test[1000:]")
+
+
 # ------------------------------------------------------------------------------------------------ compare, similarity
 def test_compare_two_runs_tables_significance_and_plots(toy_root, tmp_path):
     a = tmp_path / "a"

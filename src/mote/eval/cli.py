@@ -1,6 +1,7 @@
 """CLI verbs of mote.eval (each is one library call):
 
-mote eval MODEL [--suite quick|default] [--datasets a,b] --output DIR [--ic|--dense] [--route TYPE=TASK ...] [--dims N]
+mote eval MODEL [--suite quick|default|mteb] [--datasets a,b] --output DIR [--ic|--dense] [--route TYPE=TASK ...]
+          [--dims N]
 mote compare RUN_DIR... [--base RUN_DIR] --output DIR
 mote similarity MODEL --texts FILE --output DIR [--ic]
 """
@@ -168,8 +169,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "--suite",
         default="default",
-        choices=["quick", "default"],
-        help="quick: one small dataset per task type (~2 min); default: every eval dataset",
+        choices=["quick", "default", "mteb"],
+        help="quick: one small dataset per task type; default: every eval dataset, sized for a 2-core CPU "
+        "(ImdbClassification test-sample2000, TwitterURLCorpus test, a third of the Reddit/StackExchange "
+        "clustering sets); mteb: every eval dataset on the rows MTEB scores (for published-score comparisons)",
     )
     p.add_argument("--quick", dest="suite", action="store_const", const="quick", help="same as --suite quick")
     p.add_argument("--datasets", default=None, help="comma list of dataset names (overrides --suite)")
@@ -186,8 +189,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--split",
         default="auto",
-        help="split to score: auto (default) = the split MTEB scores per dataset (test, or TwitterURLCorpus "
-        "test-mteb51534); or a split name for every dataset (e.g. test)",
+        help="split to score: auto (default) = per dataset, the split of --suite (also with --datasets; "
+        "--suite mteb: the split MTEB scores, e.g. TwitterURLCorpus test-mteb51534); or a split for every "
+        "dataset, optionally selecting items (e.g. test, test[::3])",
     )
     p.add_argument(
         "--dims",

@@ -2,10 +2,23 @@
 
 Every sub-folder of the data folder with a ``meta.json`` is a dataset; ``meta.json`` gives its ``task`` (task type:
 STS, Classification, Clustering, PairClassification, Reranking, Retrieval) and ``role`` (``eval`` or ``train``).
-Only ``role == "eval"`` folders are evaluated, and by default the split MTEB scores is scored
-(:meth:`DatasetInfo.mteb_split`: ``test``, or a ``test-mteb*`` split where the folder has one, e.g. TwitterURLCorpus
-``test-mteb51534``); classification fits its classifier on the ``train`` split, as MTEB does. A new folder in the
-same layout is picked up with no code change.
+Only ``role == "eval"`` folders are evaluated; classification fits its classifier on the ``train`` split, as MTEB
+does. A new folder in the same layout is picked up with no code change.
+
+Suites and splits (``split="auto"`` scores each dataset's split of the suite, :meth:`DatasetInfo.suite_split`):
+
+===========  =================================================================================================
+``mteb``     every evaluation dataset on the rows MTEB scores (:meth:`DatasetInfo.mteb_split`: ``test``, or a
+             ``test-mteb*`` split where the folder has one, e.g. TwitterURLCorpus ``test-mteb51534``): numbers
+             comparable with published MTEB scores (costs: ``docs/mteb-anchor.md``, section Speed).
+``default``  every evaluation dataset, sized for a 2-core CPU (cold <= 15 min): a folder's ``test-sample*``
+             split where it has one (ImdbClassification ``test-sample2000``), else the choice of
+             :data:`DEFAULT_SPLITS`, else the ``mteb`` split.
+``quick``    one small dataset per task type (:data:`QUICK_PREFERRED`), on the ``default`` suite's splits.
+===========  =================================================================================================
+
+A split may select items of its file: ``test[::3]`` = every third line (every third set of a clustering file,
+every third pair of an STS file; Python slice syntax), for every task type but Retrieval.
 
 File layouts (``*.jsonl`` or ``*.jsonl.gz``, one JSON object per line):
 
@@ -51,7 +64,14 @@ QUICK_PREFERRED: dict[str, str] = {
     "Reranking": "TrecQAReranking",
     "Retrieval": "WikiQARetrieval",
 }
-SUITES: tuple[str, ...] = ("quick", "default")
+SUITES: tuple[str, ...] = ("quick", "default", "mteb")
+# The default suite's split where it differs from MTEB's, chosen to keep its cold run <= 15 min on a 2-core CPU
+# (measured costs: docs/mteb-anchor.md#speed). Folders with a ``test-sample*`` split need no entry.
+DEFAULT_SPLITS: dict[str, str] = {
+    "TwitterURLCorpus": "test",  # the 9,334 test pairs, not MTEB's 51,534 (test-mteb51534: +42,200 train pairs)
+    "RedditClustering": "test[::3]",  # 9 of the 25 sets (10..50 classes, 10,800 of 30,000 titles)
+    "StackExchangeClustering": "test[::3]",  # 9 of the 25 sets (10..50 classes, 10,778 of 29,973 titles)
+}
 
 
 class DatasetFormatError(ValueError):
@@ -84,16 +104,31 @@ class DatasetInfo:
     def mteb_split(self) -> str:
         """The split holding the rows MTEB scores: a ``test-mteb*`` split when the folder has one (its rows differ
         from ``test``, e.g. TwitterURLCorpus ``test-mteb51534``), else ``test``."""
-        names = {p.name.split(".", 1)[0] for p in self.path.iterdir() if p.is_file()}
-        names |= set(self.meta.get("splits", {}))
-        mteb = sorted(n for n in names if n.startswith("test-mteb"))
+        mteb = sorted(n for n in self._split_names() if n.startswith("test-mteb"))
         if len(mteb) > 1:
             raise DatasetFormatError(f"Dataset {self.name!r} has several MTEB splits {mteb}; pass split= explicitly")
         return mteb[0] if mteb else "test"
 
-    def resolve_split(self, split: str) -> str:
-        """``split`` itself, or for ``"auto"`` the split MTEB scores (:meth:`mteb_split`)."""
-        return self.mteb_split() if split == "auto" else split
+    def suite_split(self, suite: str) -> str:
+        """The split ``suite`` scores: MTEB's for ``mteb``; for ``default``/``quick`` a ``test-sample*`` split of
+        the folder (a sample for CPU runs, e.g. ImdbClassification ``test-sample2000``), else
+        :data:`DEFAULT_SPLITS`, else MTEB's."""
+        if suite not in SUITES:
+            raise ValueError(f"Unknown suite {suite!r}; choose one of {SUITES}")
+        if suite == "mteb":
+            return self.mteb_split()
+        samples = sorted(n for n in self._split_names() if n.startswith("test-sample"))
+        if len(samples) > 1:
+            raise DatasetFormatError(f"Dataset {self.name!r} has several sample splits {samples}; pass split=")
+        return samples[0] if samples else DEFAULT_SPLITS.get(self.name) or self.mteb_split()
+
+    def resolve_split(self, split: str, suite: str = "mteb") -> str:
+        """``split`` itself, or for ``"auto"`` the split ``suite`` scores (:meth:`suite_split`)."""
+        return self.suite_split(suite) if split == "auto" else split
+
+    def _split_names(self) -> set[str]:
+        names = {p.name.split(".", 1)[0] for p in self.path.iterdir() if p.is_file()}
+        return names | set(self.meta.get("splits", {}))
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.path.rglob("*") if p.is_file())
@@ -145,7 +180,8 @@ def select(
 ) -> list[DatasetInfo]:
     """The datasets to run: ``names`` if given (comma string or list), else the suite's.
 
-    ``quick`` = one small dataset per task type; ``default`` = every evaluation dataset.
+    ``quick`` = one small dataset per task type; ``default`` and ``mteb`` = every evaluation dataset (they differ
+    in the splits they score: :meth:`DatasetInfo.suite_split`).
     """
     if names:
         wanted = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
@@ -155,7 +191,7 @@ def select(
                 f"Unknown dataset(s) {unknown}. Available evaluation datasets: {', '.join(sorted(available))}"
             )
         return [available[n] for n in dict.fromkeys(wanted)]
-    if suite == "default":
+    if suite in ("default", "mteb"):
         return list(available.values())
     if suite == "quick":
         chosen: list[DatasetInfo] = []
@@ -170,7 +206,30 @@ def select(
 
 
 # ------------------------------------------------------------------------------------------------ file readers
+_SELECTOR = re.compile(r"(?P<name>[^\[\]]+)(?:\[(?P<start>-?\d*):(?P<stop>-?\d*)(?::(?P<step>-?\d*))?\])?")
+
+
+def parse_split(split: str) -> tuple[str, slice | None]:
+    """``"test[::3]"`` -> ``("test", slice(None, None, 3))``; ``"test"`` -> ``("test", None)``.
+
+    Example:
+        >>> parse_split("test[1:10:2]")
+        ('test', slice(1, 10, 2))
+    """
+    m = _SELECTOR.fullmatch(split.strip())
+    if not m:
+        raise ValueError(f"Bad split {split!r}: use a split name, optionally slicing its items, e.g. test[::3]")
+    if "[" not in split:
+        return m.group("name"), None
+    start, stop, step = (int(v) if v else None for v in m.group("start", "stop", "step"))
+    if step == 0:
+        raise ValueError(f"Bad split {split!r}: the slice step cannot be 0")
+    return m.group("name"), slice(start, stop, step)
+
+
 def split_file(info: DatasetInfo, split: str) -> Path:
+    """The file of ``split`` (any item selector, ``test[::3]``, is ignored: it applies to the file's lines)."""
+    split = parse_split(split)[0]
     for suffix in (".jsonl.gz", ".jsonl"):
         p = info.path / f"{split}{suffix}"
         if p.is_file():
@@ -390,15 +449,38 @@ LOADERS = {
 }
 
 
+# The fields that hold a split's items, in file-line order (a selector such as test[::3] takes the same lines of each).
+_ITEM_FIELDS: dict[str, tuple[str, ...]] = {
+    "STS": ("sentence1", "sentence2", "scores"),
+    "Classification": ("test_texts", "test_labels"),  # the classifier's train split is never sliced
+    "Clustering": ("sets",),
+    "PairClassification": ("sentence1", "sentence2", "labels"),
+    "Reranking": ("queries", "positives", "negatives"),
+}
+
+
 def load(info: DatasetInfo, split: str = "test"):
-    """The dataset's ``split`` as a typed object (:class:`STSData`, :class:`ClassificationData`, ...)."""
-    data = LOADERS[info.task_type](info, split)
+    """The dataset's ``split`` as a typed object (:class:`STSData`, :class:`ClassificationData`, ...).
+
+    ``split`` may select items: ``load(info, "test[::3]")`` keeps every third line of ``test`` (:func:`parse_split`).
+    """
+    name, selector = parse_split(split)
+    if selector is not None and info.task_type not in _ITEM_FIELDS:
+        raise ValueError(
+            f"Split {split!r} of {info.name!r}: item selectors work on one-item-per-line files, not on "
+            f"{info.task_type} (BEIR corpus/queries/qrels); use a plain split name"
+        )
+    data = LOADERS[info.task_type](info, name)
+    if selector is not None:
+        for key in _ITEM_FIELDS[info.task_type]:
+            setattr(data, key, getattr(data, key)[selector])
     if data.n_items == 0:
         raise DatasetFormatError(f"Dataset {info.name!r} ({info.path}) has no items in split {split!r}")
     return data
 
 
 __all__ = [
+    "DEFAULT_SPLITS",
     "LOADERS",
     "QUICK_PREFERRED",
     "SUITES",
@@ -414,5 +496,6 @@ __all__ = [
     "UnknownDatasetError",
     "discover",
     "load",
+    "parse_split",
     "select",
 ]

@@ -232,22 +232,24 @@ def evaluate_dataset(
     cache: EmbeddingCache | None = None,
     batch_size: int = 32,
     split: str = "auto",
+    suite: str = "default",
     show_progress: bool = False,
     data: Any = None,
     dims: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Score one dataset: ``(result entry for results.json, per-item arrays)``; scores in percent.
 
+    ``split="auto"`` scores the split ``suite`` scores for this dataset (:meth:`DatasetInfo.suite_split`).
     ``data``: the dataset as :func:`mote.eval.datasets.load` returns it for this split, when the caller scores
     it many times (per-task selection); otherwise it is read here.
     ``dims``: score the first ``dims`` dimensions, renormalised (Matryoshka); the cache keeps full embeddings.
     """
     t0 = time.perf_counter()
-    split = info.resolve_split(split)
+    split = info.resolve_split(split, suite)
     side_routes = resolve_routes(info, routes)
     if data is None:
         data = ds.load(info, split)
-    task = local_task(info, data, split)
+    task = local_task(info, data, ds.parse_split(split)[0])
 
     def embed(texts: list[str], side: str) -> np.ndarray:
         route = side_routes[side]
@@ -301,15 +303,19 @@ def evaluate(
 
     Args:
         model: anything :func:`load_encoder` accepts: a name/folder, a ``SentenceTransformer``, an :class:`Encoder`.
-        suite: ``quick`` (one small dataset per task type) or ``default`` (every evaluation dataset).
-        datasets: dataset names (list or comma string); overrides ``suite``.
+        suite: ``quick`` (one small dataset per task type), ``default`` (every evaluation dataset, sized for a 2-core
+            CPU: ImdbClassification ``test-sample2000``, TwitterURLCorpus ``test``, a third of the Reddit /
+            StackExchange clustering sets) or ``mteb`` (every evaluation dataset on the rows MTEB scores).
+        datasets: dataset names (list or comma string); overrides the suite's datasets (``suite`` still picks
+            their splits under ``split="auto"``).
         output: folder for results.json, results.md and items/*.npz, written atomically (all or nothing).
         mode: ``auto`` | ``dense`` | ``ic`` (see :func:`load_encoder`); ``routing`` gives the IC prefixes.
         routes: task-routing overrides, e.g. ``{"STS": "classification"}`` or ``["Retrieval.query=query"]``.
         data_dir: dataset folder (default ``$MOTE_DATA`` or ``../shared/data``).
         cache: an :class:`EmbeddingCache`, a folder for one, ``True`` (default location) or ``False``/``None``.
-        split: ``auto`` (default): per dataset, the split MTEB scores (``test``, or e.g. TwitterURLCorpus
-            ``test-mteb51534``: 51,534 pairs instead of the 9,334 of ``test``); or one split name for every dataset.
+        split: ``auto`` (default): per dataset, the split of ``suite`` (:meth:`DatasetInfo.suite_split`; for
+            ``mteb`` the split MTEB scores, e.g. TwitterURLCorpus ``test-mteb51534``: 51,534 pairs instead of the
+            9,334 of ``test``); or one split for every dataset, optionally selecting items (``test[::3]``).
         dims: score the first ``dims`` embedding dimensions, renormalised (Matryoshka truncation; the embedding
             cache holds the full embeddings, so a sweep over dimensions encodes once). Larger than the model's: error.
 
@@ -329,6 +335,8 @@ def evaluate(
     available = ds.discover(root)
     if not available:
         raise FileNotFoundError(f"No evaluation datasets (sub-folders with meta.json, role 'eval') in {root}")
+    if suite not in ds.SUITES:
+        raise ValueError(f"Unknown suite {suite!r}; choose one of {ds.SUITES} (or name datasets with --datasets)")
     chosen = ds.select(available, suite, datasets)
     overrides = routes if isinstance(routes, Mapping) else parse_routes(routes)
     _check_route_keys(overrides, available)
@@ -375,6 +383,7 @@ def evaluate(
                 cache=store,
                 batch_size=batch_size,
                 split=split,
+                suite=suite,
                 show_progress=show_progress,
                 dims=dims,
             )
