@@ -18,6 +18,7 @@ from sentence_transformers import SentenceTransformerTrainer
 from torch.nn.parallel import DistributedDataParallel
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from mote.adapters.transformers import TrainerHooks
 from mote.data.sampler import MixedBatchSampler, OffsetTaskBatchSampler
 from mote.io import fsync_tree, replace_dir
 from mote.train.checkpoints import COMPLETE, STAGING
@@ -62,7 +63,7 @@ def _decay_used_experts(optimizer, args, kwargs) -> None:
                 p.mul_(scale.view(-1, *([1] * (p.dim() - 1))))
 
 
-class MoteTrainer(SentenceTransformerTrainer):
+class MoteTrainer(TrainerHooks, SentenceTransformerTrainer):
     """``SentenceTransformerTrainer`` + TA-CL batches, atomic checkpoints and DDP gradient averaging (module doc).
 
     Args:
@@ -93,7 +94,6 @@ class MoteTrainer(SentenceTransformerTrainer):
         self.batch_offset = int(batch_offset)
         self.checkpoint_extras = list(checkpoint_extras)
         self._ta_sampler = None
-        self._staging_dir: str | None = None
         super().__init__(*args, **kwargs)
 
     def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
@@ -131,11 +131,9 @@ class MoteTrainer(SentenceTransformerTrainer):
         self._ta_sampler = sampler
         return sampler
 
-    def _run_epoch(self, *args, **kwargs):
-        epoch = kwargs.get("epoch", args[1] if len(args) > 1 else None)
-        if self._ta_sampler is not None and epoch is not None:
-            self._ta_sampler.set_epoch(int(epoch))  # also when the loader is wrapped for skipping (resume)
-        return super()._run_epoch(*args, **kwargs)
+    def epoch_starting(self, epoch: int) -> None:
+        if self._ta_sampler is not None:
+            self._ta_sampler.set_epoch(epoch)  # also when the loader is wrapped for skipping (resume)
 
     # ------------------------------------------------------------------------------------------- DDP
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -152,17 +150,11 @@ class MoteTrainer(SentenceTransformerTrainer):
         return loss
 
     # ------------------------------------------------------------------------------------------- checkpoints
-    def _get_output_dir(self, trial):
-        return self._staging_dir if self._staging_dir is not None else super()._get_output_dir(trial)
-
-    def _save_checkpoint(self, model, trial) -> None:
-        run_dir = super()._get_output_dir(trial)
+    def save_checkpoint(self, model, trial) -> None:
+        """The stock checkpoint, written to ``.staging/``, flushed, marked complete and renamed into place."""
+        run_dir = self.run_output_dir(trial)
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        self._staging_dir = os.path.join(run_dir, STAGING)
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._staging_dir = None
+        self.write_checkpoint_to(os.path.join(run_dir, STAGING), model, trial)
         staged = Path(run_dir) / STAGING / name
         if self.args.should_save:
             for extra in self.checkpoint_extras:
