@@ -5,8 +5,9 @@ This module is the worked example of adding a method: this file plus one registr
 
 Example:
     >>> from mote.methods import get_method
-    >>> get_method("ic-matched").recipe_row  # doctest: +ELLIPSIS
-    <bound method ICMatchedMethod.recipe_row of <method ic-matched: ICMatchedMethod>>
+    >>> method = get_method("ic-matched")
+    >>> method.routed, method.eval_mode, method.supports_select
+    (False, 'ic', True)
 """
 
 from __future__ import annotations
