@@ -568,16 +568,14 @@ def register_module_class(cls: type) -> None:
     """Let ``SentenceTransformer(path)`` load folders of module class ``cls`` without ``trust_remote_code``.
 
     sentence-transformers 6 imports a ``modules.json`` class outside its own namespace only with
-    ``trust_remote_code=True``, unless the class is in ``BaseModel._module_classes`` (its map of already-imported
-    module classes, which ``_load_with_module_classes`` fills per load). Adding this package's classes there means
-    the code that runs is the installed ``mote`` the user imported, never code shipped inside a model folder.
-    Without ``import mote``, ``SentenceTransformer(path, trust_remote_code=True)`` imports it the same way.
+    ``trust_remote_code=True``, unless the class is registered as already imported
+    (:mod:`mote.adapters.sentence_transformers`). The code that runs is then the installed ``mote`` the user
+    imported, never code shipped inside a model folder. Without ``import mote``,
+    ``SentenceTransformer(path, trust_remote_code=True)`` imports it the same way.
     """
-    from sentence_transformers.base.model import BaseModel
+    from mote.adapters.sentence_transformers import register_module_class as register
 
-    ref = f"{cls.__module__}.{cls.__qualname__}"
-    if BaseModel._module_classes.get(ref) is not cls:
-        BaseModel._module_classes = {**BaseModel._module_classes, ref: cls}
+    register(cls)
 
 
 register_module_class(MoTETransformer)

@@ -310,8 +310,8 @@ def to_token_routing(model: SentenceTransformer) -> SentenceTransformer:
     first = model[0]
     if not isinstance(first, MoTETransformer):
         raise NotAMoTEModelError(f"Expected a MoTE model, got a {type(first).__name__} first module")
-    name = next(iter(model._modules))
-    model._modules[name] = TLRTransformer.from_mote(first)
+    name = next(name for name, _ in model.named_children())
+    setattr(model, name, TLRTransformer.from_mote(first))  # nn.Module replaces the registered child
     return model
 
 

@@ -178,3 +178,38 @@ class MixedBatchSampler(MultiDatasetDefaultBatchSampler):
 
     def __len__(self) -> int:
         return sum(self.sizes) // self.batch_size
+
+
+class OffsetTaskBatchSampler(TaskBatchSampler):
+    """:class:`~mote.data.sampler.TaskBatchSampler` whose epoch ``e`` holds batches ``offset + e * L ...`` of the
+    uninterrupted TA-CL stream (``L`` batches an epoch, crossing into the stream's next epoch where needed).
+
+    With ``offset = 0`` it is the plain sampler. A second training stage uses the first stage's steps as its offset,
+    so the stages together consume exactly the batches one run of their total steps would.
+    """
+
+    def __init__(self, *args, offset: int = 0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        self.offset = int(offset)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if not self.offset:
+            yield from super().__iter__()
+            return
+        n = len(self)
+        if n == 0:
+            return
+        stream_epoch, skip = divmod(self.offset + self.epoch * n, n)
+        left = n
+        while left:
+            for i, batch in enumerate(task_batches(self.sizes, self.group_tasks, self.batch_size, self.seed,
+                                                   stream_epoch, self.strategy, self.temperature)):
+                if i < skip:
+                    continue
+                yield batch
+                left -= 1
+                if not left:
+                    return
+            stream_epoch, skip = stream_epoch + 1, 0

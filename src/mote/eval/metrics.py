@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from mote.adapters import mteb as mteb_steps
 from mote.eval.datasets import (
     ClassificationData,
     ClusteringData,
@@ -296,8 +297,7 @@ def score_sts(data: STSData, embed: Embed, encoder: Any, task: Any) -> Scored:
         "euclidean_distances": (-paired_euclidean_distances(e1, e2)).tolist(),
         "similarity_scores": model_sim.tolist(),
     }
-    normalized = [task._normalize(x) for x in data.scores]
-    metrics = dict(task._calculate_scores(scores, normalized))
+    metrics = mteb_steps.sts_metrics(task, scores, data.scores)
     items = {"pred": model_sim, "gold": np.asarray(data.scores, dtype=np.float64)}
     return Scored(_floatify(metrics), MAIN_METRIC["STS"], items, n)
 
@@ -333,7 +333,7 @@ def score_classification(data: ClassificationData, embed: Embed, encoder: Any, t
     sim_idxs = None
     selected: list[list[int]] = []
     for i in range(task.n_experiments):
-        _, sim_idxs, chosen = task._undersample_data(train_ds, i, sim_idxs)
+        _, sim_idxs, chosen = mteb_steps.undersample(task, train_ds, i, sim_idxs)
         selected.append(list(chosen))
     union = sorted(set().union(*selected))
     position = {j: p for p, j in enumerate(union)}
@@ -348,19 +348,19 @@ def score_classification(data: ClassificationData, embed: Embed, encoder: Any, t
         rows = [position[j] for j in selected[i]]
         train_split = train_ds.select(selected[i])
         if train_views is None:
-            s, pred = task._run_experiment(train_split, eval_ds, train_emb[rows], test_emb, timer=timer)
+            s, pred = mteb_steps.run_experiment(task, train_split, eval_ds, train_emb[rows], test_emb, timer)
             pred = np.asarray(pred)
         else:
             preds, weights = [], []
             for (_, tr, w), (_, te, _) in zip(train_views, test_views):
-                _, p = task._run_experiment(train_split, eval_ds, tr[rows], te, timer=timer)
+                _, p = mteb_steps.run_experiment(task, train_split, eval_ds, tr[rows], te, timer)
                 preds.append(np.asarray(p))
                 weights.append(float(w))
             pred = _combine(encoder, preds, weights, kind="classification")
-            s = task._calculate_scores(y_test, pred)
+            s = mteb_steps.classification_scores(task, y_test, pred)
         scores.append(s)
         predictions.append(pred)
-    avg = dict(task._calculate_avg_scores(scores))
+    avg = mteb_steps.average_scores(task, scores)
     avg.pop("scores_per_experiment", None)
     metrics = _floatify(avg)
     metrics["n_experiments"] = float(task.n_experiments)
@@ -401,7 +401,7 @@ def score_clustering(data: ClusteringData, embed: Embed, encoder: Any, task: Any
             else:
                 preds = [kmeans_assign(v, n_clusters) for _, v, _ in views]
                 assign = _combine(encoder, preds, [float(w) for _, _, w in views], kind="clustering")
-            m = task._compute_metrics(codes.tolist(), assign.tolist(), v_measure_only=True)
+            m = mteb_steps.clustering_metrics(task, codes.tolist(), assign.tolist())
             v_measures.append(float(m["v_measure"]))
         set_ids.append(np.full(len(labels), k, dtype=np.int32))
         label_ids.append(codes)
@@ -440,7 +440,7 @@ def score_pair_classification(data: PairClassificationData, embed: Embed, encode
         "similarity_scores": np.asarray(similarity).tolist(),
         "dot_scores": dot.tolist(),
     }
-    metrics = task._compute_metrics(distances, data.labels)
+    metrics = mteb_steps.pair_metrics(task, distances, data.labels)
     oriented = np.stack([similarity, cosine, -manhattan, -euclidean, dot]).astype(np.float64)  # higher = similar
     items = {"scores": oriented, "labels": np.asarray(data.labels, dtype=np.int64)}
     return Scored(_floatify(metrics), MAIN_METRIC["PairClassification"], items, n)
@@ -453,23 +453,8 @@ def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _retrieval_metrics(results: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]) -> tuple[dict, dict]:
-    from mteb._evaluators.retrieval_metrics import calculate_retrieval_scores, make_score_dict
-
-    (all_scores, ndcg, _map, recall, precision, naucs, mrr, naucs_mrr, hit_rate) = calculate_retrieval_scores(
-        results, qrels, list(RETRIEVAL_K_VALUES)
-    )
-    metrics = make_score_dict(
-        ndcg=ndcg,
-        _map=_map,
-        recall=recall,
-        precision=precision,
-        mrr=mrr,
-        naucs=naucs,
-        naucs_mrr=naucs_mrr,
-        hit_rate=hit_rate,
-        task_scores={},
-    )
-    return _floatify(metrics), all_scores
+    metrics, per_query = mteb_steps.retrieval_metrics(results, qrels, RETRIEVAL_K_VALUES)
+    return _floatify(metrics), per_query
 
 
 def score_retrieval(data: RetrievalData, embed: Embed, encoder: Any, task: Any) -> Scored:

@@ -271,9 +271,9 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
 
 
 def _known_train_arms() -> tuple[str, ...]:
-    from mote.train import config as train_config
+    from mote.methods import METHODS
 
-    return tuple(train_config.ARMS)
+    return tuple(METHODS)
 
 
 def _dataset_problems(cfg: ExperimentConfig) -> list[str]:

@@ -153,7 +153,7 @@ class BlockResults:
 
 
 def _finished(ev: EvalRun) -> dict[str, Any] | None:
-    from mote.experiment.runner import EVAL_MARKER
+    from mote.experiment.layout import EVAL_MARKER
 
     if not (ev.dir / "results.json").is_file() or not (ev.dir / EVAL_MARKER).is_file():
         return None
@@ -362,7 +362,7 @@ def _curves(plan: Plan, model: str) -> tuple[dict[str, list], dict[str, list], l
 def _timings(root: Path) -> dict[str, float]:
     """Seconds per kind of work from timings.jsonl: every piece of work done in this output folder, over all
     invocations (an interrupted training counts with its part before the interruption)."""
-    from mote.experiment.runner import TIMINGS
+    from mote.experiment.layout import TIMINGS
 
     out: dict[str, float] = {}
     for e in read_log(root / TIMINGS):
@@ -376,18 +376,7 @@ def _recipe_lines(exp: ExperimentConfig, model: str) -> list[str]:
     for arm in block.arms:
         cfg = exp.run_config(model, arm, block.seeds_of(arm)[0], check_files=False)
         t = cfg.train
-        where, trained, lr = cfg.model.placement, cfg.model.trainable, f"{t.learning_rate:g}"
-        if cfg.arm == "ic":
-            where = "–"
-        elif cfg.arm == "ic-matched":
-            trained = "experts"
-        elif cfg.arm.startswith("tsembed"):  # MoE-LoRA on a frozen base; each stage has its own learning rate
-            ts = cfg.tsembed
-            lora = ts.lora
-            where = f"LoRA {lora.num_experts}x r{lora.r}, top-{lora.top_k}"
-            trained = "LoRA experts + routers"
-            stages = [s for s in (ts.stage1, ts.stage2 if cfg.arm == "tsembed" else None) if s is not None]
-            lr = " / ".join(f"{s.learning_rate:g}" for s in stages) + (" (stages)" if len(stages) > 1 else "")
+        where, trained, lr = cfg.method().recipe_row(cfg)
         lines.append(
             f"| {exp.arm_label(arm)} | `{cfg.arm}` | {where} | {trained} | {t.steps} | {t.batch_size} | "
             f"{lr} | {cfg.model.max_seq_length} | {', '.join(map(str, block.seeds_of(arm)))} |"
@@ -469,7 +458,7 @@ def write_report(plan: Plan, report: str | Path) -> Path:
 def _report_text(plan: Plan, exp: ExperimentConfig, figdir: Path, rel: str) -> str:
     """The report's Markdown; its figures (and raw results) are written into ``figdir`` (linked as ``rel/...``)."""
     from mote.experiment.figures import arm_colors, gains_chart, similarity_panels, training_curves
-    from mote.experiment.runner import MEASUREMENTS, similarity_dir
+    from mote.experiment.layout import MEASUREMENTS, similarity_dir
 
     results = collect(plan)
     env: dict[str, Any] = {}

@@ -37,14 +37,9 @@ from typing import Any
 import yaml
 
 from mote.experiment.config import BASELINES, ExperimentConfig
+from mote.experiment.layout import DONE, EVAL_MARKER, MEASUREMENTS, TIMINGS, TRAIN_CONFIG, similarity_dir
 from mote.experiment.plan import EvalRun, Plan, TrainRun, make_plan
 from mote.io import append_log, atomic_write_json, read_log
-
-DONE = "reproduce_done.json"
-EVAL_MARKER = "reproduce.json"
-TIMINGS = "timings.jsonl"
-MEASUREMENTS = "measurements.json"
-TRAIN_CONFIG = "train_config.yaml"  # what mote.train writes next to a run (mote.train.config.CONFIG_FILE)
 
 
 class ReproductionInterrupted(RuntimeError):
@@ -290,10 +285,6 @@ def evaluate(exp: ExperimentConfig, ev: EvalRun, train_marker: dict[str, Any] | 
 
 
 # -------------------------------------------------------------------------------------- similarity, measurements
-def similarity_dir(plan: Plan, model: str, name: str) -> Path:
-    return plan.root / model / "similarity" / name
-
-
 def _texts(exp: ExperimentConfig, datasets: list[str], per_dataset: int) -> list[str]:
     from mote.data import data_dir
     from mote.experiment.texts import sample_texts

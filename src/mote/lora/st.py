@@ -42,6 +42,7 @@ from sentence_transformers.base.modules import InputModule, Transformer
 from mote.export import NotExportableError
 from mote.io import SAVE_ID, atomic_dir, new_save_id, read_json_config, staged_files
 from mote.lora.config import MoELoRAConfig
+from mote.lora.inputs import format_input, image_token_of
 from mote.lora.model import (
     adapters_detached,
     inject_adapters,
@@ -52,7 +53,6 @@ from mote.lora.model import (
     read_adapter_config,
     write_adapter_files,
 )
-from mote.lora.multimodal import format_input, image_token_of
 from mote.lora.router import RoutingState, mean_aux_loss, routing_signature
 from mote.model import TASK_PLAN, MoTETransformer, TaskPlan, host_task_ids, register_module_class
 from mote.routing import RoutingTable

@@ -1,6 +1,6 @@
 """mote.train: Task-Aware Contrastive Learning (TA-CL) for MoTE models and their baselines.
 
-One YAML recipe (:mod:`mote.train.config`) trains any arm of the comparison (:mod:`mote.train.arms`: ``mote``,
+One YAML recipe (:mod:`mote.train.config`) trains any arm of the comparison (a method of :mod:`mote.methods`: ``mote``,
 ``ic``, ``static``, ``tlr``, ``ic-matched``, and the two-stage TSEmbed arms ``tsembed`` / ``tsembed-noeans`` of
 :mod:`mote.train.tsembed`) with one trainer (:mod:`mote.train.trainer`) on the same batches.
 

@@ -46,7 +46,7 @@ def _is_main_process() -> bool:
 
 def register(subparsers) -> None:
     """Add this subsystem's verbs to the `mote` parser."""
-    from mote.train.config import ARMS
+    from mote.methods import METHODS
 
     p = subparsers.add_parser(
         "train",
@@ -57,7 +57,8 @@ def register(subparsers) -> None:
     p.add_argument("config", help="YAML training recipe (configs/*.yaml)")
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics, and the final model/")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
-    p.add_argument("--arm", choices=ARMS, default=None, help="override the recipe's arm (same data, steps, seed)")
+    p.add_argument("--arm", choices=list(METHODS), default=None,
+                   help="override the recipe's arm, a registered method (same data, steps, seed)")
     p.add_argument("--steps", type=int, default=None,
                    help="override train.steps (the TSEmbed arms split it between their stages in the same ratio)")
     p.add_argument("--data-dir", default=None, help="override data.data_dir (default $MOTE_DATA or ../shared/data)")

@@ -31,19 +31,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mote.data.pairs import LABELLED_SCHEMAS, PAIR_SCHEMAS, detect_schema
 from mote.data.sources import DataSourceError, Source, TestSplitError, check_split, peek, resolve_file
 from mote.data.tasks import COLUMNS, TASK_KINDS, TaskKind
 from mote.data.training import DatasetSpec, TaskSpec
 from mote.lora.plan import TSEmbedConfig
+from mote.methods import METHODS, get_method
 from mote.routing import RoutingTable
 from mote.select.config import SelectConfig
 
-ARMS: tuple[str, ...] = ("mote", "ic", "static", "tlr", "ic-matched", "tsembed", "tsembed-noeans")
-MOTE_ARMS: tuple[str, ...] = ("mote", "static", "tlr")
-TSEMBED_ARMS: tuple[str, ...] = ("tsembed", "tsembed-noeans")
+ARMS: tuple[str, ...] = tuple(METHODS)  # the registered methods (mote.methods), at import time
 CONFIG_FILE = "train_config.yaml"
 
 
@@ -193,7 +192,7 @@ class EvalConfig(_Strict):
 class RunConfig(_Strict):
     """A whole training recipe (the YAML file)."""
 
-    arm: Literal["mote", "ic", "static", "tlr", "ic-matched", "tsembed", "tsembed-noeans"] = "mote"
+    arm: str = "mote"  # a registered method (mote.methods)
     seed: int = 42
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -206,6 +205,13 @@ class RunConfig(_Strict):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
+
+    @field_validator("arm")
+    @classmethod
+    def _known_arm(cls, arm: str) -> str:
+        if arm not in METHODS:
+            raise ValueError(f"unknown arm {arm!r}; known: {list(METHODS)}")
+        return arm
 
     @model_validator(mode="before")
     @classmethod
@@ -251,10 +257,15 @@ class RunConfig(_Strict):
             specs.append(TaskSpec(name, self.task_kind(name), datasets))
         return specs
 
+    def method(self):
+        """The run's :class:`~mote.methods.base.Method` (the registry entry of ``arm``)."""
+        return get_method(self.arm)
+
     def tsembed_plan(self) -> TSEmbedConfig:
-        """The TSEmbed plan of this run: ``tsembed`` as given, or its stage-1-only ablation (``tsembed-noeans``:
-        stage 1 for the same total number of steps)."""
-        return self.tsembed.without_eans() if self.arm == "tsembed-noeans" else self.tsembed
+        """The TSEmbed plan of this run: its method's (``tsembed`` as given, or the stage-1-only ablation of
+        ``tsembed-noeans``); ``tsembed`` as given for a method without a plan."""
+        plan = getattr(self.method(), "plan", None)
+        return plan(self) if plan is not None else self.tsembed
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -400,16 +411,15 @@ def _semantic_problems(cfg: RunConfig, check_files: bool) -> list[str]:
                 problems.append(f"{where}: dataset listed twice in task {name!r}")
             seen.add(ds.label)
             problems += _dataset_problems(name, kind, ds, where, data_root, check_files)
-    if cfg.loss.matryoshka_dims and cfg.arm in ("tlr", *TSEMBED_ARMS):
+    method = cfg.method()
+    if cfg.loss.matryoshka_dims and method.router_aux_loss:
+        plain = [name for name, m in METHODS.items() if not m.router_aux_loss]
         problems.append(
             f"loss.matryoshka_dims: the {cfg.arm} arm adds a router load-balancing loss, which the Matryoshka loss "
-            "cannot carry; use it with the mote, static, ic or ic-matched arms"
+            f"cannot carry; use it with the {', '.join(plain[:-1])} or {plain[-1]} arms"
         )
-    if cfg.arm == "tlr" and cfg.loss.cached:
-        problems.append("loss.cached: the tlr arm's load-balancing loss is not supported with the cached loss")
-    if cfg.arm in TSEMBED_ARMS:
-        problems += _tsembed_problems(cfg)
-    if cfg.arm in MOTE_ARMS or cfg.arm == "ic-matched":
+    problems += method.problems(cfg)
+    if method.uses_placement:
         try:
             from mote.experts import resolve_placement
 
@@ -424,8 +434,6 @@ def _semantic_problems(cfg: RunConfig, check_files: bool) -> list[str]:
             elif length <= 0:
                 problems.append(f"model.task_max_seq_length.{task}: must be a positive number of tokens")
     problems += _select_problems(cfg)
-    if cfg.train.expert_learning_rate is not None and cfg.arm == "ic":
-        problems.append("train.expert_learning_rate: the ic arm has no expert parameters (use ic-matched)")
     if cfg.loss.cached and cfg.loss.mini_batch_size > cfg.train.batch_size:
         problems.append(
             f"loss.mini_batch_size ({cfg.loss.mini_batch_size}) exceeds train.batch_size ({cfg.train.batch_size})"
@@ -440,34 +448,9 @@ def _select_problems(cfg: RunConfig) -> list[str]:
     from mote.select.run import recipe_problems
 
     problems = [f"select.enabled: {p}" for p in recipe_problems(cfg, cfg.select)]
-    if cfg.arm not in ("mote", "ic", "ic-matched", "static"):
+    if not cfg.method().supports_select:
         problems.append(f"select.enabled: per-task selection applies to task-routed MoTE arms and dense arms, not "
                         f"{cfg.arm!r} (its experts are chosen per token)")
-    return problems
-
-
-def _tsembed_problems(cfg: RunConfig) -> list[str]:
-    """What the TSEmbed arms cannot run with (the plan itself is validated by ``TSEmbedConfig``)."""
-    problems = []
-    ts = cfg.tsembed
-    if ts.total_steps != cfg.train.steps:
-        stages = f"tsembed.stage1.steps ({ts.stage1.steps})" + (
-            f" + tsembed.stage2.steps ({ts.stage2.steps})" if ts.stage2 is not None else "")
-        problems.append(
-            f"{stages} = {ts.total_steps}, but train.steps is {cfg.train.steps}: the stages share the run's step "
-            "budget (the same as every arm's). Make them add up, or leave the stage steps out to split train.steps "
-            "by tsembed.stage1_fraction"
-        )
-    if cfg.loss.cached:
-        problems.append(
-            f"loss.cached: the {cfg.arm} arm needs the plain loss (EANS mines negatives from each query's own "
-            "forward pass, and the cached loss drops the routers' load-balancing loss); set loss.cached: false"
-        )
-    if cfg.train.expert_learning_rate is not None:
-        problems.append(
-            f"train.expert_learning_rate: the {cfg.arm} arm takes its learning rates from tsembed.stage1 / "
-            "tsembed.stage2 (learning_rate, router_learning_rate)"
-        )
     return problems
 
 

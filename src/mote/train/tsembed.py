@@ -5,10 +5,10 @@ and the data's hard negatives), then stage 2 (routers frozen by default, EANS ne
 candidates). ``tsembed-noeans``: stage 1 only, for the same total number of steps (the ablation). The plan, its
 defaults and what each stage trains come from :mod:`mote.lora.plan` (``cfg.tsembed``); this module runs it.
 
-Each stage is one :class:`~mote.train.trainer.MoteTrainer` (its own optimizer, warm-up and decay, learning rates
+Each stage is one :class:`~mote.train.mote_trainer.MoteTrainer` (its own optimizer, warm-up and decay, learning rates
 and trainable set) on the same model object, the same data, collator and seed as every other arm. The stages
 continue one TA-CL batch stream (stage 2 starts at batch ``stage1.steps``, see
-:class:`~mote.train.trainer.OffsetTaskBatchSampler`): a ``tsembed`` run of ``train.steps`` steps sees exactly the
+:class:`~mote.data.sampler.OffsetTaskBatchSampler`): a ``tsembed`` run of ``train.steps`` steps sees exactly the
 batches of a ``mote`` run of ``train.steps`` steps.
 
 Layout of ``output``::
@@ -48,22 +48,18 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from mote.io import atomic_dir, atomic_write_json, atomic_write_text
 from mote.train.callbacks import GracefulInterrupt
+from mote.train.checkpoints import CHECKPOINTS, MODEL, STAGING, check_resumed_config, recover_checkpoints
 from mote.train.config import CONFIG_FILE, RunConfig
-from mote.train.trainer import (
-    CHECKPOINTS,
-    MODEL,
-    STAGING,
+from mote.train.distributed import barrier, is_main, say
+from mote.train.parts import (
     TrainResult,
-    _logged_losses,
-    _say,
-    check_resumed_config,
     check_world,
     load_run_data,
+    logged_losses,
     make_callbacks,
     make_collator,
     make_losses,
     make_trainer,
-    recover_checkpoints,
     training_arguments,
     write_run_files,
 )
@@ -135,7 +131,6 @@ def run_tsembed(
     from mote.lora.model import load_adapter_weights
     from mote.lora.plan import apply_stage, build_miner, stage_runs, wrap_losses
     from mote.lora.st import ADAPTER_SUBFOLDER
-    from mote.train.arms import build_arm
 
     t0 = time.perf_counter()
     output = Path(output)
@@ -147,17 +142,17 @@ def run_tsembed(
     set_seed(cfg.seed)
     data = load_run_data(cfg)
     groups = data.groups()
-    arm = build_arm(cfg)
+    arm = cfg.method().build(cfg)
     model = arm.model
     report = model[0].parameter_report()
-    _say(f"arm {cfg.arm}: {model[0]!r}")
-    _say(f"  parameters: {report['total']:,} total, {report['adapters']:,} adapters ({report['experts']:,} experts + "
+    say(f"arm {cfg.arm}: {model[0]!r}")
+    say(f"  parameters: {report['total']:,} total, {report['adapters']:,} adapters ({report['experts']:,} experts + "
          f"{report['routers']:,} routers) trained, {report['active']:,} active per token; stages: "
          + ", ".join(f"{r.name} {r.steps} steps lr {r.learning_rate:g}{' + EANS' if r.eans else ''}" for r in runs))
     router_mapping = {g.name: dict(cfg.task_kind(g.task).routes) for g in groups}
     collator = make_collator(arm, router_mapping)
     write_run_files(cfg, output, data, [output / r.name / CHECKPOINTS / STAGING for r in runs])
-    if _is_main():
+    if is_main():
         atomic_write_json(output / PARAMETERS_FILE, {
             "arm": cfg.arm, **report,
             "stages": [{"name": r.name, "steps": r.steps, "learning_rate": r.learning_rate, "eans": r.eans,
@@ -166,9 +161,9 @@ def run_tsembed(
     if 0 < start < len(runs):  # continue from the previous stage's model (the backbone is frozen throughout)
         previous = output / runs[start - 1].name / MODEL
         load_adapter_weights(model[0].auto_model, previous / ADAPTER_SUBFOLDER)
-        _say(f"resuming at {runs[start].name} from {resume_from or previous}")
+        say(f"resuming at {runs[start].name} from {resume_from or previous}")
     elif start == len(runs):
-        _say(f"{output / MODEL} is already trained: nothing to resume")
+        say(f"{output / MODEL} is already trained: nothing to resume")
 
     train_dataset = to_dataset_dict(groups)
     interrupt = GracefulInterrupt()
@@ -189,7 +184,7 @@ def run_tsembed(
             batch_offset=offset, checkpoint_extras=extras,
         )
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        _say(f"{run.name}: {run.steps} steps from run step {offset}, lr {run.learning_rate:g}, {trainable:,} "
+        say(f"{run.name}: {run.steps} steps from run step {offset}, lr {run.learning_rate:g}, {trainable:,} "
              f"parameters trainable{', EANS negatives' if run.eans else ''}")
         trainer.train(resume_from_checkpoint=resume_from if i == start else None)
         steps = offset + trainer.state.global_step
@@ -200,7 +195,7 @@ def run_tsembed(
                 with atomic_dir(output / run.name / MODEL, overwrite=True) as tmp:
                     _save(arm, tmp, cfg)
             trainer.accelerator.wait_for_everyone()
-            _say(f"{run.name} done: saved to {output / run.name / MODEL}")
+            say(f"{run.name} done: saved to {output / run.name / MODEL}")
         offset += run.steps
         del trainer
         gc.collect()
@@ -209,15 +204,15 @@ def run_tsembed(
     if not interrupt.interrupted:
         model_dir = output / MODEL
         if start < len(runs) or not model_dir.is_dir():
-            if _is_main():
+            if is_main():
                 with atomic_dir(model_dir, overwrite=True) as tmp:
                     _save(arm, tmp, cfg)
-            _barrier()
-        _say(f"saved the trained {cfg.arm} model to {model_dir}")
+            barrier()
+        say(f"saved the trained {cfg.arm} model to {model_dir}")
     else:
-        _say(f"interrupted at step {steps}: checkpoint saved; continue with --resume")
+        say(f"interrupted at step {steps}: checkpoint saved; continue with --resume")
     return TrainResult(output, model_dir, steps, interrupt.interrupted, time.perf_counter() - t0,
-                       _logged_losses(output / "metrics.jsonl"))
+                       logged_losses(output / "metrics.jsonl"))
 
 
 def _save(arm, folder: Path, cfg: RunConfig) -> None:
@@ -231,16 +226,3 @@ def _save(arm, folder: Path, cfg: RunConfig) -> None:
     finally:
         model.max_seq_length = training_length
     atomic_write_text(folder / CONFIG_FILE, cfg.to_yaml())
-
-
-def _is_main() -> bool:
-    from mote.train.trainer import _world
-
-    return _world()[0] == 0
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()

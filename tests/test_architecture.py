@@ -1,0 +1,233 @@
+"""The package's shape: one-way layers, no import cycles, methods known only to their registry.
+
+The layer order is the one docs/architecture.md documents (``LAYERS``, lowest first). A module may import modules of
+its own layer or of lower layers, never of a higher one, at top level or inside a function; imports under
+``if TYPE_CHECKING:`` are annotations only and do not count. The import graph of the modules is acyclic (top-level
+and function-level imports together), up to the pairs listed in ``KNOWN_CYCLES`` with their reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = SRC / "mote"
+
+# Lowest first. A unit is a subpackage (mote.lora), a top-level module (mote.routing) or every subpackage's cli.py.
+LAYERS: list[tuple[str, ...]] = [
+    ("mote.adapters",),  # the only code that touches private parts of the libraries (tests/test_adapters.py)
+    ("mote.io",),
+    ("mote.weights",),
+    ("mote.routing",),
+    ("mote.experts", "mote.matryoshka"),
+    ("mote.model",),
+    ("mote.export", "mote.tlr"),
+    ("mote.lora",),
+    ("mote.data", "mote.stats", "mote.moee", "mote.onnx"),
+    ("mote.eval", "mote.mteb"),
+    ("mote.methods",),
+    ("mote.train", "mote.select"),  # peers: training keeps snapshots for selection, selection reads them
+    ("mote.experiment",),
+    ("mote.demo", "mote.cli", "mote.*.cli"),
+]
+RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
+
+# Module pairs importing each other (inside functions), with the reason they still do.
+KNOWN_CYCLES: dict[frozenset[str], str] = {
+    frozenset({"mote.train.config", "mote.select.run", "mote.select.search", "mote.select.weights"}):
+        "a recipe's select: section is checked against its training data (select.run.recipe_problems), and "
+        "selection reads the recipe a run saved (train.config.parse_config)",
+}
+
+METHOD_NAMES = ("mote", "ic", "static", "tlr", "ic-matched", "tsembed", "tsembed-noeans")
+NO_METHOD_NAMES = ["mote/train/trainer.py", "mote/train/parts.py", "mote/train/mote_trainer.py",
+                   "mote/train/tsembed.py", "mote/train/cli.py", "mote/experiment/runner.py",
+                   "mote/experiment/plan.py", "mote/experiment/report.py", "mote/cli.py"]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) >= 2 and (PACKAGE / parts[1]).is_dir():
+        return "mote.*.cli" if len(parts) >= 3 and parts[2] == "cli" else f"mote.{parts[1]}"
+    return module
+
+
+def _target(name: str) -> str | None:
+    """The module of ``mote`` that an imported name lives in (``mote.a.b.func`` -> ``mote.a.b``)."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    return "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _imports(tree: ast.Module) -> list[tuple[str, bool]]:
+    """``(imported module name, at top level)`` for every import of the file, skipping TYPE_CHECKING blocks."""
+    out: list[tuple[str, bool]] = []
+
+    def visit(nodes: list[ast.AST], top: bool) -> None:
+        for child in nodes:
+            if isinstance(child, ast.If) and _is_type_checking(child):
+                visit(child.orelse, top)
+                continue
+            if isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                for alias in child.names:
+                    full = f"{child.module}.{alias.name}"
+                    out.append((full if full in MODULES else child.module, top))
+            elif isinstance(child, ast.Import):
+                out.extend((alias.name, top) for alias in child.names)
+            inner = top and not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+            visit(list(ast.iter_child_nodes(child)), inner)
+
+    visit(tree.body, True)
+    return [(name, top) for name, top in out if name == "mote" or name.startswith("mote.")]
+
+
+def _graph(top_level_only: bool) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for module, path in MODULES.items():
+        for name, top in _imports(ast.parse(path.read_text(encoding="utf-8"))):
+            target = _target(name)
+            if target and target not in (module, "mote") and (top or not top_level_only):
+                graph[module].add(target)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[set[str]] = []
+    counter = [0]
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(component)
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return out
+
+
+def test_every_module_has_a_layer():
+    missing = sorted({_unit(m) for m in MODULES if m != "mote"} - set(RANK))
+    assert not missing, f"add these to LAYERS (and docs/architecture.md): {missing}"
+
+
+def test_top_level_imports_are_acyclic():
+    assert _cycles(_graph(top_level_only=True)) == []
+
+
+def test_no_import_cycles_but_the_known_ones():
+    cycles = [c for c in _cycles(_graph(top_level_only=False)) if frozenset(c) not in KNOWN_CYCLES]
+    assert cycles == [], f"import cycles (move what both sides need into a module both import): {cycles}"
+
+
+def test_the_graph_sees_imports_inside_functions_and_skips_type_checking():
+    # the checks above can fail: the walk finds a function-level import, and ignores annotation-only ones
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from mote.train import x\n"
+                     "def f():\n    from mote.experiment.runner import y\n")
+    assert _imports(tree) == [("mote.experiment.runner", False)]
+    assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [{"a", "b"}]
+
+
+def test_layers_import_only_downwards():
+    wrong = []
+    for module, targets in _graph(top_level_only=False).items():
+        if module == "mote":
+            continue
+        for target in targets:
+            if RANK[_unit(target)] > RANK[_unit(module)]:
+                wrong.append(f"{module} -> {target}")
+    assert not wrong, "imports from a lower layer into a higher one (see LAYERS):\n" + "\n".join(sorted(wrong))
+
+
+def test_importing_a_layer_loads_no_higher_layer():
+    """Import the modules layer by layer, lowest first, in a fresh interpreter; after each layer no module of a
+    higher layer may be loaded (a runtime check of the order, including what imports run at import time).
+
+    ``import mote`` (which any ``import mote.x`` runs first) loads the core, up to the lora layer, and registers the
+    MoTE, TLR and TSEmbed module classes with sentence-transformers; it must load nothing above that."""
+    layers = [[m for m in sorted(MODULES) if m != "mote" and RANK[_unit(m)] == i] for i in range(len(LAYERS))]
+    skip = {"mote.onnx.runtime"}  # needs onnxruntime, an optional extra
+    script = f"""
+import importlib, json, sys
+layers = {json.dumps(layers)}
+rank = {json.dumps({m: RANK[_unit(m)] for m in MODULES if m != "mote"})}
+import mote
+facade = set(sys.modules)
+out = [[-1, sorted(k for k in facade if rank.get(k, -1) > {RANK["mote.lora"]})]]
+for i, layer in enumerate(layers):
+    for m in layer:
+        if m not in {sorted(skip)!r}:
+            importlib.import_module(m)
+    out.append([i, sorted(k for k in sys.modules if k not in facade and rank.get(k, -1) > i)])
+print(json.dumps(out))
+"""
+    env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded_too_early = [(i, mods) for i, mods in json.loads(done.stdout.strip().splitlines()[-1]) if mods]
+    assert loaded_too_early == [], [("import mote" if i < 0 else LAYERS[i], mods) for i, mods in loaded_too_early]
+
+
+@pytest.mark.parametrize("path", NO_METHOD_NAMES)
+def test_the_trainer_runner_and_cli_name_no_method(path):
+    """They ask the registry (mote.methods): no ``cfg.arm == "tlr"``, no arm-name tuples."""
+    text = (SRC / path).read_text(encoding="utf-8")
+    names = "|".join(re.escape(n) for n in METHOD_NAMES)
+    hits = [line.strip() for line in text.splitlines()
+            if re.search(rf"""(arm|ARMS)\b.*(==|!=|\bin\b|startswith).*["']({names})["']""", line)
+            or re.search(r"\b(TSEMBED|MOTE)_ARMS\b", line)]
+    assert hits == []
+
+
+def test_registry_is_the_arm_list():
+    from mote.methods import METHODS
+    from mote.train.config import ARMS
+
+    assert tuple(METHODS) == ARMS == METHOD_NAMES
