@@ -169,6 +169,65 @@ def test_global_mode_chooses_the_shared_weights_like_wise_ft(tmp_path, minilm_to
     assert [c.settings[SHARED] for c in result.steps["global"]] == ["base", "final@0.5", "final", "step-5"]
 
 
+def make_dense_run(tmp_path: Path, tokenizer) -> tuple[Path, str]:
+    """A finished-looking ic run: a perturbed dense model, its recipe and one snapshot (step 5)."""
+    from sentence_transformers import SentenceTransformer
+
+    base = make_tiny_st(tmp_path, tokenizer, "bert", layers=2)
+    run = tmp_path / "dense-run"
+    model = SentenceTransformer(base, device="cpu")
+    for seed in (1, 2):
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for prm in model[0].auto_model.parameters():
+                prm.add_(0.05 * torch.randn(prm.shape, generator=g))
+        if seed == 1:
+            snap = run / SNAPSHOTS / "step-5"
+            snap.mkdir(parents=True)
+            save_model(model[0].auto_model, str(snap / WEIGHTS))
+            (snap / META).write_text(json.dumps({"step": 5, "fraction": 0.5}))
+    model.save(str(run / "model"))
+    recipe = parse_config({"arm": "ic", "model": {"base": base}, "data": {"holdout": 0.1}, "tasks": TASKS,
+                           "train": {"steps": 10}}, check_files=False)
+    (run / "model" / CONFIG_FILE).write_text(recipe.to_yaml())
+    return run, base
+
+
+@pytest.mark.parametrize("winner", ["base", "final@0.5", "final"])
+def test_a_dense_models_wise_ft_choice_is_what_is_written(tmp_path, minilm_tokenizer, winner):
+    """IC's global selection: the saved weights are the chosen candidate's, not the sweep's last one (step-5)."""
+    run, _ = make_dense_run(tmp_path, minilm_tokenizer)
+    space = WeightSpace.from_run(run)
+    assert not space.routed and space.shared_trained()
+    rules = {"r": lambda cur: 60 + 2 * (cur[SHARED] == winner) - 3 * (cur[SHARED] == "step-5"),
+             "c": lambda cur: 50 + (cur[SHARED] == winner), "k": lambda cur: 40}
+    result = search(space, SETS, SelectConfig(), evaluator=StubEvaluator(space, rules), log=lambda m: None)
+    assert result.choice.shared.label == winner
+    assert result.selected.scores == {"r": 62, "c": 51, "k": 40} if winner != "base" else True
+    written = {k: v.clone() for k, v in space.model[0].auto_model.state_dict().items()}
+    fresh = WeightSpace.from_run(run)
+    fresh.set_all(Setting.parse(winner))
+    expected = fresh.model[0].auto_model.state_dict()
+    assert all(torch.equal(written[k], expected[k]) for k in expected)
+
+
+def test_selected_weights_that_do_not_score_like_the_choice_are_an_error(tmp_path, minilm_tokenizer, monkeypatch):
+    run, _ = make_dense_run(tmp_path, minilm_tokenizer)
+    space = WeightSpace.from_run(run)
+    rules = {"r": lambda cur: 60 + 2 * (cur[SHARED] == "final@0.5"), "c": lambda cur: 50, "k": lambda cur: 40}
+    original, calls = WeightSpace.set_all, []
+
+    def set_all(self, setting):  # the base, the 3 grid settings of the sweep, then the choice: forget the last
+        calls.append(setting.label)
+        if len(calls) <= 4:
+            original(self, setting)
+
+    monkeypatch.setattr(WeightSpace, "set_all", set_all)
+    with pytest.raises(SelectionError, match="do not score like the chosen candidate"):
+        search(space, SETS, SelectConfig(), evaluator=StubEvaluator(space, rules), log=lambda m: None)
+    assert calls == ["base", "final@0.5", "final", "step-5", "final@0.5"]
+
+
 # ------------------------------------------------------------------------------------------------ consolidation
 def test_consolidated_experts_share_one_expert_and_load_in_sentence_transformers(run, tmp_path):
     space = WeightSpace.from_run(run)

@@ -309,14 +309,24 @@ class _Search:
         elif mode == "auto":
             mode = "global" if space.shared_trained() else "base"
         shared = BASE
+        chosen = self.reference
         if mode == "global":
-            shared = self._global()
+            chosen = self._global()
+            shared = Setting.parse(chosen.settings[SHARED])
+            space.set_all(shared)  # the sweep left the space at its last candidate: back to the choice
         experts: dict[int, Setting] = {}
         if space.routed:
-            experts = self._experts(shared)
+            experts, last = self._experts(shared)
+            chosen = last or chosen
         merges = self._consolidate(experts) if space.routed and self.cfg.consolidate.enabled else []
         choice = Choice(shared, experts, self._prepend_flags(shared, experts), merges)
         selected = self._score_choice(choice)
+        if not merges:  # what is written must be what was chosen: the same scores on the sets they share
+            differ = {n: (chosen.scores[n], selected.scores[n]) for n in chosen.scores
+                      if abs(chosen.scores[n] - selected.scores[n]) > 1e-6}
+            if differ:
+                raise SelectionError(f"internal error: the selected weights do not score like the chosen candidate "
+                                     f"{chosen.settings} on {differ}; please report it")
         moved = {str(g): space.moved(g) for g in space.groups()}
         return SearchResult(choice, self.reference, selected, mode, self.steps, time.perf_counter() - t0,
                             self.eval.calls, moved)
@@ -348,17 +358,18 @@ class _Search:
             self.log(f"  {setting.label:<12} mean {cand.mean:6.2f}  {'admissible' if cand.admissible else '-'}")
         self.steps["global"] = rows
         best = self._best(rows)
-        chosen = Setting.parse(best.settings[SHARED])
-        self.log(f"  -> shared weights {chosen.label}")
-        return chosen
+        self.log(f"  -> shared weights {best.settings[SHARED]}")
+        return best
 
-    def _experts(self, shared: Setting) -> dict[int, Setting]:
+    def _experts(self, shared: Setting) -> tuple[dict[int, Setting], Candidate | None]:
+        """Each component's best combination; returns the choice and the last component's winning candidate."""
         space = self.space
         space.set(SHARED, shared)
         start = {e: shared for e in range(space.num_experts)}  # admissible: the global choice (or the base)
         for e, s in start.items():
             space.set(e, s)
         chosen = dict(start)
+        best = self.reference if shared.is_base else None
         for experts, sets in components(self.routing, self.sets):
             key = "component " + "+".join(f"{e}:{','.join(self.routing.tasks_of_expert(e))}" for e in experts)
             combos = list(itertools.product(self.grid, repeat=len(experts)))
@@ -377,7 +388,7 @@ class _Search:
             self._apply_prepend(self._prepend_flags(shared, chosen))
             self.steps[key] = rows
             self.log(f"  -> {best.settings} (mean {best.mean:.2f} over {', '.join(best.categories)})")
-        return chosen
+        return chosen, best
 
     def _uses(self, v: ValidationSet) -> set[int]:
         return {self.routing.expert(t) for t in v.routes().values()}
