@@ -353,7 +353,14 @@ def test_selected_arms_select_after_their_source_and_are_reused(tiny, tmp_path, 
         if Path(output).exists():
             shutil.rmtree(output)
         shutil.copytree(Path(run_dir) / "model", output)
-        (Path(output) / "selection.json").write_text(json.dumps({"choice": {"prepend": {"*": False}}}))
+        ref = {"categories": {"in-domain/STS": 70.0, "ood/STS": 60.0}, "mean": 65.0}
+        steps = {"global": [{"settings": {"shared": "base"}, **ref},
+                            {"settings": {"shared": "final"}, "categories": {"in-domain/STS": 71.0, "ood/STS": 59.0},
+                             "mean": 65.0}]}
+        (Path(output) / "selection.json").write_text(json.dumps({
+            "choice": {"shared": "base", "experts": {}, "prepend": {"*": False}, "merges": []}, "experts": {},
+            "reference": ref, "selected": ref, "steps": steps, "config": {"tolerance": 0.0},
+            "validation": {"groups": ["in-domain", "ood"]}}))
         return Path(output)
 
     monkeypatch.setattr("mote.select.run.select_run", fake_select_run)
@@ -374,7 +381,10 @@ def test_selected_arms_select_after_their_source_and_are_reused(tiny, tmp_path, 
     assert calls == [("ic/seed-1", (0.5, 1.0))]
     ev = json.loads((root / "tiny/eval/ic-wise/seed-1/results.json").read_text())
     assert ev["encoder"]["kind"] == "dense"  # selected back to the base: evaluated without the prefixes
-    assert "ic + WiSE-FT" in (tmp_path / "r.md").read_text()
+    md = (tmp_path / "r.md").read_text()
+    assert "ic + WiSE-FT" in md
+    # what selection kept, under both groups (written) and each alone: in-domain alone would keep "final"
+    assert "| 1 | base (final / base) | - | 65.00 -> 65.00 |" in md
     run_reproduction(cfg, root, report=None, trainer=CountingTrainer())
     assert len(calls) == 1  # reused
     assert {s.kind: s.state for s in plan_status(plan)}["select"] == "done"

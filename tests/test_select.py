@@ -169,6 +169,55 @@ def test_global_mode_chooses_the_shared_weights_like_wise_ft(tmp_path, minilm_to
     assert [c.settings[SHARED] for c in result.steps["global"]] == ["base", "final@0.5", "final", "step-5"]
 
 
+def test_the_choice_under_each_validation_group_is_re_decided_from_the_scored_candidates(run, tmp_path):
+    """In-domain rows and out-of-domain sources want different query experts; the record says what each group alone
+    keeps (from the candidates already scored), and the view of both groups is the choice that was written."""
+    from mote.select.record import choice_by_group, selection_markdown
+
+    space = WeightSpace.from_run(run)
+    sets = [ValidationSet(_info("r", "Retrieval"), "validation", "in-domain"),
+            ValidationSet(_info("r-ood", "Retrieval"), "validation", "ood"),
+            ValidationSet(_info("c", "Classification"), "validation", "in-domain")]
+    rules = {"r": lambda cur: 60 + 5 * (cur[0] == "final@0.5") - 1 * (cur[0] == "final"),
+             "r-ood": lambda cur: 60 + 5 * (cur[0] == "final"),
+             "c": lambda cur: 50 + 4 * (cur[2] == "final")}
+    cfg = SelectConfig(consolidate={"enabled": False})
+    result = search(space, sets, cfg, evaluator=StubEvaluator(space, rules), log=lambda m: None)
+    record = build_record(space, result, cfg, sets, tmp_path / "suite", run)
+    by = choice_by_group(record)
+    written = {"shared": record["choice"]["shared"], **record["choice"]["experts"]}
+    assert {g: by["both"][g] for g in written} == written
+    assert by["both"]["0"] == "final@0.5"  # "final" loses a point in-domain: not admissible on both
+    assert by["in-domain"]["0"] == "final@0.5" and by["ood"]["0"] == "final"
+    assert by["in-domain"]["2"] == "final" and by["ood"]["2"] == "-"  # no ood classification set
+    text = selection_markdown(record)
+    assert "## The choice under each validation group" in text
+    assert "| expert 0 | query | final@0.5 | final@0.5 | final |" in text
+
+
+def test_experts_decided_after_a_different_shared_choice_are_not_recorded():
+    from mote.select.record import choice_by_group
+
+    def row(settings, cats):
+        return {"settings": settings, "categories": cats, "mean": sum(cats.values()) / len(cats)}
+
+    ref = {"in-domain/Retrieval": 50.0, "ood/Retrieval": 50.0}
+    record = {
+        "config": {"tolerance": 0.0}, "validation": {"groups": ["in-domain", "ood"]},
+        "reference": {"categories": ref}, "choice": {"shared": "final", "experts": {"0": "final"}},
+        "experts": {"0": {"tasks": ["query"]}},
+        "steps": {"global": [row({"shared": "base"}, ref),
+                             row({"shared": "final"}, {"in-domain/Retrieval": 58.0, "ood/Retrieval": 51.0}),
+                             row({"shared": "final@0.5"}, {"in-domain/Retrieval": 52.0, "ood/Retrieval": 53.0})],
+                  "component 0:query": [row({"0": "base"}, {"in-domain/Retrieval": 58.0, "ood/Retrieval": 51.0}),
+                                        row({"0": "final"}, {"in-domain/Retrieval": 57.0, "ood/Retrieval": 54.0})]},
+    }
+    by = choice_by_group(record)
+    assert by["both"] == {"shared": "final", "0": "final"}  # means 54.5 > 52.5 > 50, then 55.5 > 54.5
+    assert by["in-domain"] == {"shared": "final", "0": "base"}  # 58 > 52, then 58 > 57
+    assert by["ood"] == {"shared": "final@0.5", "0": "n/a"}  # its experts were searched after "final": unscored
+
+
 def make_dense_run(tmp_path: Path, tokenizer) -> tuple[Path, str]:
     """A finished-looking ic run: a perturbed dense model, its recipe and one snapshot (step 5)."""
     from sentence_transformers import SentenceTransformer

@@ -457,6 +457,7 @@ def write_report(plan: Plan, report: str | Path) -> Path:
 
 def _report_text(plan: Plan, exp: ExperimentConfig, figdir: Path, rel: str) -> str:
     """The report's Markdown; its figures (and raw results) are written into ``figdir`` (linked as ``rel/...``)."""
+    from mote.experiment.choices import selection_lines
     from mote.experiment.figures import arm_colors, gains_chart, similarity_panels, training_curves
     from mote.experiment.layout import MEASUREMENTS, similarity_dir
 
@@ -513,6 +514,7 @@ def _report_text(plan: Plan, exp: ExperimentConfig, figdir: Path, rel: str) -> s
         # headline (first block with a significance pair)
         if sigs and not headline:
             headline = _headline(exp, model, s, sigs[0])
+        body += selection_lines(plan, model)
         # similarity
         sims = []
         for name in exp.similarity.runs if exp.similarity.enabled else []:

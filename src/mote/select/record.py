@@ -32,6 +32,67 @@ def read_selection(folder: str | os.PathLike) -> dict[str, Any] | None:
         raise ValueError(f"{path} is not valid JSON ({e.msg}); re-run `mote select` to rewrite it") from None
 
 
+NOT_DECIDED = "-"  # the group has no validation set of this step's categories: it cannot choose
+NOT_RECORDED = "n/a"  # decided after a shared-weights choice this group would have made differently
+
+
+def _decide(rows: list[dict[str, Any]], ref: dict[str, float], group: str | None, tolerance: float
+            ) -> dict[str, str] | None:
+    """The settings the search's rule (admissible: no category below the base by more than ``tolerance``; best mean
+    over categories; ties to the earlier candidate) picks among ``rows`` when only ``group``'s categories count
+    (``None``: all of them). ``None`` when the rows have no category of ``group``."""
+    best: tuple[float, dict[str, str]] | None = None
+    for row in rows:
+        cats = {c: v for c, v in row["categories"].items() if group is None or c.split("/", 1)[0] == group}
+        if not cats:
+            return None
+        if any(v < ref[c] - tolerance - 1e-9 for c, v in cats.items()):
+            continue
+        score = sum(cats.values()) / len(cats)
+        if best is None or score > best[0]:
+            best = (score, row["settings"])
+    return None if best is None else dict(best[1])
+
+
+def choice_by_group(record: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """What the selection would have kept had it decided on one validation group alone, from the candidates it
+    scored (``selection.json`` holds every candidate's per-category scores, so nothing is re-encoded).
+
+    Returns ``{view: {"shared": label, "<expert>": label}}`` for the view ``both`` (every category; the rule
+    re-applied, so it equals the recorded choice) and each group of the record (``in-domain``, ``ood``). A group
+    with no validation set routed to an expert gets ``"-"`` for it; expert choices made after a shared-weights
+    choice that the group would have made differently were never scored: ``"n/a"``. Consolidation is not
+    re-decided.
+
+    Example:
+        >>> choice_by_group(read_selection("runs/train/mote/selected"))["ood"]   # doctest: +SKIP
+        {'shared': 'base', '0': 'base', '1': 'final', '2': 'final', '3': 'final'}
+    """
+    ref = record["reference"]["categories"]
+    tol = float(record["config"].get("tolerance", 0.0))
+    steps = record["steps"]
+    actual_shared = record["choice"]["shared"]
+    out: dict[str, dict[str, str]] = {}
+    for view in ["both", *record["validation"]["groups"]]:
+        group = None if view == "both" else view
+        picked: dict[str, str] = {"shared": actual_shared}
+        if steps.get("global"):
+            got = _decide(steps["global"], ref, group, tol)
+            picked["shared"] = got["shared"] if got else NOT_DECIDED
+        same_shared = picked["shared"] == actual_shared
+        for name, rows in steps.items():
+            if not name.startswith("component ") or not rows:
+                continue
+            experts = list(rows[0]["settings"])
+            got = _decide(rows, ref, group, tol) if same_shared else None
+            for e in experts:
+                picked[e] = (got[e] if got else NOT_DECIDED) if same_shared else NOT_RECORDED
+        for e in record["experts"]:
+            picked.setdefault(e, actual_shared if same_shared else NOT_RECORDED)
+        out[view] = picked
+    return out
+
+
 def _fmt(x: float | None) -> str:
     return "" if x is None else f"{x:.2f}"
 
@@ -82,6 +143,18 @@ def selection_markdown(record: dict[str, Any]) -> str:
     if cons.get("merges"):
         lines += ["", f"Consolidated experts {cons['merges']}: parameters {cons['parameters_before']:,} -> "
                       f"{cons['parameters_after']:,}."]
+    by_group = choice_by_group(record)
+    views = list(by_group)
+    lines += ["", "## The choice under each validation group", "",
+              "What the same rule keeps when only one group's categories count (re-decided from the candidates "
+              "below; `-`: the group has no set for it; `n/a`: not scored). Where the groups disagree, the "
+              "in-domain rows and the out-of-domain sources pull the model differently.", "",
+              "| group | tasks | " + " | ".join(f"{v} (used)" if v == "both" else v for v in views) + " |",
+              "|---|---|" + "---|" * len(views)]
+    lines.append("| shared | all | " + " | ".join(by_group[v]["shared"] for v in views) + " |")
+    for e, info in record["experts"].items():
+        lines.append(f"| expert {e} | {', '.join(info['tasks'])} | "
+                     + " | ".join(by_group[v].get(e, NOT_RECORDED) for v in views) + " |")
     lines += ["", "## Validation, plain base vs selected (main score, %)", "",
               "| category | base | selected | change |", "|---|---:|---:|---:|"]
     for c in sel["categories"]:
