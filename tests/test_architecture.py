@@ -190,8 +190,9 @@ def test_importing_a_layer_loads_no_higher_layer():
     """Import the modules layer by layer, lowest first, in a fresh interpreter; after each layer no module of a
     higher layer may be loaded (a runtime check of the order, including what imports run at import time).
 
-    ``import mote`` (which any ``import mote.x`` runs first) loads the core, up to the lora layer, and registers the
-    MoTE, TLR and TSEmbed module classes with sentence-transformers; it must load nothing above that."""
+    ``import mote`` (which any ``import mote.x`` runs first) loads the core, up to ``mote.model``, and registers the
+    MoTE module class with sentence-transformers (TLR and TSEmbed lazily, tests/test_lazy_imports.py); it must load
+    nothing above that."""
     layers = [[m for m in sorted(MODULES) if m != "mote" and RANK[_unit(m)] == i] for i in range(len(LAYERS))]
     skip = {"mote.onnx.runtime"}  # needs onnxruntime, an optional extra
     script = f"""
@@ -200,7 +201,7 @@ layers = {json.dumps(layers)}
 rank = {json.dumps({m: RANK[_unit(m)] for m in MODULES if m != "mote"})}
 import mote
 facade = set(sys.modules)
-out = [[-1, sorted(k for k in facade if rank.get(k, -1) > {RANK["mote.lora"]})]]
+out = [[-1, sorted(k for k in facade if rank.get(k, -1) > {RANK["mote.model"]})]]
 for i, layer in enumerate(layers):
     for m in layer:
         if m not in {sorted(skip)!r}:

@@ -230,10 +230,7 @@ class MoEEEmbedder:
         if local.is_dir() and (local / "modules.json").is_file():
             from sentence_transformers import SentenceTransformer
 
-            import mote
-
-            if importlib.util.find_spec("mote.tlr") is not None:
-                import mote.tlr  # lets sentence-transformers load token-routed MoTE folders
+            import mote  # lets sentence-transformers load MoTE, token-routed MoTE and TSEmbed folders
             st = mote.load(path, device=device) if (local / "mote_config.json").is_file() else None
             st = st or SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code)
             if dtype != "auto":
