@@ -27,9 +27,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("mote.io",),
     ("mote.weights",),
     ("mote.routing",),
-    ("mote.experts", "mote.matryoshka"),
+    ("mote.experts", "mote.matryoshka", "mote.load_balancing"),
     ("mote.model",),
-    ("mote.export", "mote.tlr"),
+    ("mote.export", "mote.ablations", "mote.tlr"),  # mote.tlr: the old name of mote.ablations.tlr
     ("mote.lora",),
     ("mote.data", "mote.stats", "mote.moee", "mote.onnx"),
     ("mote.eval", "mote.mteb"),

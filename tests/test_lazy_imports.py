@@ -19,11 +19,11 @@ import torch
 
 import mote
 import mote.lora as tl
-import mote.tlr as tlr
+from mote.ablations import tlr
 from mote.train.testing import write_tiny_model
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-LAZY = ("mote.tlr", "mote.lora", "mote.export")
+LAZY = ("mote.ablations.tlr", "mote.tlr", "mote.lora", "mote.export")
 # Every name `import mote` made an attribute before the lazy imports: public API, submodules, and lazy submodules.
 NAMES = sorted({*mote.__all__, "adapters", "experts", "io", "model", "routing", "weights", "export", "lora", "tlr"})
 TEXTS = ["how do magnets work", "a b c"]
@@ -122,7 +122,35 @@ for name in ("tlr", "tsembed"):
     out[name] = [cls.__module__ + "." + cls.__name__, model.encode({TEXTS!r}, task="query").tolist()]
 print(json.dumps(out))
 """)
-    assert out["tlr"][0] == "mote.tlr.TLRTransformer"
+    assert out["tlr"][0] == "mote.ablations.tlr.TLRTransformer"
     assert out["tsembed"][0] == "mote.lora.st.TSEmbedTransformer"
     for name in ("tlr", "tsembed"):
         np.testing.assert_allclose(out[name][1], expected[name], atol=1e-6)
+
+
+def test_tlr_folders_saved_under_the_old_module_name_still_load(folders, tmp_path):
+    """Folders saved before the move name ``mote.tlr.TLRTransformer``: they load after ``import mote``, and with
+    ``trust_remote_code=True`` without it (sentence-transformers imports the path: mote.tlr is kept for this)."""
+    import shutil
+
+    root, expected = folders
+    old = tmp_path / "old-tlr"
+    shutil.copytree(root / "tlr", old)
+    modules = json.loads((old / "modules.json").read_text())
+    assert modules[0]["type"] == "mote.ablations.tlr.TLRTransformer"
+    modules[0]["type"] = "mote.tlr.TLRTransformer"
+    (old / "modules.json").write_text(json.dumps(modules))
+    out = _python(f"""
+import json, sys
+from sentence_transformers import SentenceTransformer
+remote = SentenceTransformer({str(old)!r}, device="cpu", trust_remote_code=True)
+import mote
+plain = SentenceTransformer({str(old)!r}, device="cpu")
+print(json.dumps([type(m[0]).__module__ + "." + type(m[0]).__name__ for m in (remote, plain)]
+                 + [plain.encode({TEXTS!r}, task="query").tolist()]))
+""")
+    assert out[:2] == ["mote.ablations.tlr.TLRTransformer"] * 2
+    np.testing.assert_allclose(out[2], expected["tlr"], atol=1e-6)
+    import mote.tlr
+
+    assert mote.tlr.TLRTransformer is tlr.TLRTransformer and set(mote.tlr.__all__) == set(tlr.__all__)

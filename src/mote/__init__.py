@@ -36,7 +36,8 @@ else:
 
     # SentenceTransformer(path) loads TLR and TSEmbed folders after `import mote`; their modules (the token-routing
     # ablation, and mote.lora with PEFT) are imported only when a folder names their class.
-    register_lazy_module_class("mote.tlr.TLRTransformer", "mote.tlr:TLRTransformer")
+    register_lazy_module_class("mote.ablations.tlr.TLRTransformer", "mote.ablations.tlr:TLRTransformer")
+    register_lazy_module_class("mote.tlr.TLRTransformer", "mote.ablations.tlr:TLRTransformer")  # folders saved before
     register_lazy_module_class("mote.lora.st.TSEmbedTransformer", "mote.lora.st:TSEmbedTransformer")
 
 

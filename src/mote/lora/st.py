@@ -8,8 +8,8 @@ installed. Task resolution is MoTE's: explicit ``task=``, else the prompt matche
 table's default task.
 
 Outputs besides ``token_embeddings``: ``router_aux_loss`` (when gradients are on; the trainer weights it, as for
-``mote.tlr``) and ``routing_probs`` ``(B, M, E)``, each example's routing distribution per routed layer averaged
-over its tokens (in training, or inside :meth:`TSEmbedTransformer.emit_routing`), which EANS uses.
+``mote.ablations.tlr``) and ``routing_probs`` ``(B, M, E)``, each example's routing distribution per routed layer
+averaged over its tokens (in training, or inside :meth:`TSEmbedTransformer.emit_routing`), which EANS uses.
 
 Saved folders hold the plain backbone exactly as the stock ``Transformer`` saves it (``config.json``,
 ``model.safetensors``, tokenizer), ``tsembed_config.json``, and the adapters in ``moe_lora/`` (``adapter_config.json``
