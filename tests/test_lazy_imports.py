@@ -23,9 +23,11 @@ from mote.ablations import tlr
 from mote.train.testing import write_tiny_model
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-LAZY = ("mote.ablations.tlr", "mote.tlr", "mote.lora", "mote.export")
-# Every name `import mote` made an attribute before the lazy imports: public API, submodules, and lazy submodules.
-NAMES = sorted({*mote.__all__, "adapters", "experts", "io", "model", "routing", "weights", "export", "lora", "tlr"})
+LAZY = ("mote.ablations.tlr", "mote.tlr", "mote.lora", "mote.export", "mote.io")
+# The names of `import mote`: its public API, the submodules it imports, and those it loads on first use
+# (`io` and `tlr` are the old names of mote.atomic + mote.files and mote.ablations.tlr).
+NAMES = sorted({*mote.__all__, "adapters", "atomic", "base_models", "experts", "files", "model", "routing",
+                "export", "io", "lora", "tlr"})
 TEXTS = ["how do magnets work", "a b c"]
 
 
@@ -77,7 +79,7 @@ import mote
 {DESCRIBE}
 before = sorted(m for m in {list(LAZY)!r} if m in sys.modules)
 names = {{name: describe(getattr(mote, name)) for name in {NAMES!r}}}
-from mote import convert, export, load, lora, tlr  # noqa: F401
+from mote import convert, export, io, load, lora, tlr  # noqa: F401
 try:
     mote.no_such_name
     missing = "resolved"

@@ -14,12 +14,13 @@ an ``ImportError`` that says so.
 
 import importlib
 
+from mote.base_models import DEFAULT_BASE_MODEL, resolve_model_path
 from mote.routing import DEFAULT_TASKS, RoutingTable, UnknownTaskError
-from mote.weights import DEFAULT_BASE_MODEL, resolve_model_path
 
-# Submodules that load on first use (``mote.lora`` imports PEFT): ``mote.lora.x`` after ``import mote`` and
-# ``from mote import lora`` work as before, without paying for them in ``import mote``.
-_LAZY_SUBMODULES = frozenset({"export", "lora", "tlr"})
+# Submodules that load on first use (``mote.lora`` imports PEFT; ``mote.io`` and ``mote.tlr`` are old names):
+# ``mote.lora.x`` after ``import mote`` and ``from mote import lora`` work as before, without paying for them in
+# ``import mote``.
+_LAZY_SUBMODULES = frozenset({"export", "io", "lora", "tlr"})
 _TORCH_NAMES = frozenset({"MoTETransformer", "NotAMoTEModelError", "convert", "encode", "encode_mixed", "load",
                           "mote_module"})
 

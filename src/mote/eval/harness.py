@@ -324,8 +324,8 @@ def evaluate(
         >>> round(r["datasets"]["STSBenchmark"]["main_score"], 2)                    # doctest: +SKIP
         82.03
     """
+    from mote.atomic import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text
     from mote.data import data_dir as resolve_data_dir
-    from mote.io import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text
 
     t_start = time.perf_counter()
     out_path = Path(output) if output is not None else None

@@ -29,17 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from mote.atomic import atomic_write_json, atomic_write_text, fsync_dir, fsync_tree, remove_stale, replace_dir
 from mote.experiment.config import BASELINES, ExperimentConfig
 from mote.experiment.plan import EvalRun, Plan
-from mote.io import (
-    atomic_write_json,
-    atomic_write_text,
-    fsync_dir,
-    fsync_tree,
-    read_log,
-    remove_stale,
-    replace_dir,
-)
+from mote.files import read_log
 
 OVERALL = ("mean over datasets", "mean over categories")
 Stat = tuple[float | None, float | None, int]  # mean, sample std (None for one value), number of values

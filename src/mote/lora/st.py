@@ -39,8 +39,10 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import InputModule, Transformer
 
+from mote.atomic import SAVE_ID, atomic_dir, new_save_id, staged_files
+from mote.base_models import resolve_model_path
 from mote.export import NotExportableError
-from mote.io import SAVE_ID, atomic_dir, new_save_id, read_json_config, staged_files
+from mote.files import read_json_config
 from mote.lora.config import MoELoRAConfig
 from mote.lora.inputs import format_input, image_token_of
 from mote.lora.model import (
@@ -56,7 +58,6 @@ from mote.lora.model import (
 from mote.lora.router import RoutingState, mean_aux_loss, routing_signature
 from mote.model import TASK_PLAN, MoTETransformer, TaskPlan, host_task_ids, register_module_class
 from mote.routing import RoutingTable
-from mote.weights import resolve_model_path
 
 CONFIG_NAME = "tsembed_config.json"
 ADAPTER_SUBFOLDER = "moe_lora"

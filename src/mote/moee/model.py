@@ -220,7 +220,7 @@ class MoEEEmbedder:
         Example:
             >>> MoEEEmbedder.from_pretrained("Qwen/Qwen1.5-MoE-A2.7B", dtype="bfloat16")   # doctest: +SKIP
         """
-        from mote.weights import resolve_model_path
+        from mote.base_models import resolve_model_path
 
         config = config or MoEEConfig()
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -66,7 +66,7 @@ def compaction(num_experts: int, merges: list[list[int]]) -> tuple[list[int], di
 def write_selected(space: WeightSpace, result: SearchResult, output: Path, record: dict[str, Any],
                    overwrite: bool = False) -> Path:
     """Save the space's model (chosen weights, routing, merges compacted) with its record, atomically."""
-    from mote.io import atomic_dir, atomic_write_json, atomic_write_text
+    from mote.atomic import atomic_dir, atomic_write_json, atomic_write_text
     from mote.train.config import CONFIG_FILE
 
     model = space.model

@@ -501,6 +501,6 @@ def parse_config(
 
 def load_config(path: str | os.PathLike, check_files: bool = True, arm: str | None = None) -> RunConfig:
     """Read and validate a YAML training config (see :func:`parse_config`)."""
-    from mote.io import read_yaml
+    from mote.files import read_yaml
 
     return parse_config(read_yaml(path, "Training config", ConfigError), str(path), check_files, arm)
