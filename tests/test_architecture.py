@@ -47,7 +47,8 @@ KNOWN_CYCLES: dict[frozenset[str], str] = {}
 METHOD_NAMES = ("mote", "ic", "static", "tlr", "ic-matched", "tsembed", "tsembed-noeans")
 NO_METHOD_NAMES = ["mote/train/trainer.py", "mote/train/parts.py", "mote/train/mote_trainer.py",
                    "mote/train/tsembed.py", "mote/train/cli.py", "mote/experiment/runner.py",
-                   "mote/experiment/plan.py", "mote/experiment/report.py", "mote/cli.py"]
+                   "mote/experiment/plan.py", "mote/experiment/report.py", "mote/experiment/summary.py",
+                   "mote/experiment/significance.py", "mote/cli.py"]
 
 
 def _modules() -> dict[str, Path]:
