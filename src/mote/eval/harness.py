@@ -46,7 +46,8 @@ import numpy as np
 from mote.eval import datasets as ds
 from mote.eval.cache import EmbeddingCache, embed_texts
 from mote.eval.encoders import Encoder, Mode, load_encoder
-from mote.eval.metrics import MAIN_METRIC, SCORERS, SIDES, local_task
+from mote.eval.local_tasks import local_task
+from mote.eval.metrics import MAIN_METRIC, SCORERS, SIDES
 from mote.matryoshka import check_dim, truncate
 from mote.routing import RoutingTable
 
