@@ -151,6 +151,15 @@ def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
     return out
 
 
+def test_the_readme_layout_names_every_top_level_module_and_package():
+    readme = (SRC.parent / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Layout", 1)[1].split("```")[1]
+    names = set(re.findall(r"[\w.]+(?:\.py|/)", layout))
+    entries = {p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"}
+    entries |= {f"{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert sorted(entries - names) == [], "describe these in the README's Layout section"
+
+
 def test_every_module_has_a_layer():
     missing = sorted({_unit(m) for m in MODULES if m != "mote"} - set(RANK))
     assert not missing, f"add these to LAYERS (and docs/architecture.md): {missing}"
