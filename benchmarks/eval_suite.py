@@ -81,7 +81,7 @@ def main() -> None:
         cache.close()
     text = json.dumps(report, indent=2)
     if args.record:
-        from mote.io import atomic_write_text
+        from mote.atomic import atomic_write_text
 
         atomic_write_text(Path(args.record), text + "\n")
     print(text)

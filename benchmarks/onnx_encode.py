@@ -26,7 +26,7 @@ from sentence_transformers import SentenceTransformer
 import mote
 from mote.data import data_dir
 from mote.export import export_dense
-from mote.io import open_text
+from mote.files import open_text
 from mote.onnx import CONFIG_FILE, INT8_FILE, ONNX_DIR, OnnxEncoder, export_onnx
 
 

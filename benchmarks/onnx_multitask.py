@@ -34,7 +34,7 @@ import torch
 import mote
 from mote.data import data_dir
 from mote.export import export_dense
-from mote.io import open_text
+from mote.files import open_text
 from mote.onnx import MultiTaskOnnxEncoder, OnnxEncoder, export_multitask, export_onnx
 
 TASKS = ("query", "document", "classification", "clustering")

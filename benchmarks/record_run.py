@@ -35,7 +35,7 @@ def main() -> int:
     if not command:
         p.error("give the command after --")
 
-    from mote.io import atomic_write_text
+    from mote.atomic import atomic_write_text
 
     record = Path(args.record)
     entry = {

@@ -19,7 +19,7 @@ import argparse
 from encode import load_sentences  # benchmarks/encode.py
 
 import mote
-import mote.tlr
+from mote.ablations import tlr
 from mote.experiment.measure import measure
 from mote.lora import MoELoRAConfig
 from mote.lora import convert as tsembed_convert
@@ -42,7 +42,7 @@ def main() -> None:
     models = {
         "dense": SentenceTransformer(base, device="cpu"),
         "mote": mote.convert(base, placement="every-other"),
-        "tlr": mote.tlr.convert(base, placement="every-other"),
+        "tlr": tlr.convert(base, placement="every-other"),
         "tsembed": tsembed_convert(base, lora).eval(),
     }
     lines = []

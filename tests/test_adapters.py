@@ -75,13 +75,19 @@ def test_trainer_hooks_sit_between_the_trainer_and_transformers():
 
 
 def test_sentence_transformers_module_class_map():
+    from collections.abc import Mapping
+
     from sentence_transformers.base.model import BaseModel
 
     import mote
-    from mote.adapters.sentence_transformers import registered_module_classes
+    from mote.adapters.sentence_transformers import ModuleClassMap, registered_module_classes
 
-    assert isinstance(BaseModel._module_classes, dict), "sentence-transformers changed BaseModel._module_classes"
+    assert isinstance(BaseModel._module_classes, Mapping), "sentence-transformers changed BaseModel._module_classes"
+    assert "self._module_classes.get(class_ref)" in inspect.getsource(BaseModel), (
+        "sentence-transformers no longer looks module classes up with .get (mote.adapters.sentence_transformers)")
     assert registered_module_classes()["mote.model.MoTETransformer"] is mote.MoTETransformer
+    lazy = ModuleClassMap({}, {"x.Y": "mote.routing:RoutingTable"})
+    assert lazy.get("x.Y") is mote.RoutingTable and lazy.get("x.Z") is None and len(lazy) == 1
     assert callable(getattr(BaseModel, "_load_with_module_classes", None)), (
         "sentence-transformers changed how it loads module classes (BaseModel._load_with_module_classes)")
 

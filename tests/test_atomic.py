@@ -18,18 +18,18 @@ import numpy as np
 import pytest
 
 import mote
-from mote import io as mote_io
-from mote.io import atomic_dir, recover_dir, staged_files
+from mote import atomic
+from mote.atomic import atomic_dir, recover_dir, staged_files
 
-IO_FILE = Path(mote_io.__file__)
+ATOMIC_FILE = Path(atomic.__file__)
 
 CHILD = textwrap.dedent(
     """
     import importlib.util, os, shutil, signal, sys
     from pathlib import Path
-    spec = importlib.util.spec_from_file_location("mote_io", sys.argv[1])
-    io = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(io)
+    spec = importlib.util.spec_from_file_location("mote_atomic", sys.argv[1])
+    atomic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(atomic)
     target, mode, kill_at = Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     calls = [0]
 
@@ -43,9 +43,9 @@ CHILD = textwrap.dedent(
 
     os.replace = killer(os.replace)
     shutil.rmtree = killer(shutil.rmtree)
-    io.fsync_tree = killer(io.fsync_tree)
-    io._exchange = killer(io._exchange if mode == "exchange" else (lambda a, b: False))
-    with io.atomic_dir(target, overwrite=True) as tmp:
+    atomic.fsync_tree = killer(atomic.fsync_tree)
+    atomic._exchange = killer(atomic._exchange if mode == "exchange" else (lambda a, b: False))
+    with atomic.atomic_dir(target, overwrite=True) as tmp:
         (tmp / "a.txt").write_text("new")
         (tmp / "b.txt").write_text("new")
     print("finished")
@@ -69,7 +69,7 @@ def test_atomic_dir_killed_at_every_step_leaves_the_old_or_the_new_folder(tmp_pa
         target = root / "out"
         target.mkdir(parents=True)
         (target / "a.txt").write_text("old")
-        child = subprocess.run([sys.executable, "-c", CHILD, str(IO_FILE), str(target), mode, str(kill_at)],
+        child = subprocess.run([sys.executable, "-c", CHILD, str(ATOMIC_FILE), str(target), mode, str(kill_at)],
                                capture_output=True, text=True, timeout=60)
         if child.returncode == 0:
             assert "finished" in child.stdout and _contents(target) == NEW
@@ -96,7 +96,7 @@ def test_atomic_dir_replaces_in_one_exchange_here(tmp_path):
     a.mkdir()
     b.mkdir()
     (a / "x").write_text("a")
-    assert mote_io._exchange(a, b)
+    assert atomic._exchange(a, b)
     assert (b / "x").read_text() == "a" and not (a / "x").exists()
 
 

@@ -123,7 +123,7 @@ def test_a_type_error_is_a_bug_and_keeps_its_traceback(monkeypatch):
 
 
 def test_token_routed_models_refuse_export_and_describe_themselves(tiny_bert, tmp_path, capsys):
-    import mote.tlr as tlr
+    from mote.ablations import tlr
     from mote.lora import MoELoRAConfig
     from mote.lora import convert as tsembed_convert
 

@@ -11,8 +11,8 @@ from sentence_transformers import SentenceTransformer
 from test_experts import perturb_expert
 
 import mote
+from mote.atomic import atomic_dir
 from mote.export import export_dense
-from mote.io import atomic_dir
 
 
 @pytest.fixture(scope="module")

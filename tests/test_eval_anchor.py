@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 import mote
+from mote.base_models import offline_model_path
 from mote.data import data_dir
 from mote.eval import evaluate
 from mote.eval.anchors import EXACT, MINILM_PUBLISHED, AnchorDocError, anchor_document, anchor_rows, mteb_view
-from mote.weights import offline_model_path
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = REPO / "docs" / "mteb-anchor" / "raw"

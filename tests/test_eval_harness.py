@@ -254,7 +254,7 @@ def test_tsembed_folder_is_evaluated_with_its_own_task_routing(tiny_model, toy_r
 
     from mote.lora import MoELoRAConfig
     from mote.lora.st import convert as convert_tsembed
-    from mote.stats import parameter_counts
+    from mote.parameter_counts import parameter_counts
 
     folder = tmp_path / "tiny-tsembed"
     base = SentenceTransformer(str(tiny_model))

@@ -8,7 +8,7 @@ from test_eval_support import FakeEncoder, fake_embeddings, make_data_dir
 
 from mote.eval import datasets as ds
 from mote.eval.harness import evaluate_dataset
-from mote.eval.metrics import local_task
+from mote.eval.local_tasks import local_task
 from mote.eval.stats import average_precision, paired_bootstrap, spearman, v_measure
 
 

@@ -15,7 +15,7 @@ from test_eval_support import make_data_dir
 
 from mote.experiment import ExperimentConfigError, load_experiment, make_plan, parse_experiment
 from mote.experiment.config import deep_merge
-from mote.experiment.report import OVERALL, fmt, mean_std, summarize, write_report
+from mote.experiment.report import fmt, write_report
 from mote.experiment.runner import (
     DONE,
     EVAL_MARKER,
@@ -24,6 +24,7 @@ from mote.experiment.runner import (
     plan_status,
     run_reproduction,
 )
+from mote.experiment.summary import OVERALL, mean_std, summarize
 from mote.train.testing import tiny_config, write_tiny_data, write_tiny_model
 
 TOY = ["ToySTS", "ToyClassification", "ToyClustering", "ToyPairs", "ToyReranking", "ToyRetrieval"]

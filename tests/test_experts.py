@@ -15,7 +15,7 @@ from mote.experts import (
     plan_segments,
     resolve_placement,
 )
-from mote.stats import parameter_counts
+from mote.parameter_counts import parameter_counts
 
 
 def perturb_expert(model, expert: int, scale: float = 0.05, seed: int = 1) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import mote
-import mote.tlr as tlr
+from mote.ablations import tlr
 from mote.lora import MoELoRAConfig
 from mote.lora import convert as tsembed_convert
 from mote.train.testing import write_tiny_model

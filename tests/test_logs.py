@@ -11,7 +11,7 @@ import pytest
 
 from mote.experiment.report import _timings
 from mote.experiment.runner import TIMINGS, _log_time
-from mote.io import read_log
+from mote.files import read_log
 from mote.train.callbacks import MetricsLogger
 
 TORN = '{"step": 3, "loss": 0.5, "lear'

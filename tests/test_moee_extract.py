@@ -7,7 +7,7 @@ from conftest import make_tiny_st
 
 import mote
 from mote.moee import MoEEConfig, MoEEEmbedder, NoRouterError
-from mote.moee.model import quantization_config
+from mote.moee.loading import quantization_config
 from mote.moee.testing import add_token_routers, tiny_moe, tiny_routed_bert, tiny_tokenizer
 
 # Very different lengths, so that a mixed batch pads most rows heavily.
@@ -234,8 +234,8 @@ def test_bf16_weights_on_cpu_and_quantization_needs_bitsandbytes(tok):
 
 
 def test_mote_tlr_model_saved_and_loaded(tmp_path, minilm_tokenizer):
-    """This project's token-routed MoTE models (mote.tlr): routers found by name, task passed through."""
-    import mote.tlr as tlr
+    """This project's token-routed MoTE models (mote.ablations.tlr): routers found by name, task passed through."""
+    from mote.ablations import tlr
     model = tlr.convert(make_tiny_st(tmp_path, minilm_tokenizer, "bert", layers=4), placement="every-other")
     with torch.no_grad():
         for router in tlr.routers(model).values():

@@ -21,7 +21,7 @@ import mote.mteb as mm
 from mote.eval import datasets as ds
 from mote.eval import evaluate
 from mote.eval.harness import DEFAULT_ROUTES
-from mote.eval.metrics import local_task
+from mote.eval.local_tasks import local_task
 from mote.experts import expert_modules
 from mote.routing import MTEB_PROMPT_TASKS, RoutingTable, UnknownTaskError
 

@@ -24,7 +24,7 @@ import mote.onnx as mo
 import mote.onnx.dense as dense_mod
 from mote.data import data_dir
 from mote.export import export_dense
-from mote.io import open_text
+from mote.files import open_text
 from mote.onnx import OnnxEncoder, OnnxVerificationError, export_onnx
 
 TINY_MAX_LEN = 48

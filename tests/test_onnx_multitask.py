@@ -18,11 +18,11 @@ from conftest import make_tiny_st
 from test_onnx import NO_TORCH, assert_exact, cosines, sample_texts, src_env
 
 import mote
+from mote.ablations.tlr import to_token_routing
 from mote.cli import main as cli_main
 from mote.experts import expert_modules
 from mote.export import export_dense
 from mote.onnx import MultiTaskOnnxEncoder, OnnxVerificationError, UnknownTaskIdError, export_multitask
-from mote.tlr import to_token_routing
 
 TASKS = ["query", "document", "classification", "clustering"]
 

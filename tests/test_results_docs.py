@@ -2,9 +2,9 @@
 
 Each report of ``mote reproduce`` copies every evaluation's results.json to ``docs/<report>/raw/<block>/``; here the
 per-dataset, per-category and gain tables are rebuilt from those files with the report's own code
-(:func:`mote.experiment.report.block_summary` / :func:`summary_markdown`) and must appear, line for line, in the
-committed Markdown. A hand edit of a number, or a change of the aggregation code, fails here. (The significance
-tables need the per-item scores of the evaluation folders, which are not committed.)
+(:func:`mote.experiment.summary.block_summary` / :func:`mote.experiment.report.summary_markdown`) and must appear,
+line for line, in the committed Markdown. A hand edit of a number, or a change of the aggregation code, fails here.
+(The significance tables need the per-item scores of the evaluation folders, which are not committed.)
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from mote.experiment.config import load_experiment
-from mote.experiment.report import BlockResults, block_summary, summary_markdown
+from mote.experiment.report import summary_markdown
+from mote.experiment.summary import BlockResults, block_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGETS = ["small", "seeds", "tune", "full"]

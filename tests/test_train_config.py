@@ -85,7 +85,7 @@ def test_cli_reports_problems_before_any_work(root, tmp_path, capsys):
 def test_shipped_recipes_are_valid_and_the_demo_recipe_matches_its_yaml():
     from pathlib import Path
 
-    from mote.train.demo import DEMO_RECIPE
+    from mote.train.demo_training import DEMO_RECIPE
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     assert yaml.safe_load((configs / "demo.yaml").read_text()) == DEMO_RECIPE

@@ -148,10 +148,10 @@ def test_arms_train_and_save_loadable_models(tiny, tmp_path, arm):
         assert st.prompts["query"] == "search_query: "
         assert not (result.model_dir / "mote_config.json").exists()
     else:
-        import mote.tlr
+        from mote.ablations.tlr import TLRTransformer
 
         st = mote.load(result.model_dir)
-        assert isinstance(st[0], mote.tlr.TLRTransformer)
+        assert isinstance(st[0], TLRTransformer)
         lines = (tmp_path / arm / "metrics.jsonl").read_text()
         assert "load_balance" in lines  # the router loss is part of the objective and logged
     assert st.encode(texts).shape == (2, 32)

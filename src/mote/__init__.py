@@ -12,29 +12,46 @@ Without torch installed (an ONNX-only deployment: ``pip install onnxruntime toke
 an ``ImportError`` that says so.
 """
 
+import importlib
+
+from mote.base_models import DEFAULT_BASE_MODEL, resolve_model_path
 from mote.routing import DEFAULT_TASKS, RoutingTable, UnknownTaskError
-from mote.weights import DEFAULT_BASE_MODEL, resolve_model_path
+
+# Submodules that load on first use (``mote.lora`` imports PEFT; ``mote.io`` and ``mote.tlr`` are old names):
+# ``mote.lora.x`` after ``import mote`` and ``from mote import lora`` work as before, without paying for them in
+# ``import mote``.
+_LAZY_SUBMODULES = frozenset({"export", "io", "lora", "tlr"})
+_TORCH_NAMES = frozenset({"MoTETransformer", "NotAMoTEModelError", "convert", "encode", "encode_mixed", "load",
+                          "mote_module"})
 
 try:
     import torch  # noqa: F401
 except ModuleNotFoundError as _missing:  # an ONNX-only install: mote.onnx's encoders run with onnxruntime alone
     if _missing.name != "torch":
         raise
-    _TORCH_NAMES = {"MoTETransformer", "NotAMoTEModelError", "convert", "encode", "encode_mixed", "load"}
-    _TORCH_NAMES.add("mote_module")
-
-    def __getattr__(name: str):
-        if name in _TORCH_NAMES:
-            raise ImportError(
-                f"mote.{name} needs torch, which is not installed (pip install torch). Without it, mote serves ONNX "
-                "exports only: mote.onnx.OnnxEncoder and mote.onnx.MultiTaskOnnxEncoder."
-            )
-        raise AttributeError(f"module 'mote' has no attribute {name!r}")
-
+    _HAVE_TORCH = False
 else:
-    import mote.lora.st  # registers TSEmbedTransformer: SentenceTransformer(path) loads TSEmbed (tsembed arm) folders
-    import mote.tlr  # noqa: F401  (registers TLRTransformer so mote.load / SentenceTransformer load TLR folders)
+    _HAVE_TORCH = True
+    from mote.adapters.sentence_transformers import register_lazy_module_class
     from mote.model import MoTETransformer, NotAMoTEModelError, convert, encode, encode_mixed, load, mote_module
+
+    # SentenceTransformer(path) loads TLR and TSEmbed folders after `import mote`; their modules (the token-routing
+    # ablation, and mote.lora with PEFT) are imported only when a folder names their class.
+    register_lazy_module_class("mote.ablations.tlr.TLRTransformer", "mote.ablations.tlr:TLRTransformer")
+    register_lazy_module_class("mote.tlr.TLRTransformer", "mote.ablations.tlr:TLRTransformer")  # folders saved before
+    register_lazy_module_class("mote.lora.st.TSEmbedTransformer", "mote.lora.st:TSEmbedTransformer")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"mote.{name}")
+    if name in _TORCH_NAMES and not _HAVE_TORCH:
+        raise ImportError(
+            f"mote.{name} needs torch, which is not installed (pip install torch). Without it, mote serves ONNX "
+            "exports only: mote.onnx.OnnxEncoder and mote.onnx.MultiTaskOnnxEncoder."
+        )
+    raise AttributeError(f"module 'mote' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

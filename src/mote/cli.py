@@ -38,7 +38,7 @@ def _quiet_hf() -> None:
 # ------------------------------------------------------------------------------------------------ verbs
 def cmd_convert(args: argparse.Namespace) -> int:
     import mote
-    from mote.io import atomic_dir
+    from mote.atomic import atomic_dir
 
     routing = mote.RoutingTable.from_spec(args.tasks)
     model = mote.convert(args.base, placement=args.placement, routing=routing)
@@ -73,7 +73,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
     import mote
-    from mote.io import atomic_write_bytes, read_texts
+    from mote.atomic import atomic_write_bytes
+    from mote.files import read_texts
 
     out = Path(args.output)
     if out.suffix != ".npy":  # before any work
@@ -137,7 +138,7 @@ def describe(model) -> str:
     if _is_tsembed(model):
         return _describe_tsembed(model)
     from mote import mote_module
-    from mote.stats import parameter_counts
+    from mote.parameter_counts import parameter_counts
 
     module = mote_module(model)
     counts = parameter_counts(model)

@@ -29,8 +29,8 @@ EXAMPLES = [
 
 def run_demo(args: argparse.Namespace) -> int:
     import mote
-    from mote.io import atomic_dir
-    from mote.stats import parameter_counts
+    from mote.atomic import atomic_dir
+    from mote.parameter_counts import parameter_counts
 
     console = Console()
     workdir = Path(args.workdir)

@@ -19,8 +19,8 @@ from pathlib import Path
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import Transformer
 
+from mote.atomic import atomic_dir
 from mote.experts import densify
-from mote.io import atomic_dir
 from mote.model import MoTETransformer, load, mote_module
 
 

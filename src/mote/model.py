@@ -33,6 +33,8 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import InputModule, Transformer
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
+from mote.atomic import SAVE_ID, new_save_id, staged_files
+from mote.base_models import DEFAULT_BASE_MODEL, resolve_model_path
 from mote.experts import (
     RoutingContext,
     Segment,
@@ -43,9 +45,8 @@ from mote.experts import (
     resolve_placement,
     upcycle,
 )
-from mote.io import SAVE_ID, new_save_id, read_json_config, read_safetensors, staged_files
+from mote.files import read_json_config, read_safetensors
 from mote.routing import RoutingTable, UnknownTaskError
-from mote.weights import DEFAULT_BASE_MODEL, resolve_model_path
 
 CONFIG_NAME = "mote_config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -300,7 +301,7 @@ class MoTETransformer(InputModule):
         Every file is written aside, flushed to disk and renamed into place (``mote_config.json`` last), so no file
         is ever torn; the config and the weights carry one save id, and :meth:`load` refuses a pair from two
         different saves (a save killed between two renames). For an all-or-nothing folder, save into
-        :func:`mote.io.atomic_dir` (as ``mote convert`` does).
+        :func:`mote.atomic.atomic_dir` (as ``mote convert`` does).
         """
         save_id = new_save_id()
         with staged_files(output_path, last=(CONFIG_NAME,)) as tmp:

@@ -196,7 +196,7 @@ def model_meta(
     Example:
         >>> model_meta("runs/train/mote/final").load_model()   # doctest: +SKIP
     """
-    from mote.weights import resolve_model_path
+    from mote.base_models import resolve_model_path
 
     resolved = resolve_model_path(path)
     label = Path(str(path)).name or str(path)

@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -309,6 +309,3 @@ class RoutingTable:
             TaskRoute(t["name"], t["prefix"], int(t["expert"]), bool(t.get("prepend", True))) for t in data["tasks"]
         )
         return cls(routes=routes, default_task=data.get("default_task", DEFAULT_TASK))
-
-    def expert_ids(self, tasks: Iterable[str]) -> list[int]:
-        return [self.expert(t) for t in tasks]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mote.io import iter_jsonl
+from mote.files import iter_jsonl
 
 SPLIT_SUFFIXES = (".jsonl.gz", ".jsonl", ".parquet")
 

@@ -146,9 +146,6 @@ class TrainingData:
                 )
         return rows
 
-    def num_pairs(self) -> int:
-        return sum(len(ps) for ds in self.tasks.values() for ps in ds.values())
-
 
 def to_dataset_dict(groups: Sequence[BatchGroup]):
     """The groups as a ``datasets.DatasetDict`` (one entry per group, in order) for the trainer."""

@@ -592,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         same = out.is_file() and out.read_text(encoding="utf-8") == text
         print(f"{out}: {'up to date' if same else 'differs from what ' + args.raw + ' gives'}", file=sys.stderr)
         return 0 if same else 1
-    from mote.io import atomic_write_text
+    from mote.atomic import atomic_write_text
 
     atomic_write_text(out, text)
     print(f"wrote {out}", file=sys.stderr)

@@ -119,7 +119,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_similarity(args: argparse.Namespace) -> int:
     from mote.eval import task_similarity
     from mote.eval.similarity import similarity_markdown
-    from mote.io import read_texts
+    from mote.files import read_texts
 
     texts = read_texts(args.texts, field=args.field)
     if args.limit:

@@ -266,7 +266,7 @@ def _plots(c: dict[str, Any], folder: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mote.io import atomic_write_bytes
+    from mote.atomic import atomic_write_bytes
 
     labels = [r["label"] for r in c["runs"]]
     others = [lab for lab in labels if lab != c["base"]]
@@ -352,7 +352,7 @@ def _plots(c: dict[str, Any], folder: Path) -> list[str]:
 
 
 def _write(c: dict[str, Any], out_path: Path, overwrite: bool, plots: bool) -> None:
-    from mote.io import atomic_dir, atomic_write_text
+    from mote.atomic import atomic_dir, atomic_write_text
 
     with atomic_dir(out_path, overwrite=overwrite) as tmp:
         if plots:

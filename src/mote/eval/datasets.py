@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mote.io import iter_jsonl as _iter_jsonl
+from mote.files import iter_jsonl as _iter_jsonl
 
 TASK_TYPES: tuple[str, ...] = ("STS", "Classification", "Clustering", "PairClassification", "Reranking", "Retrieval")
 

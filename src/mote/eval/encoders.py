@@ -390,7 +390,7 @@ def load_encoder(
     if isinstance(spec, SentenceTransformer):
         model, label, is_mote = spec, name or _model_label(spec, "model"), _is_mote_model(spec)
     else:
-        from mote.weights import resolve_model_path
+        from mote.base_models import resolve_model_path
 
         label = name or Path(str(spec)).name or str(spec)
         path = resolve_model_path(spec)

@@ -46,7 +46,8 @@ import numpy as np
 from mote.eval import datasets as ds
 from mote.eval.cache import EmbeddingCache, embed_texts
 from mote.eval.encoders import Encoder, Mode, load_encoder
-from mote.eval.metrics import MAIN_METRIC, SCORERS, SIDES, local_task
+from mote.eval.local_tasks import local_task
+from mote.eval.metrics import MAIN_METRIC, SCORERS, SIDES
 from mote.matryoshka import check_dim, truncate
 from mote.routing import RoutingTable
 
@@ -324,8 +325,8 @@ def evaluate(
         >>> round(r["datasets"]["STSBenchmark"]["main_score"], 2)                    # doctest: +SKIP
         82.03
     """
+    from mote.atomic import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text
     from mote.data import data_dir as resolve_data_dir
-    from mote.io import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text
 
     t_start = time.perf_counter()
     out_path = Path(output) if output is not None else None

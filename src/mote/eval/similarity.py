@@ -111,7 +111,7 @@ def task_similarity(
     Works for MoTE models (``mode="auto"``), the IC baseline (``mode="ic"``) and any :class:`Encoder`. With
     ``output``: writes similarity.json, similarity.md and similarity.png (heatmap) atomically.
     """
-    from mote.io import atomic_dir, atomic_write_bytes, atomic_write_text
+    from mote.atomic import atomic_dir, atomic_write_bytes, atomic_write_text
 
     texts = [t for t in texts]
     if not texts:

@@ -52,9 +52,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mote.atomic import atomic_dir, atomic_write_json
 from mote.data.holdout import split_rows
 from mote.data.sources import Source, load_records
-from mote.io import atomic_dir, atomic_write_json
 
 SPLIT = "validation"
 # symmetric pairs: both sides the query view

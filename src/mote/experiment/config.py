@@ -514,7 +514,7 @@ def load_experiment(
     path: str | os.PathLike, budget: str | None = None, check_files: bool = True
 ) -> ExperimentConfig:
     """Read and validate an experiment YAML file (see :func:`parse_experiment`)."""
-    from mote.io import read_yaml
+    from mote.files import read_yaml
 
     return parse_experiment(read_yaml(path, "Experiment file", ExperimentConfigError), Path(path), budget, check_files)
 

@@ -28,7 +28,7 @@ def _plt():
 
 
 def _save(fig, path: str | os.PathLike) -> None:
-    from mote.io import atomic_write_bytes
+    from mote.atomic import atomic_write_bytes
 
     plt = _plt()
     buf = io.BytesIO()

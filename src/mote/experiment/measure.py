@@ -34,8 +34,8 @@ def is_mote(model: Any) -> bool:
 
 
 def parameters(model: Any) -> dict[str, int]:
-    """``{"total", "active"}`` parameters (:func:`mote.stats.parameter_counts`; a dense model: both equal)."""
-    from mote.stats import parameter_counts
+    """``{"total", "active"}`` parameters (:func:`mote.parameter_counts.parameter_counts`; dense: both equal)."""
+    from mote.parameter_counts import parameter_counts
 
     counts = parameter_counts(model)
     return {"total": int(counts["total"]), "active": int(counts["active"])}

@@ -7,9 +7,10 @@ mote vs ic) — per dataset a paired bootstrap per seed and across datasets the 
 all computed by :mod:`mote.eval.compare` / :mod:`mote.eval.stats`; inter-task similarity heatmaps; training curves;
 parameters and encode throughput; and, with more than one block, how the gains change with capacity.
 
-The numbers come from :func:`summarize` (plain means over datasets, categories and seeds; tested on made-up
-scores); a run that misses a dataset gets no aggregate ("–"), so a partial reproduction never mixes averages
-over different datasets.
+The numbers come from :mod:`mote.experiment.summary` (plain means over datasets, categories and seeds); a run that
+misses a dataset gets no aggregate ("–"), so a partial reproduction never mixes averages over different datasets.
+The significance comes from :mod:`mote.experiment.significance`. This module writes them as markdown and figures,
+and publishes the report and its figure folder atomically.
 
 Example:
     >>> write_report(make_plan(cfg, "runs/reproduce/small"), "docs/results.md")   # doctest: +SKIP
@@ -22,110 +23,25 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mote.atomic import atomic_write_text, fsync_dir, fsync_tree, remove_stale, replace_dir
 from mote.experiment.config import BASELINES, ExperimentConfig
-from mote.experiment.plan import EvalRun, Plan
-from mote.io import (
-    atomic_write_json,
-    atomic_write_text,
-    fsync_dir,
-    fsync_tree,
-    read_log,
-    remove_stale,
-    replace_dir,
+from mote.experiment.plan import Plan
+from mote.experiment.significance import Significance, significance
+from mote.experiment.summary import (
+    OVERALL,
+    Stat,
+    Summary,
+    block_summary,
+    collect,
+    finished_results,
 )
-
-OVERALL = ("mean over datasets", "mean over categories")
-Stat = tuple[float | None, float | None, int]  # mean, sample std (None for one value), number of values
-
-
-# ------------------------------------------------------------------------------------------------ numbers
-def mean_std(values: Sequence[float | None]) -> Stat:
-    """``(mean, sample std, n)`` of the non-missing values (std ``None`` below two values)."""
-    vals = [float(v) for v in values if v is not None]
-    if not vals:
-        return None, None, 0
-    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
-    return float(np.mean(vals)), std, len(vals)
-
-
-def category_order(types: set[str]) -> list[str]:
-    from mote.eval.datasets import TASK_TYPES
-
-    return [t for t in TASK_TYPES if t in types] + sorted(types - set(TASK_TYPES))
-
-
-def aggregates(scores: Mapping[str, float], datasets: Sequence[str], task_type: Mapping[str, str]) -> dict[str, Any]:
-    """One run's category means and both overall means over ``datasets``; ``None`` where a dataset is missing."""
-    cats = category_order({task_type[d] for d in datasets})
-    out: dict[str, float | None] = {}
-    for c in cats:
-        vals = [scores.get(d) for d in datasets if task_type[d] == c]
-        out[c] = None if any(v is None for v in vals) else float(np.mean(vals))
-    every = [scores.get(d) for d in datasets]
-    out[OVERALL[0]] = None if any(v is None for v in every) or not every else float(np.mean(every))
-    cat_vals = [out[c] for c in cats]
-    out[OVERALL[1]] = None if any(v is None for v in cat_vals) or not cat_vals else float(np.mean(cat_vals))
-    return out
-
-
-@dataclass
-class Summary:
-    """The tables of one block: every value a :data:`Stat` over seeds."""
-
-    names: list[str]  # columns: baselines, then arms
-    datasets: list[str]
-    task_type: dict[str, str]
-    categories: list[str]
-    seeds: dict[str, list[int | None]]
-    per_dataset: dict[str, dict[str, Stat]] = field(default_factory=dict)
-    per_category: dict[str, dict[str, Stat]] = field(default_factory=dict)  # categories + OVERALL
-    gains: dict[str, dict[str, Stat]] = field(default_factory=dict)  # vs base; categories + OVERALL
-    base: str | None = None
-
-
-def summarize(
-    runs: Mapping[str, Sequence[Mapping[str, float]]],
-    task_type: Mapping[str, str],
-    *,
-    base: str = "base",
-    seeds: Mapping[str, Sequence[int | None]] | None = None,
-    datasets: Sequence[str] | None = None,
-) -> Summary:
-    """Tables from main scores: ``runs[name]`` = one ``{dataset: score}`` per seed (column order kept).
-
-    Per dataset and per category: mean ± std over seeds. Gains: per seed, the run's aggregate minus the base's
-    (the base has one run; with several, their mean), then mean ± std over seeds.
-    """
-    if datasets is None:
-        found = {d for rs in runs.values() for r in rs for d in r}
-        cats = category_order({task_type[d] for d in found})
-        datasets = sorted(found, key=lambda d: (cats.index(task_type[d]), d))
-    datasets = list(datasets)
-    categories = category_order({task_type[d] for d in datasets})
-    summary = Summary(list(runs), datasets, {d: task_type[d] for d in datasets}, categories,
-                      {n: list((seeds or {}).get(n, [None] * len(rs))) for n, rs in runs.items()})
-    agg = {n: [aggregates(r, datasets, task_type) for r in rs] for n, rs in runs.items()}
-    for n, rs in runs.items():
-        summary.per_dataset[n] = {d: mean_std([r.get(d) for r in rs]) for d in datasets}
-        summary.per_category[n] = {k: mean_std([a[k] for a in agg[n]]) for k in [*categories, *OVERALL]}
-    if runs.get(base):
-        summary.base = base
-        base_agg = {k: mean_std([a[k] for a in agg[base]])[0] for k in [*categories, *OVERALL]}
-        for n in runs:
-            if n == base:
-                continue
-            summary.gains[n] = {
-                k: mean_std([None if a[k] is None or base_agg[k] is None else a[k] - base_agg[k] for a in agg[n]])
-                for k in [*categories, *OVERALL]
-            }
-    return summary
+from mote.files import read_log
 
 
 def fmt(stat: Stat | None, signed: bool = False, digits: int = 2) -> str:
@@ -141,120 +57,6 @@ def _p(p: float | None) -> str:
     if p is None:
         return "–"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-# ------------------------------------------------------------------------------------------------ collecting
-@dataclass
-class BlockResults:
-    """The finished evaluations of one block: ``runs[name]`` = [(seed, folder, results.json)]."""
-
-    model: str
-    runs: dict[str, list[tuple[int | None, Path, dict[str, Any]]]]
-
-
-def _finished(ev: EvalRun) -> dict[str, Any] | None:
-    from mote.experiment.layout import EVAL_MARKER
-
-    if not (ev.dir / "results.json").is_file() or not (ev.dir / EVAL_MARKER).is_file():
-        return None
-    return json.loads((ev.dir / "results.json").read_text(encoding="utf-8"))
-
-
-def collect(plan: Plan) -> dict[str, BlockResults]:
-    out: dict[str, BlockResults] = {}
-    for model, block in plan.config.enabled_models().items():
-        runs: dict[str, list] = {}
-        for name in [*block.baselines, *block.arms]:
-            got = [(ev.seed, ev.dir, r) for ev in plan.evals_of(model, name) if (r := _finished(ev)) is not None]
-            runs[name] = got
-        out[model] = BlockResults(model, runs)
-    return out
-
-
-def report_category(entry: dict[str, Any]) -> str:
-    """The category a dataset's result counts in: its task type, with its group for the validation suite's folders
-    (``Retrieval (ood)``), so that in-domain and out-of-domain validation are never averaged together. Results
-    written before the suite had groups carry none and keep their task type."""
-    group = entry.get("group")
-    return f"{entry['task_type']} ({group})" if group else entry["task_type"]
-
-
-def block_summary(exp: ExperimentConfig, res: BlockResults) -> Summary:
-    task_type: dict[str, str] = {}
-    for rs in res.runs.values():
-        for _, _, r in rs:
-            task_type.update({d: report_category(e) for d, e in r["datasets"].items()})
-    scores = {n: [{d: e["main_score"] for d, e in r["datasets"].items()} for _, _, r in rs]
-              for n, rs in res.runs.items()}
-    seeds = {n: [s for s, _, _ in rs] for n, rs in res.runs.items()}
-    # rows in the order the results hold them (the order they were evaluated in: the configured one), so a report
-    # regenerated from older raw results keeps its rows when the suite's list has changed since
-    return summarize(scores, task_type, base="base", seeds=seeds, datasets=exp.eval.datasets and list(task_type))
-
-
-# ------------------------------------------------------------------------------------------------ significance
-def cached_compare(a_dir: Path, b_dir: Path, out: Path, n_boot: int, seed: int) -> dict[str, Any]:
-    """``mote.eval.compare([b, a], base=b)`` into ``out``, reused while both results.json are unchanged."""
-    import hashlib
-
-    from mote.eval import compare
-
-    key = hashlib.sha256(
-        (a_dir / "results.json").read_bytes() + b"|" + (b_dir / "results.json").read_bytes()
-        + f"|{n_boot}|{seed}".encode()
-    ).hexdigest()[:16]
-    marker = out / "reproduce.json"
-    if (out / "compare.json").is_file() and marker.is_file() and json.loads(marker.read_text()).get("key") == key:
-        return json.loads((out / "compare.json").read_text())
-    res = compare([b_dir, a_dir], base=b_dir, output=out, n_boot=n_boot, seed=seed, overwrite=True, plots=False)
-    atomic_write_json(marker, {"key": key})
-    return res
-
-
-@dataclass
-class Significance:
-    a: str
-    b: str
-    seeds: list[int | None]
-    per_seed: list[dict[str, Any]]  # compare()'s comparison of a vs b, one per seed
-    datasets: list[str]
-    task_type: dict[str, str]
-    delta: dict[str, Stat]  # per dataset, over seeds
-    category_delta: dict[str, Stat]
-    across: dict[str, Any] | None  # mote.eval.stats.across_datasets of the seed-mean deltas
-
-
-def significance(plan: Plan, res: BlockResults, a: str, b: str) -> Significance | None:
-    """Paired comparison of arm ``a`` against ``b`` (an arm: paired by seed; a baseline: every seed of ``a``)."""
-    from mote.eval.stats import across_datasets
-
-    exp = plan.config
-    runs_a, runs_b = res.runs.get(a, []), res.runs.get(b, [])
-    if not runs_a or not runs_b:
-        return None
-    if b in BASELINES:
-        pairs = [(sa, da, runs_b[0][1]) for sa, da, _ in runs_a]
-    else:
-        by_seed = {s: d for s, d, _ in runs_b}
-        pairs = [(sa, da, by_seed[sa]) for sa, da, _ in runs_a if sa in by_seed]
-    if not pairs:
-        return None
-    per_seed = []
-    for seed, da, db in pairs:
-        out = plan.root / res.model / "compare" / f"{a}-vs-{b}" / f"seed-{seed}"
-        c = cached_compare(da, db, out, exp.report.n_boot, exp.report.bootstrap_seed)
-        label = next(r["label"] for r in c["runs"] if r["label"] != c["base"])
-        per_seed.append({**c["comparisons"][label], "common_datasets": c["common_datasets"],
-                         "task_type": c["task_type"]})
-    common = [d for d in per_seed[0]["common_datasets"] if all(d in p["per_dataset"] for p in per_seed)]
-    task_type = per_seed[0]["task_type"]
-    delta = {d: mean_std([p["per_dataset"][d]["delta"] for p in per_seed]) for d in common}
-    cats = category_order({task_type[d] for d in common})
-    cat_delta = {c: mean_std([p["category_deltas"].get(c) for p in per_seed]) for c in cats}
-    for k in ("mean_over_datasets", "mean_over_categories"):
-        cat_delta[k.replace("_", " ")] = mean_std([p["overall_delta"][k] for p in per_seed])
-    across = across_datasets([delta[d][0] for d in common]) if common else None
-    return Significance(a, b, [s for s, _, _ in pairs], per_seed, common, task_type, delta, cat_delta, across)
 
 
 # ------------------------------------------------------------------------------------------------ markdown
@@ -489,7 +291,7 @@ def _report_text(plan: Plan, exp: ExperimentConfig, figdir: Path, rel: str) -> s
         metric = {d: e["main_metric"] for rs in res.runs.values() for _, _, r in rs for d, e in r["datasets"].items()}
         colors = arm_colors([exp.arm_label(n) for n in [*block.baselines, *block.arms]])
         body += [f"## {block.label or model}: `{block.base}`", ""]
-        pending = [ev.key for name in res.runs for ev in plan.evals_of(model, name) if _finished(ev) is None]
+        pending = [ev.key for name in res.runs for ev in plan.evals_of(model, name) if finished_results(ev) is None]
         if pending:
             body += [f"Not finished yet (left out of the tables): {', '.join(pending)}.", ""]
         if not s.datasets:
@@ -646,4 +448,4 @@ def _setup_lines(exp: ExperimentConfig, plan: Plan, env: Mapping[str, Any], rel:
     return lines
 
 
-__all__ = ["Summary", "aggregates", "collect", "fmt", "mean_std", "summarize", "write_report"]
+__all__ = ["fmt", "significance_markdown", "summary_markdown", "write_report"]

@@ -36,10 +36,11 @@ from typing import Any
 
 import yaml
 
+from mote.atomic import atomic_write_json
 from mote.experiment.config import BASELINES, ExperimentConfig
 from mote.experiment.layout import DONE, EVAL_MARKER, MEASUREMENTS, TIMINGS, TRAIN_CONFIG, similarity_dir
 from mote.experiment.plan import EvalRun, Plan, TrainRun, make_plan
-from mote.io import append_log, atomic_write_json, read_log
+from mote.files import append_log, read_log
 
 
 class ReproductionInterrupted(RuntimeError):
@@ -202,7 +203,7 @@ def run_name(ev: EvalRun) -> str:
 
 
 def eval_key(exp: ExperimentConfig, ev: EvalRun, train_marker: dict[str, Any] | None) -> str:
-    from mote.weights import resolve_model_path
+    from mote.base_models import resolve_model_path
 
     e = exp.eval
     what: dict[str, Any] = {
@@ -227,8 +228,8 @@ def load_model(exp: ExperimentConfig, ev: EvalRun, device: str):
     from sentence_transformers import SentenceTransformer
 
     import mote  # also registers mote's module classes, so SentenceTransformer loads their folders
+    from mote.base_models import resolve_model_path
     from mote.model import CONFIG_NAME
-    from mote.weights import resolve_model_path
 
     if ev.baseline:
         return SentenceTransformer(resolve_model_path(exp.models[ev.model].base), device=device)

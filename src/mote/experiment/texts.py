@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mote.io import open_text
+from mote.files import open_text
 
 _FIELDS = ("text", "sentence1", "sentence2", "query", "positive", "negative", "sentences")
 _SCAN = 5000  # rows read per file at most

@@ -36,14 +36,8 @@ from peft.utils.constants import SAFETENSORS_WEIGHTS_NAME as ADAPTER_WEIGHTS_NAM
 from safetensors.torch import save
 from torch import nn
 
-from mote.io import (
-    SAVE_ID,
-    atomic_dir,
-    atomic_write_bytes,
-    atomic_write_json,
-    read_json_config,
-    read_safetensors,
-)
+from mote.atomic import SAVE_ID, atomic_dir, atomic_write_bytes, atomic_write_json
+from mote.files import read_json_config, read_safetensors
 from mote.lora.config import ALL_LINEAR, MoELoRAConfig
 from mote.lora.layer import MoELoRALinear
 from mote.lora.router import RoutingState

@@ -1,4 +1,4 @@
-"""Routers of MoE-LoRA layers (token- or sequence-level), the load-balancing loss, and the routing signature.
+"""Routers of MoE-LoRA layers (token- or sequence-level), their load-balancing loss, and the routing signature.
 
 Written here because PEFT has no mixture-of-LoRA-experts router (PEFT issues #1156 and #2330 were closed without
 one; Poly routes by task only, X-LoRA needs a second forward pass).
@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mote.experts import RoutingContext
+from mote.load_balancing import load_balancing_loss
 
 
 # ------------------------------------------------------------------------------------------------ state
@@ -257,38 +258,6 @@ class MoERouter(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------ losses
-def load_balancing_loss(
-    probs: Tensor, top_idx: Tensor, mask: Tensor | None = None, kind: str = "switch"
-) -> Tensor:
-    """Load-balancing loss of one router: 1 at uniform routing, ``E`` when everything goes to one expert.
-
-    ``switch`` (Switch Transformer / GShard, generalised to top-k): ``E * sum_e f_e * P_e`` with ``f_e`` the
-    fraction of (token, slot) assignments that go to expert ``e`` and ``P_e`` its mean router probability.
-    ``importance``: ``E * sum_e P_e^2``, which is >= 1 with equality exactly when ``P`` is uniform.
-
-    Args:
-        probs: (..., E) router probabilities. top_idx: (..., k) chosen experts. mask: (...) 1 for real tokens.
-
-    Example:
-        >>> p = torch.full((4, 2), 0.5); load_balancing_loss(p, torch.tensor([[0], [1], [0], [1]])).item()
-        1.0
-    """
-    e = probs.shape[-1]
-    p = probs.reshape(-1, e).float()  # (N, E)
-    idx = top_idx.reshape(p.shape[0], -1)  # (N, k)
-    m = torch.ones(p.shape[0], device=p.device) if mask is None else mask.reshape(-1).to(p.dtype)
-    denom = m.sum().clamp_min(1.0)
-    mean_p = (p * m.unsqueeze(-1)).sum(0) / denom  # (E,)
-    if kind == "importance":
-        return e * (mean_p * mean_p).sum()
-    if kind != "switch":
-        raise ValueError(f"Unknown balance loss {kind!r}: use 'switch' or 'importance'")
-    slots = idx.shape[1]
-    counts = torch.zeros(e, device=p.device).index_add_(0, idx.reshape(-1), m.repeat_interleave(slots))
-    f = counts / (denom * slots)  # (E,) sums to 1
-    return e * (f * mean_p).sum()
-
-
 def mean_aux_loss(records: Sequence[RouterOutput]) -> Tensor | None:
     """The load-balancing loss averaged over the routed layers of one forward (``None`` without records)."""
     if not records:

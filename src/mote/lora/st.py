@@ -8,8 +8,8 @@ installed. Task resolution is MoTE's: explicit ``task=``, else the prompt matche
 table's default task.
 
 Outputs besides ``token_embeddings``: ``router_aux_loss`` (when gradients are on; the trainer weights it, as for
-``mote.tlr``) and ``routing_probs`` ``(B, M, E)``, each example's routing distribution per routed layer averaged
-over its tokens (in training, or inside :meth:`TSEmbedTransformer.emit_routing`), which EANS uses.
+``mote.ablations.tlr``) and ``routing_probs`` ``(B, M, E)``, each example's routing distribution per routed layer
+averaged over its tokens (in training, or inside :meth:`TSEmbedTransformer.emit_routing`), which EANS uses.
 
 Saved folders hold the plain backbone exactly as the stock ``Transformer`` saves it (``config.json``,
 ``model.safetensors``, tokenizer), ``tsembed_config.json``, and the adapters in ``moe_lora/`` (``adapter_config.json``
@@ -39,8 +39,10 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import InputModule, Transformer
 
+from mote.atomic import SAVE_ID, atomic_dir, new_save_id, staged_files
+from mote.base_models import resolve_model_path
 from mote.export import NotExportableError
-from mote.io import SAVE_ID, atomic_dir, new_save_id, read_json_config, staged_files
+from mote.files import read_json_config
 from mote.lora.config import MoELoRAConfig
 from mote.lora.inputs import format_input, image_token_of
 from mote.lora.model import (
@@ -56,7 +58,6 @@ from mote.lora.model import (
 from mote.lora.router import RoutingState, mean_aux_loss, routing_signature
 from mote.model import TASK_PLAN, MoTETransformer, TaskPlan, host_task_ids, register_module_class
 from mote.routing import RoutingTable
-from mote.weights import resolve_model_path
 
 CONFIG_NAME = "tsembed_config.json"
 ADAPTER_SUBFOLDER = "moe_lora"

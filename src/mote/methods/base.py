@@ -164,7 +164,7 @@ def dense_base(cfg: RunConfig, device: str = "cpu") -> SentenceTransformer:
     """``cfg.model.base`` as a plain sentence-transformers model with the routing table's prefixes as prompts."""
     from sentence_transformers import SentenceTransformer
 
-    from mote.weights import resolve_model_path
+    from mote.base_models import resolve_model_path
 
     return SentenceTransformer(resolve_model_path(cfg.model.base), device=device,
                                prompts=cfg.model.routing().saved_prompts())

@@ -1,5 +1,6 @@
-"""``tlr``: MoTE's experts with learned top-1 token routers (:mod:`mote.tlr`) and their Switch load-balancing loss
-(``tlr.aux_loss_weight``; ``tlr.router_learning_rate`` for the routers): the paper's routing ablation.
+"""``tlr``: MoTE's experts with learned top-1 token routers (:mod:`mote.ablations.tlr`) and their Switch
+load-balancing loss (``tlr.aux_loss_weight``; ``tlr.router_learning_rate`` for the routers): the paper's routing
+ablation.
 
 Example:
     >>> from mote.methods import get_method
@@ -26,7 +27,7 @@ class TLRMethod(Method):
     supports_select = False  # its experts are chosen per token
 
     def build(self, cfg: RunConfig, device: str = "cpu") -> ArmModel:
-        from mote.tlr import to_token_routing
+        from mote.ablations.tlr import to_token_routing
 
         model = to_token_routing(mote_base(cfg, device))
         return finish_arm(cfg, self.name, model, model[0].expert_layers, routed=True,

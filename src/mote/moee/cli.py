@@ -90,7 +90,7 @@ def _config(args: argparse.Namespace):
         return MoEEConfig(**settings)
     from transformers import AutoConfig
 
-    from mote.weights import resolve_model_path
+    from mote.base_models import resolve_model_path
 
     model_type = getattr(
         AutoConfig.from_pretrained(resolve_model_path(args.model), trust_remote_code=args.trust_remote_code),
@@ -123,7 +123,7 @@ def _save_npy(path: Path, array) -> None:
 
     import numpy as np
 
-    from mote.io import atomic_write_bytes
+    from mote.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     np.save(buf, array.astype(np.float32))
@@ -132,7 +132,7 @@ def _save_npy(path: Path, array) -> None:
 
 # ------------------------------------------------------------------------------------------------ verbs
 def cmd_encode(args: argparse.Namespace) -> int:
-    from mote.io import read_texts
+    from mote.files import read_texts
 
     out = Path(args.output)
     if out.suffix != ".npy":
@@ -155,7 +155,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_stats(args: argparse.Namespace) -> int:
-    from mote.io import read_texts
+    from mote.files import read_texts
     from mote.moee.model import stats_dirname
 
     texts = read_texts(args.corpus, field=args.field)

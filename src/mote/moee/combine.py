@@ -141,7 +141,7 @@ class Standardizer:
         import torch
         from safetensors.torch import save_file
 
-        from mote.io import atomic_dir
+        from mote.atomic import atomic_dir
 
         path = Path(path)
         with atomic_dir(path, overwrite=overwrite) as tmp:

@@ -19,13 +19,11 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import inspect
 import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,11 +46,10 @@ from mote.moee.extract import (
     records_router_logits,
     router_scores,
 )
+from mote.moee.loading import load_model
 from mote.moee.templates import render, resolve_template
 
 STATS_DIR_PREFIX = "moee-stats-"
-DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
-QUANTIZATIONS: tuple[str, ...] = ("4bit", "8bit")
 
 
 @dataclass
@@ -76,54 +73,7 @@ def length_order(prompts: Sequence[str]) -> np.ndarray:
     return np.argsort([-len(p) for p in prompts], kind="stable")
 
 
-# ------------------------------------------------------------------------------------------------ loading helpers
-def _cpu_has_native_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
-    """``auto`` = bf16 on CUDA (fp16 without bf16 support) and on CPUs with native bf16, else float32."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    if dtype != "auto":
-        return getattr(torch, dtype)
-    if str(device).startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if _cpu_has_native_bf16() else torch.float32
-
-
-def quantization_config(quantization: str | None, compute_dtype: torch.dtype = torch.bfloat16):
-    """A ``BitsAndBytesConfig`` for ``"4bit"`` (NF4, double quantisation, as the reference code) or ``"8bit"``."""
-    if quantization is None:
-        return None
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization must be one of {QUANTIZATIONS} or None, got {quantization!r}")
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ValueError(
-            f"{quantization} loading needs bitsandbytes and a CUDA GPU, and bitsandbytes is not installed "
-            "(pip install bitsandbytes); load without quantization (bf16/float32) instead"
-        )
-    if not torch.cuda.is_available():
-        raise ValueError(f"{quantization} loading (bitsandbytes) needs a CUDA GPU and none is available")
-    from transformers import BitsAndBytesConfig
-
-    if quantization == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype,
-    )
-
-
+# ------------------------------------------------------------------------------------------------ identity
 def weights_fingerprint(model: nn.Module) -> str:
     """sha256 over the class name and every state-dict entry (name, dtype, shape, bytes)."""
     h = hashlib.sha256(type(model).__name__.encode())
@@ -220,37 +170,10 @@ class MoEEEmbedder:
         Example:
             >>> MoEEEmbedder.from_pretrained("Qwen/Qwen1.5-MoE-A2.7B", dtype="bfloat16")   # doctest: +SKIP
         """
-        from mote.weights import resolve_model_path
-
         config = config or MoEEConfig()
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        path = resolve_model_path(name_or_path)
-        local = Path(path)
+        model, tokenizer, local = load_model(name_or_path, device, dtype, quantization, trust_remote_code)
         label = name or (local.name if local.exists() else str(name_or_path))
-        if local.is_dir() and (local / "modules.json").is_file():
-            from sentence_transformers import SentenceTransformer
-
-            import mote
-
-            if importlib.util.find_spec("mote.tlr") is not None:
-                import mote.tlr  # lets sentence-transformers load token-routed MoTE folders
-            st = mote.load(path, device=device) if (local / "mote_config.json").is_file() else None
-            st = st or SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code)
-            if dtype != "auto":
-                st.to(resolve_dtype(dtype, device))
-            model, tokenizer = st, None
-        else:
-            from transformers import AutoModel, AutoTokenizer
-
-            torch_dtype = resolve_dtype(dtype, device)
-            qconf = quantization_config(quantization, torch_dtype)
-            kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
-            if qconf is not None:
-                kwargs.update(quantization_config=qconf, device_map={"": device})
-            model = AutoModel.from_pretrained(path, **kwargs)
-            if qconf is None:
-                model.to(device)
-            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         if stats == "auto":
             candidate = local / stats_dirname(config) if local.is_dir() else None
             stats = candidate if candidate is not None and candidate.is_dir() else None
@@ -599,12 +522,8 @@ class MoEEEmbedder:
 
 
 __all__ = [
-    "DTYPES",
-    "QUANTIZATIONS",
     "MoEEEmbedder",
     "MoEEFeatures",
-    "quantization_config",
-    "resolve_dtype",
     "stats_dirname",
     "weights_fingerprint",
 ]

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mote.io import atomic_dir, atomic_write_bytes, atomic_write_json
+from mote.atomic import atomic_dir, atomic_write_bytes, atomic_write_json
 from mote.onnx.deps import require_onnx
 from mote.onnx.encoder import OnnxEncoder
 from mote.onnx.files import (

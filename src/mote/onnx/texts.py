@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from mote.io import open_text
+from mote.files import open_text
 
 # Used when no dataset folder is available (a plain `pip install mote`): varied, real-looking sentences.
 _BUILTIN_SENTENCES = (

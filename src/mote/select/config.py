@@ -16,7 +16,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -102,3 +102,29 @@ class SelectConfig(_Strict):
         grid += [("final", float(a)) for a in self.alphas]
         grid += [(name, 1.0) for name in snapshots or []]
         return grid
+
+
+def recipe_problems(recipe: Any, cfg: SelectConfig) -> list[str]:
+    """What keeps ``recipe`` (a :class:`mote.train.RunConfig`) from being selected with ``cfg``: validation rows it
+    trained on (no ``data.holdout`` for the in-domain group; an out-of-domain source among its datasets).
+
+    Both sides ask it: the recipe's up-front checks (``mote.train.config``, for its own ``select:`` section) and
+    ``mote select`` (for the recipe a run saved). It lives here, in the section's config, so neither imports the
+    other's implementation."""
+    from mote.eval.validation import OOD_SOURCES
+
+    problems = []
+    if cfg.validation != "ood" and recipe.data.holdout <= 0:
+        problems.append(
+            f"select.validation {cfg.validation!r} scores candidates on held-out training rows, but the run trained "
+            "with data.holdout 0 (every row): train with data.holdout (e.g. 0.1), or select with validation 'ood'"
+        )
+    if cfg.validation != "in-domain":
+        trained = {d.name for t in recipe.tasks.values() for d in t.dataset_configs() if d.name}
+        clash = sorted(trained & set(OOD_SOURCES))
+        if clash:
+            problems.append(
+                f"select.validation {cfg.validation!r}: the run trained on {clash}, which the out-of-domain "
+                "validation group holds out whole; select with validation 'in-domain', or train without them"
+            )
+    return problems

@@ -20,34 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mote.select.config import SelectConfig
+from mote.select.config import SelectConfig, recipe_problems
 from mote.select.record import SELECTION_FILE, SELECTION_MD, selection_markdown
 from mote.select.search import SearchResult, search, validation_sets
 from mote.select.weights import SHARED, SelectionError, WeightSpace
 
 SELECTED = "selected"  # a run's selected model: <run>/selected
-
-
-def recipe_problems(recipe: Any, cfg: SelectConfig) -> list[str]:
-    """What keeps ``recipe`` (a :class:`mote.train.RunConfig`) from being selected with ``cfg``: validation rows it
-    trained on (no ``data.holdout`` for the in-domain group; an out-of-domain source among its datasets)."""
-    from mote.eval.validation import OOD_SOURCES
-
-    problems = []
-    if cfg.validation != "ood" and recipe.data.holdout <= 0:
-        problems.append(
-            f"select.validation {cfg.validation!r} scores candidates on held-out training rows, but the run trained "
-            "with data.holdout 0 (every row): train with data.holdout (e.g. 0.1), or select with validation 'ood'"
-        )
-    if cfg.validation != "in-domain":
-        trained = {d.name for t in recipe.tasks.values() for d in t.dataset_configs() if d.name}
-        clash = sorted(trained & set(OOD_SOURCES))
-        if clash:
-            problems.append(
-                f"select.validation {cfg.validation!r}: the run trained on {clash}, which the out-of-domain "
-                "validation group holds out whole; select with validation 'in-domain', or train without them"
-            )
-    return problems
 
 
 def compaction(num_experts: int, merges: list[list[int]]) -> tuple[list[int], dict[int, int]]:
@@ -66,7 +44,7 @@ def compaction(num_experts: int, merges: list[list[int]]) -> tuple[list[int], di
 def write_selected(space: WeightSpace, result: SearchResult, output: Path, record: dict[str, Any],
                    overwrite: bool = False) -> Path:
     """Save the space's model (chosen weights, routing, merges compacted) with its record, atomically."""
-    from mote.io import atomic_dir, atomic_write_json, atomic_write_text
+    from mote.atomic import atomic_dir, atomic_write_json, atomic_write_text
     from mote.train.config import CONFIG_FILE
 
     model = space.model

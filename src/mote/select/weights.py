@@ -214,9 +214,9 @@ class WeightSpace:
 def load_run_model(model_dir: Path, base_name: str, device: str = "cpu") -> tuple[SentenceTransformer, dict[str, Any]]:
     """The trained model of a run and its base's encoder state dict in the same key space (MoTE: upcycled)."""
     import mote
+    from mote.base_models import resolve_model_path
     from mote.eval.encoders import _routed_module
     from mote.model import CONFIG_NAME, MoTETransformer
-    from mote.weights import resolve_model_path
 
     if (model_dir / CONFIG_NAME).is_file():
         model = mote.load(model_dir, device=device)

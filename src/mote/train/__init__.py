@@ -23,8 +23,8 @@ def run_training(*args, **kwargs):
 
 
 def demo_train(*args, **kwargs):
-    """See :func:`mote.train.demo.demo_train`."""
-    from mote.train.demo import demo_train as _demo
+    """See :func:`mote.train.demo_training.demo_train`."""
+    from mote.train.demo_training import demo_train as _demo
 
     return _demo(*args, **kwargs)
 

@@ -24,7 +24,8 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-from mote.io import append_log, atomic_write_json, atomic_write_text, read_log
+from mote.atomic import atomic_write_json, atomic_write_text
+from mote.files import append_log, read_log
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from mote.io import recover_dir, replace_dir
+from mote.atomic import recover_dir, replace_dir
 from mote.train.config import CONFIG_FILE, ConfigError, RunConfig, parse_config
 from mote.train.distributed import world
 
@@ -33,7 +33,7 @@ def recover_checkpoints(ckpts: Path) -> None:
     """Repair what a checkpoint save killed half-way left in ``ckpts`` (main process, before choosing the checkpoint
     to resume from): a complete staged checkpoint (``.staging/checkpoint-N/`` with its ``.complete`` marker) whose
     ``checkpoint-N`` is missing is published; a ``checkpoint-N`` renamed aside is put back
-    (:func:`mote.io.recover_dir`); partial staged checkpoints are removed."""
+    (:func:`mote.atomic.recover_dir`); partial staged checkpoints are removed."""
     if world()[0] != 0 or not ckpts.is_dir():
         return
     for old in ckpts.glob(f".{PREFIX_CHECKPOINT_DIR}-*.old-*"):

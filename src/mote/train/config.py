@@ -40,7 +40,7 @@ from mote.data.training import DatasetSpec, TaskSpec
 from mote.lora.plan import TSEmbedConfig
 from mote.methods import METHODS, get_method
 from mote.routing import RoutingTable
-from mote.select.config import SelectConfig
+from mote.select.config import SelectConfig, recipe_problems
 
 ARMS: tuple[str, ...] = tuple(METHODS)  # the registered methods (mote.methods), at import time
 CONFIG_FILE = "train_config.yaml"
@@ -445,8 +445,6 @@ def _select_problems(cfg: RunConfig) -> list[str]:
     """What per-task selection needs from the recipe: held-out rows to validate on, no validation source trained."""
     if not cfg.select.enabled:
         return []
-    from mote.select.run import recipe_problems
-
     problems = [f"select.enabled: {p}" for p in recipe_problems(cfg, cfg.select)]
     if not cfg.method().supports_select:
         problems.append(f"select.enabled: per-task selection applies to task-routed MoTE arms and dense arms, not "
@@ -501,6 +499,6 @@ def parse_config(
 
 def load_config(path: str | os.PathLike, check_files: bool = True, arm: str | None = None) -> RunConfig:
     """Read and validate a YAML training config (see :func:`parse_config`)."""
-    from mote.io import read_yaml
+    from mote.files import read_yaml
 
     return parse_config(read_yaml(path, "Training config", ConfigError), str(path), check_files, arm)

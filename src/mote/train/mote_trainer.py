@@ -19,8 +19,8 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from mote.adapters.transformers import TrainerHooks
+from mote.atomic import fsync_tree, replace_dir
 from mote.data.sampler import MixedBatchSampler, OffsetTaskBatchSampler
-from mote.io import fsync_tree, replace_dir
 from mote.train.checkpoints import COMPLETE, STAGING
 from mote.train.distributed import all_reduce_gradients
 

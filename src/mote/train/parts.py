@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from sentence_transformers import SentenceTransformerTrainingArguments
 
+from mote.atomic import atomic_write_json, atomic_write_text
 from mote.data.training import TrainingData
-from mote.io import atomic_write_json, atomic_write_text, read_log
+from mote.files import read_log
 from mote.methods import ArmModel
 from mote.train.callbacks import GracefulInterrupt, MetricsLogger, ProgressBar, QuickEvaluation
 from mote.train.checkpoints import CHECKPOINTS

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from mote.io import atomic_dir, atomic_write_json
+from mote.atomic import atomic_dir, atomic_write_json
 
 SNAPSHOTS = "snapshots"
 WEIGHTS = "model.safetensors"

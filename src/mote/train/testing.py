@@ -70,7 +70,7 @@ def write_tiny_model(path: str | Path, layers: int = 2, hidden: int = 32, seed: 
     from sentence_transformers.sentence_transformer.modules import Pooling
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from mote.weights import resolve_model_path
+    from mote.base_models import resolve_model_path
 
     path = Path(path)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))

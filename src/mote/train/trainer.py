@@ -54,9 +54,9 @@ from typing import Any
 
 from transformers.trainer_utils import get_last_checkpoint
 
+from mote.atomic import atomic_dir, atomic_write_text
 from mote.data.sampler import OffsetTaskBatchSampler
 from mote.data.training import TrainingData, to_dataset_dict
-from mote.io import atomic_dir, atomic_write_text
 from mote.methods import ArmModel
 from mote.train.callbacks import GracefulInterrupt
 from mote.train.checkpoints import CHECKPOINTS, MODEL, STAGING, check_resumed_config, recover_checkpoints

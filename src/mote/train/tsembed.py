@@ -46,7 +46,7 @@ from pathlib import Path
 
 from transformers.trainer_utils import get_last_checkpoint
 
-from mote.io import atomic_dir, atomic_write_json, atomic_write_text
+from mote.atomic import atomic_dir, atomic_write_json, atomic_write_text
 from mote.train.callbacks import GracefulInterrupt
 from mote.train.checkpoints import CHECKPOINTS, MODEL, STAGING, check_resumed_config, recover_checkpoints
 from mote.train.config import CONFIG_FILE, RunConfig

@@ -104,7 +104,7 @@ def materialize_minilm_l3(output: str | Path, onnx_file: str | Path | None = Non
     from sentence_transformers.sentence_transformer.modules import Pooling
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from mote.io import atomic_dir
+    from mote.atomic import atomic_dir
 
     onnx_file = Path(onnx_file) if onnx_file else _l3_onnx_file()
     if onnx_file is None or not onnx_file.is_file():

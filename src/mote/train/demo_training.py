@@ -82,7 +82,7 @@ def demo_train(
         recipe["train"]["steps"] = int(steps)
     if data_dir is not None:
         recipe["data"] = {"data_dir": str(data_dir)}
-    cfg = parse_config(recipe, "mote.train.demo")
+    cfg = parse_config(recipe, "mote.train.demo_training")
     out = workdir / "train"
     if out.exists() and overwrite:
         shutil.rmtree(out)
@@ -120,8 +120,8 @@ def demo_train(
     summary["validation"] = {"base": record["reference"]["categories"], "selected": record["selected"]["categories"]}
 
     if eval_datasets:
+        from mote.base_models import resolve_model_path
         from mote.eval import evaluate
-        from mote.weights import resolve_model_path
 
         names = list(eval_datasets)
         runs = {

@@ -6,7 +6,7 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 import mote
-from mote.weights import _l3_onnx_file, materialize_minilm_l3, offline_model_path, resolve_model_path
+from mote.base_models import _l3_onnx_file, materialize_minilm_l3, offline_model_path, resolve_model_path
 
 
 def test_minilm_alias_resolves_to_the_packaged_folder():

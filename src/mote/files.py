@@ -1,0 +1,182 @@
+"""Readers of the files mote reads (weights, configs, JSONL data, texts, YAML recipes) and its append-only logs.
+
+Every reader fails with an error that names the file (and line) and the fix: a missing, truncated or damaged file
+never passes silently. :func:`read_log` drops the torn last line a killed append leaves.
+
+Example:
+    >>> from mote.files import read_texts
+    >>> read_texts("queries.txt")   # doctest: +SKIP
+    ['how do magnets work', ...]
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mote.atomic import SAVE_ID
+
+logger = logging.getLogger(__name__)
+
+
+def read_safetensors(path: str | os.PathLike, error: type[Exception], config: str | os.PathLike | None = None,
+                     save_id: str | None = None) -> dict[str, Any]:
+    """The tensors of the safetensors file ``path``; ``error`` names the file and the fix if it is missing,
+    unreadable (truncated, damaged), or (``save_id`` given) not written by the same save as ``config``."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    fix = "save (or copy) the model again"
+    if not path.is_file():
+        raise error(f"{path} is missing: the model folder is incomplete; {fix}")
+    try:
+        if save_id is not None:
+            with safe_open(str(path), "pt") as f:
+                found = (f.metadata() or {}).get(SAVE_ID)
+            if found != save_id:
+                raise error(f"{path} and {config} come from different saves (an interrupted save?); {fix}")
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise error(f"{path} is not a readable safetensors file ({e}): truncated or damaged; {fix}") from None
+
+
+def read_json_config(path: str | os.PathLike, error: type[Exception], required: tuple[str, ...] = ()) -> dict:
+    """The JSON object in ``path`` with every ``required`` key, or ``error`` naming the file and the fix."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path} is not readable JSON ({e}): the folder is damaged; save (or copy) the model again") \
+            from None
+    if not isinstance(data, dict):
+        raise error(f"{path} holds a {type(data).__name__}, not a JSON object: save (or copy) the model again")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise error(f"{path} lacks {missing}: it is damaged or not written by mote; save (or copy) the model again")
+    return data
+
+
+def open_text(path: str | os.PathLike):
+    """Open a text file, transparently gunzipping ``*.gz``."""
+    path = Path(path)
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def _json_lines(path: str | os.PathLike, error: type[Exception]) -> Iterator[tuple[int, Any]]:
+    """``(line number, JSON value)`` for every non-blank line; bad JSON or an unreadable file raises ``error``."""
+    with open_text(path) as f:
+        try:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield lineno, json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise error(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        except (OSError, EOFError, UnicodeDecodeError) as e:  # truncated gzip, bad bytes
+            raise error(f"{path}: unreadable ({e})") from None
+
+
+def iter_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank line of a JSONL(.gz) file; a line that is not a JSON object,
+    or an unreadable file (truncated gzip, bad bytes), raises ``error`` naming ``path:line``."""
+    for lineno, obj in _json_lines(path, error):
+        if not isinstance(obj, dict):
+            raise error(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
+
+
+def read_log(path: str | os.PathLike, repair: bool = False) -> list[dict[str, Any]]:
+    """The entries of an append-only JSONL log (``metrics.jsonl``, ``timings.jsonl``); ``[]`` if it is missing.
+
+    A process killed mid-append leaves a torn last line: it is dropped with a warning naming the file, and with
+    ``repair`` cut from the file too (so that the next append starts on a fresh line). A bad line anywhere else is
+    damage, not a torn write: ``ValueError`` naming ``path:line``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    entries: list[dict[str, Any]] = []
+    offset = 0
+    for lineno, raw in enumerate(lines, 1):
+        last = lineno == len(lines) or all(not rest.strip() for rest in lines[lineno:])
+        if raw.strip():
+            try:
+                entry = json.loads(raw)
+                if not isinstance(entry, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, UnicodeDecodeError) as e:
+                if not last:
+                    raise ValueError(f"{path}:{lineno}: not a JSON object ({e}); the log is damaged") from None
+                logger.warning("%s: dropping its torn last line %d (a write interrupted by a kill)%s", path, lineno,
+                               "; removed from the file" if repair else "")
+                if repair:
+                    os.truncate(path, offset)
+                return entries
+            entries.append(entry)
+        offset += len(raw) + 1
+    if repair and data and not data.endswith(b"\n"):  # a complete last entry without its newline
+        with open(path, "ab") as f:
+            f.write(b"\n")
+    return entries
+
+
+def append_log(path: str | os.PathLike, entry: dict[str, Any]) -> None:
+    """Append one entry to a JSONL log as a single write of one line (flushed)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+        f.flush()
+
+
+def read_texts(path: str | os.PathLike, field: str = "text") -> list[str]:
+    """Texts from ``.txt`` (one per line) or ``.jsonl`` / ``.jsonl.gz`` (``field`` of each object, or a string)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Input file {str(path)!r} does not exist")
+    name = path.name.removesuffix(".gz")
+    if name.endswith(".jsonl"):
+        texts: list[str] = []
+        for lineno, obj in _json_lines(path, ValueError):
+            value = obj if isinstance(obj, str) else obj.get(field) if isinstance(obj, dict) else None
+            if not isinstance(value, str):
+                raise ValueError(f"{path}:{lineno}: expected a string or an object with a string {field!r} field")
+            texts.append(value)
+    elif name.endswith(".txt"):
+        with open_text(path) as f:
+            texts = [line.rstrip("\n") for line in f if line.strip()]
+    else:
+        raise ValueError(f"Unsupported input {str(path)!r}: use .txt (one text per line) or .jsonl[.gz]")
+    return texts
+
+
+def read_yaml(path: str | os.PathLike, what: str, error) -> Any:
+    """The parsed YAML file at ``path``; a missing file raises ``FileNotFoundError`` naming ``what`` it should be,
+    invalid YAML raises ``error([message], path)`` (the config error classes of mote.train / mote.experiment)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise error([f"not valid YAML: {e}"], str(path)) from None
+
+__all__ = [
+    "append_log",
+    "iter_jsonl",
+    "open_text",
+    "read_json_config",
+    "read_log",
+    "read_safetensors",
+    "read_texts",
+    "read_yaml",
+]

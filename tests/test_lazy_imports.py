@@ -1,0 +1,158 @@
+"""``import mote`` loads the core only: PEFT-backed ``mote.lora`` and the token-routing ablation load on first use.
+
+Each check runs in a fresh interpreter (this test session has imported everything already). The public names of
+``import mote`` still resolve, and ``SentenceTransformer(path)`` still loads TLR and TSEmbed folders after a plain
+``import mote``: the module class is imported when a folder names it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import mote
+import mote.lora as tl
+from mote.ablations import tlr
+from mote.train.testing import write_tiny_model
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+LAZY = ("mote.ablations.tlr", "mote.tlr", "mote.lora", "mote.export", "mote.io")
+# The names of `import mote`: its public API, the submodules it imports, and those it loads on first use
+# (`io` and `tlr` are the old names of mote.atomic + mote.files and mote.ablations.tlr).
+NAMES = sorted({*mote.__all__, "adapters", "atomic", "base_models", "experts", "files", "model", "routing",
+                "export", "io", "lora", "tlr"})
+TEXTS = ["how do magnets work", "a b c"]
+
+
+def _python(script: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_import_mote_loads_neither_lora_nor_the_tlr_ablation_and_needs_no_peft():
+    # sentence-transformers itself imports PEFT when it is installed, so block it: mote's core must not need it.
+    # The method registry lists every method without loading their models (each imports its model in build()).
+    out = _python(f"""
+import json, sys
+sys.modules["peft"] = None
+import mote
+from mote.methods import METHODS
+assert len(METHODS) >= 7, list(METHODS)
+loaded = sorted(m for m in {list(LAZY)!r} if m in sys.modules)
+try:
+    mote.lora
+    lora = "imported"
+except ImportError as e:
+    lora = "ImportError"
+print(json.dumps({{"loaded": loaded, "lora": lora}}))
+""")
+    assert out == {"loaded": [], "lora": "ImportError"}  # mote.lora does need PEFT, and says so on use
+
+
+DESCRIBE = """
+import types
+def describe(obj):
+    if isinstance(obj, types.ModuleType):
+        return "module " + obj.__name__
+    if hasattr(obj, "__qualname__"):
+        return obj.__module__ + "." + obj.__qualname__
+    return repr(obj)
+"""
+
+
+def test_every_name_of_import_mote_still_resolves():
+    namespace: dict = {}
+    exec(DESCRIBE, namespace)
+    expected = {name: namespace["describe"](getattr(mote, name)) for name in NAMES}
+    out = _python(f"""
+import json, sys
+import mote
+{DESCRIBE}
+before = sorted(m for m in {list(LAZY)!r} if m in sys.modules)
+names = {{name: describe(getattr(mote, name)) for name in {NAMES!r}}}
+from mote import convert, export, io, load, lora, tlr  # noqa: F401
+try:
+    mote.no_such_name
+    missing = "resolved"
+except AttributeError as e:
+    missing = str(e)
+print(json.dumps({{"before": before, "names": names, "after": sorted(m for m in {list(LAZY)!r} if m in sys.modules),
+                  "missing": missing}}))
+""")
+    assert out["before"] == []
+    assert out["names"] == expected  # the same objects as after importing everything (as this session has)
+    assert out["after"] == sorted(LAZY)
+    assert out["missing"] == "module 'mote' has no attribute 'no_such_name'"
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """A TLR and a TSEmbed folder with perturbed weights (fresh ones compute the dense model's function)."""
+    root = tmp_path_factory.mktemp("lazy")
+    base = write_tiny_model(root / "bert", layers=2)
+    token = tlr.convert(base, placement="1")
+    lora = tl.convert(base, tl.MoELoRAConfig(num_experts=4, r=2))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in [*token.parameters(), *lora.parameters()]:
+            p.add_(torch.randn(p.shape, generator=g) * 0.1)
+    token.save(str(root / "tlr"))
+    lora.save(str(root / "tsembed"))
+    expected = {name: m.encode(TEXTS, task="query").tolist() for name, m in (("tlr", token), ("tsembed", lora))}
+    return root, expected
+
+
+def test_sentence_transformers_loads_tlr_and_tsembed_folders_after_a_plain_import_mote(folders):
+    root, expected = folders
+    out = _python(f"""
+import json, sys
+import mote
+from sentence_transformers import SentenceTransformer
+out = {{}}
+for name in ("tlr", "tsembed"):
+    model = SentenceTransformer({str(root)!r} + "/" + name, device="cpu")
+    cls = type(model[0])
+    out[name] = [cls.__module__ + "." + cls.__name__, model.encode({TEXTS!r}, task="query").tolist()]
+print(json.dumps(out))
+""")
+    assert out["tlr"][0] == "mote.ablations.tlr.TLRTransformer"
+    assert out["tsembed"][0] == "mote.lora.st.TSEmbedTransformer"
+    for name in ("tlr", "tsembed"):
+        np.testing.assert_allclose(out[name][1], expected[name], atol=1e-6)
+
+
+def test_tlr_folders_saved_under_the_old_module_name_still_load(folders, tmp_path):
+    """Folders saved before the move name ``mote.tlr.TLRTransformer``: they load after ``import mote``, and with
+    ``trust_remote_code=True`` without it (sentence-transformers imports the path: mote.tlr is kept for this)."""
+    import shutil
+
+    root, expected = folders
+    old = tmp_path / "old-tlr"
+    shutil.copytree(root / "tlr", old)
+    modules = json.loads((old / "modules.json").read_text())
+    assert modules[0]["type"] == "mote.ablations.tlr.TLRTransformer"
+    modules[0]["type"] = "mote.tlr.TLRTransformer"
+    (old / "modules.json").write_text(json.dumps(modules))
+    out = _python(f"""
+import json, sys
+from sentence_transformers import SentenceTransformer
+remote = SentenceTransformer({str(old)!r}, device="cpu", trust_remote_code=True)
+import mote
+plain = SentenceTransformer({str(old)!r}, device="cpu")
+print(json.dumps([type(m[0]).__module__ + "." + type(m[0]).__name__ for m in (remote, plain)]
+                 + [plain.encode({TEXTS!r}, task="query").tolist()]))
+""")
+    assert out[:2] == ["mote.ablations.tlr.TLRTransformer"] * 2
+    np.testing.assert_allclose(out[2], expected["tlr"], atol=1e-6)
+    import mote.tlr
+
+    assert mote.tlr.TLRTransformer is tlr.TLRTransformer and set(mote.tlr.__all__) == set(tlr.__all__)
