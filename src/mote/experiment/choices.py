@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 def selection_lines(plan: Plan, model: str) -> list[str]:
     """Markdown for the selected arms of block ``model`` (empty when it has none finished)."""
     exp = plan.config
-    records = [(t, read_selection(t.model_dir)) for t in plan.trainings
-               if t.model == model and t.source is not None and exp.arms[t.arm].select_from]
+    records = [(t, read_selection(t.model_dir)) for t in plan.trainings if t.model == model and t.source is not None]
     records = [(t, r) for t, r in records if r is not None]
     if not records:
         return []
