@@ -144,3 +144,23 @@ def test_cpu_float32_takes_the_grouped_path():
     from mote.experts import grouped_mm_available
 
     assert grouped_mm_available(torch.device("cpu"), torch.float32)
+
+
+def test_mixed_task_encode_batches_tlr_texts_by_length_not_by_task(base):
+    """TLR routes tokens, not tasks: a mixed-task call is cut into batches by length alone (grouping by task would
+    cut 12 texts of 4 tasks into 4 forwards), and each text gets the embedding it gets alone."""
+    model = tlr.convert(base, placement="every")
+    perturb_tlr(model)
+    texts = [f"{x} {i}" for i, x in enumerate(TEXTS * 3)]
+    names = list(mote.DEFAULT_TASKS)
+    tasks = [names[i % len(names)] for i in range(len(texts))]
+    calls = []
+    hook = model[0].auto_model.register_forward_pre_hook(
+        lambda m, args, kwargs: calls.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        mixed = mote.encode(model, texts, task=tasks, batch_size=32)
+    finally:
+        hook.remove()
+    assert sum(calls) == len(texts) and len(calls) < len(names)  # so some forward held several tasks
+    alone = np.stack([mote.encode(model, [x], task=t)[0] for x, t in zip(texts, tasks)])
+    assert np.abs(mixed - alone).max() <= 1e-5

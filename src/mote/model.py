@@ -536,7 +536,8 @@ def encode_mixed(
     """Encode texts whose tasks differ, at the single-task cost: the texts are grouped by task, so that every
     forward is task-homogeneous (one ``F.linear`` per projection, like the dense model), and within a task cut
     into batches by token length (:func:`length_batches`: a task's share of a call is smaller than the call, so
-    fixed-size batches would pad more than the dense model's); the embeddings come back in input order.
+    fixed-size batches would pad more than the dense model's); the embeddings come back in input order. A
+    token-routed model (TLR) routes each token whatever its task: its texts are batched by length alone.
 
     Batches that really mix tasks (built by hand, or the ``static`` training arm's) still run in one forward:
     :class:`MoTETransformer` groups their rows by expert.
@@ -545,21 +546,25 @@ def encode_mixed(
 
     module = mote_module(model)
     model.eval()
-    groups: dict[str, list[int]] = {}
+    # Sequence routing: one group per task (task-homogeneous forwards). Token routing (TLR) ignores the task, so
+    # grouping by task would only cut the call into more, smaller forwards: one group, batched by length alone.
+    by_task = module.routing_mode == "sequence"
+    groups: dict[str | None, list[int]] = {}
     for i, t in enumerate(tasks):
-        groups.setdefault(t, []).append(i)
-    plan: list[tuple[str, list[int]]] = []
-    for t, idx in groups.items():
-        prefix = module.routing.prefix(t)
-        strings = [prefix + texts[i] for i in idx]
+        groups.setdefault(t if by_task else None, []).append(i)
+    plan: list[list[int]] = []
+    for idx in groups.values():
+        strings = [module.routing.prefix(tasks[i]) + texts[i] for i in idx]
         if module.do_lower_case:
             strings = [x.lower() for x in strings]
         ids = module.tokenizer(strings, truncation="longest_first", max_length=module.max_seq_length)["input_ids"]
-        plan += [(t, [idx[j] for j in batch]) for batch in length_batches([len(x) for x in ids], batch_size)]
+        plan += [[idx[j] for j in batch] for batch in length_batches([len(x) for x in ids], batch_size)]
     result = np.empty((len(texts), model.get_embedding_dimension() or module.get_embedding_dimension()),
                       dtype=np.float32)
-    for t, rows in tqdm(plan, disable=not show_progress_bar, desc="Batches"):
-        features = model.preprocess([texts[i] for i in rows], task=t)
+    for rows in tqdm(plan, disable=not show_progress_bar, desc="Batches"):
+        batch_tasks = [tasks[i] for i in rows]
+        task = batch_tasks[0] if by_task else batch_tasks
+        features = model.preprocess([texts[i] for i in rows], task=task)
         features = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         result[rows] = model(features)["sentence_embedding"].float().cpu().numpy()
     return result
