@@ -72,6 +72,12 @@ class ArmSpec(_Strict):
     # with these `select:` options over that run's recipe.
     select_from: str | None = None
     select: dict[str, Any] = Field(default_factory=dict)
+    # A point arm is not trained either: it is another arm's run as it stood at optimiser step ``at_step`` (a point of
+    # a learning curve). A point of a trained arm is that run's weight snapshot at the step (the source run keeps
+    # snapshots at every step its points name); a point of a selected arm is that selection made from the source's
+    # point at the same step (the block must list that point too).
+    point_of: str | None = None
+    at_step: int | None = Field(default=None, gt=0)
 
 
 class ModelSpec(_Strict):
@@ -103,6 +109,9 @@ class EvalSpec(_Strict):
     # Recipe selection: hold out this fraction of every training set (data.holdout of every run) and evaluate on
     # mote.eval.validation's suite built from those rows (split "validation"), never on a test set.
     validation: float | None = Field(default=None, gt=0, lt=1)
+    # Score every evaluated run (baselines included) on the validation suite as well (both groups: the rows the
+    # runs' data.holdout kept out, and the out-of-domain sources), next to the test datasets: <block>/eval-validation/
+    also_validation: bool = False
 
 
 class SimilaritySpec(_Strict):
@@ -165,17 +174,58 @@ class ExperimentConfig(_Strict):
     def arm_label(self, arm: str) -> str:
         if arm in BASELINES:
             return BASELINE_LABELS[arm]
-        return self.arms[arm].label or arm
+        spec = self.arms[arm]
+        if spec.label is None and spec.point_of in self.arms and spec.at_step is not None:
+            return f"{self.arm_label(spec.point_of)} @{spec.at_step}"
+        return spec.label or arm
 
     def train_arm(self, arm: str) -> str:
-        spec = self.arms[arm]
-        if spec.select_from is not None and spec.select_from in self.arms:
-            return self.train_arm(spec.select_from)
-        return spec.arm or arm
+        return self.arms[self.source_arm(arm)].arm or self.source_arm(arm)
 
     def source_arm(self, arm: str) -> str:
-        """The trained arm whose runs ``arm`` derives from (itself unless it is a selected arm)."""
-        return self.arms[arm].select_from or arm
+        """The trained arm whose runs ``arm`` derives from (itself unless it is a selected or a point arm)."""
+        seen = {arm}
+        while True:
+            spec = self.arms[arm]
+            up = spec.select_from if spec.select_from is not None else spec.point_of
+            if up is None or up not in self.arms or up in seen:
+                return arm
+            seen.add(up)
+            arm = up
+
+    def is_snapshot_point(self, arm: str) -> bool:
+        """A point of a trained arm: its model is that run's weight snapshot (not a selection)."""
+        spec = self.arms.get(arm)
+        return spec is not None and spec.point_of is not None and spec.select_from is None
+
+    def arm_step(self, arm: str) -> int | None:
+        """The optimiser step of the source run that ``arm``'s model stands at: a point's ``at_step`` (a selected
+        arm: its source's), ``None`` for the end of the run."""
+        seen = set()
+        while arm in self.arms and arm not in seen:
+            seen.add(arm)
+            spec = self.arms[arm]
+            if spec.point_of is not None:
+                return spec.at_step
+            if spec.select_from is None:
+                return None
+            arm = spec.select_from
+        return None
+
+    def point_steps(self, model: str, arm: str) -> list[int]:
+        """The steps at which block ``model`` takes snapshot points of the trained arm ``arm``."""
+        block = self.models[model]
+        return sorted({s.at_step for a in block.arms if (s := self.arms.get(a)) is not None
+                       and s.point_of == arm and s.select_from is None and s.at_step is not None})
+
+    def validation_fraction(self) -> float | None:
+        """The ``data.holdout`` of the runs (what ``eval.also_validation`` scores), from the first run's recipe."""
+        for mname, block in self.enabled_models().items():
+            for arm in block.arms:
+                if arm in self.arms:
+                    holdout = (self.run_recipe(mname, arm, block.seeds_of(arm)[0]).get("data") or {}).get("holdout")
+                    return float(holdout) if holdout else None
+        return None
 
     def select_config(self, model: str, arm: str, seed: int):
         """The :class:`mote.select.SelectConfig` of a selected arm: the source recipe's ``select:`` + the arm's."""
@@ -199,6 +249,13 @@ class ExperimentConfig(_Strict):
         raw = deep_merge(raw, {"model": {"base": block.base}, "seed": seed, "arm": self.train_arm(arm)})
         if self.eval.validation is not None:  # the validation rows are never trained on
             raw = deep_merge(raw, {"data": {"holdout": self.eval.validation}})
+        points = self.point_steps(model, arm)
+        if points:  # the run keeps a weight snapshot at every step a point of it stands at
+            steps = (raw.get("train") or {}).get("steps") or _default_steps()
+            select = raw.get("select") or {}
+            kept = list(select.get("snapshots", _default_snapshots()))
+            wanted = sorted(set(kept) | {s / steps for s in points if 0 < s < steps})
+            raw = deep_merge(raw, {"select": {"snapshots": wanted}})
         return raw
 
     def run_config(self, model: str, arm: str, seed: int, check_files: bool = True):
@@ -219,6 +276,18 @@ class ExperimentConfig(_Strict):
         return self.eval.data_dir or (self.recipe_raw.get("data") or {}).get("data_dir") or (
             self.training.get("data") or {}
         ).get("data_dir")
+
+
+def _default_steps() -> int:
+    from mote.train.config import OptimConfig
+
+    return OptimConfig.model_fields["steps"].default
+
+
+def _default_snapshots() -> list[float]:
+    from mote.select.config import SelectConfig
+
+    return list(SelectConfig().snapshots)
 
 
 def validation_dir(fraction: float) -> Path:
@@ -342,8 +411,11 @@ def _semantic_problems(cfg: ExperimentConfig, check_files: bool) -> list[str]:
                 SelectConfig.model_validate({k: v for k, v in spec.select.items() if k != "enabled"})
             except ValidationError as e:
                 problems += [f"arms.{name}.select.{p}" for p in _pydantic_problems(e)]
+        elif spec.point_of is not None:
+            pass  # _point_problems
         elif (spec.arm or name) not in known:
             problems.append(f"arms.{name}: unknown mote.train arm {spec.arm or name!r}; known: {list(known)}")
+    problems += _point_problems(cfg)
     for mname, block in cfg.models.items():
         if not _NAME.match(mname):
             problems.append(f"models.{mname}: a name must be letters, digits, '.', '_' or '-' (it names folders)")
@@ -353,6 +425,12 @@ def _semantic_problems(cfg: ExperimentConfig, check_files: bool) -> list[str]:
         if len(set(block.arms)) < len(block.arms):
             problems.append(f"models.{mname}.arms: an arm is listed twice")
         for i, arm in enumerate(block.arms):
+            pt = cfg.arms[arm].point_of if arm in cfg.arms else None
+            if pt is not None and pt in cfg.arms and pt not in block.arms[:i]:
+                problems.append(f"models.{mname}.arms: {arm} is a point of {pt}, which must be listed before it")
+            elif pt is not None and pt in cfg.arms and block.seeds_of(arm) != block.seeds_of(pt)[
+                    : len(block.seeds_of(arm))]:
+                problems.append(f"models.{mname}: the seeds of {arm} must be seeds of {pt}")
             src = cfg.arms[arm].select_from if arm in cfg.arms else None
             if src is not None and src not in block.arms[:i]:
                 problems.append(f"models.{mname}.arms: {arm} selects from {src}, which must be listed before it")
@@ -388,7 +466,8 @@ def _semantic_problems(cfg: ExperimentConfig, check_files: bool) -> list[str]:
         for mname, block in enabled.items():
             for arm in block.arms:
                 spec = cfg.arms.get(arm)
-                if spec is None or spec.select_from is not None or (spec.arm or arm) not in known:
+                if (spec is None or spec.select_from is not None or spec.point_of is not None
+                        or (spec.arm or arm) not in known):
                     continue
                 seed = block.seeds_of(arm)[0] if block.seeds_of(arm) else 0
                 try:
@@ -399,9 +478,101 @@ def _semantic_problems(cfg: ExperimentConfig, check_files: bool) -> list[str]:
         problems += [f"training recipe of {', '.join(runs)}: {p}" for p, runs in recipe_problems.items()]
     else:
         problems.append("recipe: no training recipe (give recipe: FILE and/or a training: section)")
+    if cfg.eval.also_validation and not problems:
+        problems += _also_validation_problems(cfg)
     if check_files:
         problems += _dataset_problems(cfg)
     return problems
+
+
+def _resolve_points(cfg: ExperimentConfig) -> list[str]:
+    """Give every point of a selected arm its selection: from the point of that arm's source at the same step
+    (``select_from``), with the selected arm's ``select`` options. Returns the problems found."""
+    problems = []
+    for name, spec in list(cfg.arms.items()):
+        if spec.point_of is None or spec.point_of not in cfg.arms or spec.select_from is not None:
+            continue
+        of = cfg.arms[spec.point_of]
+        if of.select_from is None or of.point_of is not None:
+            continue
+        found = [a for a, s in cfg.arms.items() if s.point_of == of.select_from and s.select_from is None
+                 and s.at_step == spec.at_step]
+        if len(found) != 1:
+            what = "no arm" if not found else f"several arms ({found})"
+            problems.append(
+                f"arms.{name}: a point of the selected arm {spec.point_of} selects from the point of "
+                f"{of.select_from} at step {spec.at_step}, and {what} is that point: define one arm "
+                f"{{point_of: {of.select_from}, at_step: {spec.at_step}}} and list it before {name}")
+            continue
+        cfg.arms[name] = spec.model_copy(update={"select_from": found[0], "select": copy.deepcopy(of.select)})
+    return problems
+
+
+def _point_problems(cfg: ExperimentConfig) -> list[str]:
+    """Point arms: a known trained or selected arm, a step inside its run, snapshots the method keeps."""
+    problems = []
+    for name, spec in cfg.arms.items():
+        if spec.point_of is None and spec.at_step is None:
+            continue
+        where = f"arms.{name}"
+        if spec.point_of is None or spec.at_step is None:
+            problems.append(f"{where}: a point arm needs both point_of (an arm) and at_step (its optimiser step)")
+            continue
+        of = cfg.arms.get(spec.point_of)
+        if of is None or of.point_of is not None:
+            problems.append(f"{where}.point_of: {spec.point_of!r} is not a trained or selected arm of arms "
+                            f"({[a for a, s in cfg.arms.items() if s.point_of is None]})")
+            continue
+        own = [k for k in ("arm", "overrides") if getattr(spec, k)] + (["select"] if spec.select else [])
+        if own:
+            problems.append(f"{where}: a point arm takes its model from {spec.point_of}'s run, so it has no {own} "
+                            "of its own (give them to the arm it is a point of)")
+        trained = cfg.source_arm(name)
+        if trained not in cfg.arms or cfg.arms[trained].select_from is not None:
+            continue
+        for mname, block in cfg.enabled_models().items():
+            if name not in block.arms or trained not in block.arms:
+                continue
+            try:
+                run = cfg.run_config(mname, trained, block.seeds_of(trained)[0], check_files=False)
+            except Exception:  # the recipe's own problems are reported with the recipes
+                continue
+            if spec.at_step >= run.train.steps:
+                problems.append(
+                    f"{where}.at_step: {spec.at_step} is not inside {trained}'s run of {run.train.steps} steps in "
+                    f"block {mname} (the final step is {spec.point_of} itself): choose a step below "
+                    f"{run.train.steps}")
+            elif not run.method().keeps_snapshots:
+                problems.append(f"{where}: the {run.arm} arm keeps no weight snapshots, so it has no points; "
+                                "drop the point arm")
+    return problems
+
+
+def _also_validation_problems(cfg: ExperimentConfig) -> list[str]:
+    """``eval.also_validation`` needs rows every run held out, and no out-of-domain source trained on."""
+    from mote.select.config import SelectConfig, recipe_problems
+
+    if cfg.eval.validation is not None:
+        return ["eval.also_validation: eval.validation already evaluates on the validation suite; drop one"]
+    holdouts = set()
+    problems: dict[str, list[str]] = {}
+    for mname, block in cfg.enabled_models().items():
+        for arm in block.arms:
+            if cfg.source_arm(arm) != arm:
+                continue
+            run = cfg.run_config(mname, arm, block.seeds_of(arm)[0], check_files=False)
+            holdouts.add(run.data.holdout)
+            if run.data.holdout <= 0:
+                problems.setdefault("the in-domain validation rows are the rows data.holdout keeps out of training, "
+                                    "but this run trains on every row: give training: {data: {holdout: 0.1}}",
+                                    []).append(f"{mname}/{arm}")
+            for p in recipe_problems(run, SelectConfig(validation="ood")):
+                problems.setdefault(p, []).append(f"{mname}/{arm}")
+    out = [f"eval.also_validation (runs {', '.join(r)}): {p}" for p, r in problems.items()]
+    if len(holdouts) > 1:
+        out.append(f"eval.also_validation: the runs hold out different fractions {sorted(holdouts)}; give every "
+                   "run the same data.holdout (e.g. training: {data: {holdout: 0.1}})")
+    return out
 
 
 def parse_experiment(
@@ -470,6 +641,7 @@ def parse_experiment(
                 break
     if cfg is None:
         raise ExperimentConfigError(problems, where)
+    problems += _resolve_points(cfg)
     problems += _semantic_problems(cfg, check_files)
     # the other budgets: at least their shape (a typo in `full` should not wait until someone runs it)
     for other, overlay in budgets.items():

@@ -1,4 +1,5 @@
-"""The report's figures: training curves (loss and quick-eval score vs step) and gains over the base per category.
+"""The report's figures: training curves (loss and quick-eval score vs step), gains over the base per category, and
+learning curves (score at each point of the runs vs step, per category).
 
 Each function takes plain data (no plan, no files besides the PNG it writes), so tests and other reports can call
 them directly. PNGs are written atomically.
@@ -171,4 +172,65 @@ def similarity_panels(
     _save(fig, path)
 
 
-__all__ = ["arm_colors", "gains_chart", "similarity_panels", "training_curves"]
+def learning_curve(
+    panels: Mapping[str, Mapping[str, Curve]],
+    path: str | os.PathLike,
+    *,
+    reference: Mapping[str, float | None] | None = None,
+    reference_label: str = "base (untrained)",
+    title: str = "",
+    ylabel: str = "score (%)",
+    colors: Mapping[str, tuple] | None = None,
+    ncols: int = 3,
+) -> None:
+    """Score vs optimiser step, one panel per category: ``panels[title][run label] = [(step, score), ...]``; log-x
+    with a tick at every step; ``reference[title]`` (the untrained base) as a dashed line; one legend for all.
+
+    >>> learning_curve({"STS": {"ic": [(100, 80.1), (400, 80.9)]}}, "curve.png", reference={"STS": 79.5})  # doctest: +SKIP
+    """
+    plt = _plt()
+    names = list(panels)
+    labels = list(dict.fromkeys(label for p in panels.values() for label in p))
+    colors = {**arm_colors(labels), **(colors or {})}
+    steps = sorted({s for p in panels.values() for c in p.values() for s, _ in c})
+    ncols = max(1, min(ncols, len(names)))
+    nrows = max(1, -(-len(names) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows + 0.6), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(names):
+            ax.axis("off")
+            continue
+        name = names[k]
+        for label, curve in panels[name].items():
+            pts = sorted((s, v) for s, v in curve if v is not None)
+            if pts:
+                ax.plot([s for s, _ in pts], [v for _, v in pts], "o-", color=colors[label], label=label,
+                        linewidth=1.5, markersize=4)
+        ref = (reference or {}).get(name)
+        if ref is not None:
+            ax.axhline(ref, color="0.4", linestyle="--", linewidth=1.0, label=reference_label)
+        ax.set_xscale("log")
+        if steps:
+            ax.set_xticks(steps, [f"{s:,}" for s in steps], fontsize=8)
+            ax.minorticks_off()
+            ax.set_xlim(steps[0] / 1.4, steps[-1] * 1.4)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        if k % ncols == 0:
+            ax.set_ylabel(ylabel, fontsize=8)
+        if k >= len(names) - ncols:
+            ax.set_xlabel("optimiser step (log)", fontsize=8)
+    handles: dict[str, object] = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 5), fontsize=8,
+               frameon=False, bbox_to_anchor=(0.5, 0.0))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 if nrows > 1 else 0.1, 1, 1))
+    _save(fig, path)
+
+
+__all__ = ["arm_colors", "gains_chart", "learning_curve", "similarity_panels", "training_curves"]

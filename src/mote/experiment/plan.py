@@ -3,15 +3,18 @@
 Folders under the output root (``runs/reproduce/<budget>``)::
 
     <block>/train/<arm>/seed-<s>/     mote train's run folder (model/, metrics.jsonl, checkpoints/) + DONE marker;
-                                      for a selected arm: model/ = mote select of its source arm's run (same seed)
+                                      for a selected arm: model/ = mote select of its source arm's run (same seed);
+                                      for a point arm: model/ = the source run's weight snapshot at the point's
+                                      step, snapshots/ = the source's earlier ones (what a selection of it may use)
     <block>/eval/<arm>/seed-<s>/      mote eval's results.json / results.md / items/ + marker
     <block>/eval/base/, eval/base-ic/ the untrained base (dense) and the base with the task prefixes (ic)
+    <block>/eval-validation/...       with ``eval.also_validation``: the same runs scored on the validation suite
     <block>/similarity/<run>/         inter-task similarity heatmaps
     <block>/compare/<name>/           mote compare outputs (tables, bootstrap, bars)
     measurements.json                 parameters and encode throughput of every arm, measured in one process
 
 Order: per block the two baselines first, then the first seed of every arm (so a budget cut short still has every
-arm once), then the further seeds; each training is followed by its evaluation.
+arm once), then the further seeds; each training is followed by its evaluation (and its validation evaluation).
 
 Example:
     >>> cfg = load_experiment("configs/reproduce.yaml", budget="small")      # doctest: +SKIP
@@ -37,6 +40,8 @@ class TrainRun:
     seed: int
     dir: Path
     source: TrainRun | None = None  # a selected arm: the run it selects from (its model/ is the selection)
+    point: TrainRun | None = None  # a point arm: the trained run whose snapshot at ``at_step`` its model/ is
+    at_step: int | None = None
 
     @property
     def key(self) -> str:
@@ -56,6 +61,7 @@ class EvalRun:
     seed: int | None  # None for baselines
     dir: Path
     train: TrainRun | None = None
+    validation: bool = False  # scored on the validation suite (eval.also_validation), not the test datasets
 
     @property
     def key(self) -> str:
@@ -74,17 +80,24 @@ class Plan:
     config: ExperimentConfig
     trainings: list[TrainRun] = field(default_factory=list)
     evaluations: list[EvalRun] = field(default_factory=list)
+    validations: list[EvalRun] = field(default_factory=list)  # eval.also_validation: one per evaluation
 
     def steps(self) -> list[TrainRun | EvalRun]:
         """Trainings and evaluations interleaved in execution order (baselines, then train -> eval per run)."""
         out: list[TrainRun | EvalRun] = []
         by_train = {e.train.key: e for e in self.evaluations if e.train is not None}
+        val_by_train = {e.train.key: e for e in self.validations if e.train is not None}
         for block in self.config.enabled_models():
             out += [e for e in self.evaluations if e.model == block and e.baseline]
+            out += [e for e in self.validations if e.model == block and e.baseline]
             for t in self.trainings:
                 if t.model == block:
-                    out += [t, by_train[t.key]]
+                    out += [t, by_train[t.key], *([val_by_train[t.key]] if t.key in val_by_train else [])]
         return out
+
+    def validations_of(self, model: str, arm: str) -> list[EvalRun]:
+        """The validation-suite evaluations of one arm (or baseline) of a block, in seed order."""
+        return [e for e in self.validations if e.model == model and e.arm == arm]
 
     def evals_of(self, model: str, arm: str) -> list[EvalRun]:
         """The evaluations of one arm (or baseline) of a block, in seed order."""
@@ -111,9 +124,17 @@ def make_plan(cfg: ExperimentConfig, root: str | Path) -> Plan:
                     src = cfg.arms[arm].select_from
                     source = next((r for r in plan.trainings if r.model == mname and r.arm == src and r.seed == seed),
                                   None) if src else None
-                    t = TrainRun(mname, arm, seed, root / mname / "train" / arm / f"seed-{seed}", source)
+                    of = cfg.arms[arm].point_of if cfg.is_snapshot_point(arm) else None
+                    point = next((r for r in plan.trainings if r.model == mname and r.arm == of and r.seed == seed),
+                                 None) if of else None
+                    t = TrainRun(mname, arm, seed, root / mname / "train" / arm / f"seed-{seed}", source, point,
+                                 cfg.arms[arm].at_step if point is not None else None)
                     plan.trainings.append(t)
                     plan.evaluations.append(EvalRun(mname, arm, seed, root / mname / "eval" / arm / f"seed-{seed}", t))
+        if cfg.eval.also_validation:
+            plan.validations += [EvalRun(e.model, e.arm, e.seed, root / e.model / "eval-validation" /
+                                         e.dir.relative_to(root / e.model / "eval"), e.train, validation=True)
+                                 for e in plan.evaluations if e.model == mname]
     return plan
 
 

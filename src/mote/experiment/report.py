@@ -179,8 +179,10 @@ def _recipe_lines(exp: ExperimentConfig, model: str) -> list[str]:
         cfg = exp.run_config(model, arm, block.seeds_of(arm)[0], check_files=False)
         t = cfg.train
         where, trained, lr = cfg.method().recipe_row(cfg)
+        at = exp.arm_step(arm)
+        steps = t.steps if at is None else f"{at} of {t.steps}"
         lines.append(
-            f"| {exp.arm_label(arm)} | `{cfg.arm}` | {where} | {trained} | {t.steps} | {t.batch_size} | "
+            f"| {exp.arm_label(arm)} | `{cfg.arm}` | {where} | {trained} | {steps} | {t.batch_size} | "
             f"{lr} | {cfg.model.max_seq_length} | {', '.join(map(str, block.seeds_of(arm)))} |"
         )
     first = exp.run_config(model, block.arms[0], block.seeds_of(block.arms[0])[0], check_files=False)
@@ -260,10 +262,12 @@ def write_report(plan: Plan, report: str | Path) -> Path:
 def _report_text(plan: Plan, exp: ExperimentConfig, figdir: Path, rel: str) -> str:
     """The report's Markdown; its figures (and raw results) are written into ``figdir`` (linked as ``rel/...``)."""
     from mote.experiment.choices import selection_lines
+    from mote.experiment.curve import curve_lines
     from mote.experiment.figures import arm_colors, gains_chart, similarity_panels, training_curves
     from mote.experiment.layout import MEASUREMENTS, similarity_dir
 
     results = collect(plan)
+    validation_results = collect(plan, validation=True) if plan.validations else {}
     env: dict[str, Any] = {}
     budget = exp.budget or "-"
     lines = [
@@ -317,6 +321,9 @@ def _report_text(plan: Plan, exp: ExperimentConfig, figdir: Path, rel: str) -> s
         if sigs and not headline:
             headline = _headline(exp, model, s, sigs[0])
         body += selection_lines(plan, model)
+        vres = validation_results.get(model)
+        body += curve_lines(plan, model, s, block_summary(exp, vres) if vres is not None else None, figdir, rel,
+                            colors)
         # similarity
         sims = []
         for name in exp.similarity.runs if exp.similarity.enabled else []:

@@ -142,6 +142,75 @@ def select(run: TrainRun, exp: ExperimentConfig, source_marker: dict[str, Any] |
     return "selected", marker
 
 
+class MissingSnapshotError(FileNotFoundError):
+    """A point arm's source run has no weight snapshot at the point's step."""
+
+
+def point_key(run: TrainRun, source_marker: dict[str, Any] | None) -> str:
+    """What a point depends on: its source run and the step."""
+    return _sha({"source": (source_marker or {}).get("run_id"), "point": run.at_step})
+
+
+def make_point(run: TrainRun, source_marker: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """The model of a point arm (or reuse it): ``model/`` = the source run's final model folder with the weights of
+    its snapshot at ``run.at_step`` (the source's recipe file beside them), and ``snapshots/`` = the source's
+    snapshots before that step (hard links), so that selecting the point sees the candidates that existed then.
+    Written atomically; raises :class:`MissingSnapshotError` when the source kept no snapshot at the step."""
+    import os
+
+    from safetensors.torch import load_model
+
+    from mote.atomic import atomic_dir
+    from mote.train.config import CONFIG_FILE
+    from mote.train.snapshots import META, SNAPSHOTS, WEIGHTS, encoder_of, list_snapshots
+
+    key = point_key(run, source_marker)
+    marker = _read_json(run.dir / DONE)
+    if run.model_dir.is_dir() and marker is not None and marker.get("point_key") == key:
+        return "reused", marker
+    src = run.point
+    kept = list_snapshots(src.dir)
+    name = f"step-{run.at_step}"
+    if name not in kept:
+        raise MissingSnapshotError(
+            f"{src.dir} has no weight snapshot at step {run.at_step} for the point arm {run.arm} (it kept "
+            f"{list(kept) or 'none'}): the run was trained before this point was asked for; delete {src.dir} to "
+            f"retrain it (its recipe now keeps the snapshot), or give {run.arm} a step it kept")
+    t0 = time.perf_counter()
+    model = load_model_folder(src.model_dir)
+    load_model(encoder_of(model), str(kept[name]), strict=True)
+    with atomic_dir(run.model_dir, overwrite=True) as tmp:
+        model.save(str(tmp))
+        if (src.model_dir / CONFIG_FILE).is_file():
+            shutil.copyfile(src.model_dir / CONFIG_FILE, tmp / CONFIG_FILE)
+        atomic_write_json(tmp / "point.json", {"source": str(src.dir), "step": run.at_step,
+                                               "source_run_id": (source_marker or {}).get("run_id")})
+    earlier = {n: p for n, p in kept.items() if int(n.removeprefix("step-")) < run.at_step}
+    with atomic_dir(run.dir / SNAPSHOTS, overwrite=True) as tmp:
+        for n, weights in earlier.items():
+            (tmp / n).mkdir()
+            shutil.copyfile(weights.parent / META, tmp / n / META)
+            try:
+                os.link(weights, tmp / n / WEIGHTS)  # same bytes, no copy (a snapshot is never rewritten)
+            except OSError:  # another file system: a copy
+                shutil.copyfile(weights, tmp / n / WEIGHTS)
+    marker = {**_mark_done(run, round(time.perf_counter() - t0, 1), run.at_step), "point_key": key}
+    atomic_write_json(run.dir / DONE, marker)
+    return "made", marker
+
+
+def load_model_folder(model_dir: Path, device: str = "cpu"):
+    """A saved model folder as a ``SentenceTransformer`` (MoTE folders through ``mote.load``)."""
+    from sentence_transformers import SentenceTransformer
+
+    import mote
+    from mote.model import CONFIG_NAME
+
+    if (model_dir / CONFIG_NAME).is_file():
+        return mote.load(model_dir, device=device)
+    return SentenceTransformer(str(model_dir), device=device)
+
+
 def train(run: TrainRun, exp: ExperimentConfig, trainer: Callable | None = None) -> tuple[str, dict[str, Any]]:
     """Train (or reuse, or resume) one run; returns ``(what happened, done marker)``."""
     cfg = exp.run_config(run.model, run.arm, run.seed, check_files=False)
@@ -202,18 +271,24 @@ def run_name(ev: EvalRun) -> str:
     return ev.arm if ev.baseline else f"{ev.arm}@seed{ev.seed}"
 
 
+def eval_inputs(exp: ExperimentConfig, ev: EvalRun) -> dict[str, Any]:
+    """What an evaluation scores: ``datasets``, ``suite``, ``split``, ``routes``, ``data_dir`` (the validation suite
+    of the runs' holdout for a validation evaluation, else the experiment's ``eval``)."""
+    e = exp.eval
+    if ev.validation:
+        from mote.eval import validation
+
+        return {"datasets": list(validation.DATASETS), "suite": None, "split": validation.SPLIT,
+                "routes": dict(validation.ROUTES),
+                "data_dir": str(validation.validation_dir(exp.validation_fraction()))}
+    return {"datasets": e.datasets, "suite": e.suite if e.datasets is None else None, "split": e.split,
+            "routes": e.routes, "data_dir": exp.eval_data_dir()}
+
+
 def eval_key(exp: ExperimentConfig, ev: EvalRun, train_marker: dict[str, Any] | None) -> str:
     from mote.base_models import resolve_model_path
 
-    e = exp.eval
-    what: dict[str, Any] = {
-        "datasets": e.datasets,
-        "suite": e.suite if e.datasets is None else None,
-        "split": e.split,
-        "routes": e.routes,
-        "data_dir": exp.eval_data_dir(),
-        "name": run_name(ev),
-    }
+    what: dict[str, Any] = {**eval_inputs(exp, ev), "name": run_name(ev)}
     if ev.baseline:
         base = exp.models[ev.model].base
         what["model"] = {"base": base, "path": str(resolve_model_path(base)), "mode": BASELINES[ev.arm],
@@ -268,16 +343,17 @@ def evaluate(exp: ExperimentConfig, ev: EvalRun, train_marker: dict[str, Any] | 
         return "reused"
     encoder = load_eval_encoder(exp, ev, device)
     e = exp.eval
+    what = eval_inputs(exp, ev)
     run_eval(
         encoder,
-        suite=e.suite,
-        datasets=e.datasets,
+        suite=what["suite"] or e.suite,
+        datasets=what["datasets"],
         output=ev.dir,
-        routes=e.routes or None,
-        data_dir=exp.eval_data_dir(),
+        routes=what["routes"] or None,
+        data_dir=what["data_dir"],
         batch_size=e.batch_size,
         cache=cache,
-        split=e.split,
+        split=what["split"],
         overwrite=True,
         show_progress=sys.stderr.isatty(),
     )
@@ -337,7 +413,7 @@ def measurements(plan: Plan, markers: dict[str, dict], device: str = "cpu") -> t
             entries.append((model, "base", EvalRun(model, "base", None, plan.root / model / "eval" / "base")))
         for arm in block.arms:
             ev = plan.first(model, arm)
-            if ev is not None and ev.train.key in markers:
+            if ev is not None and ev.train.key in markers and exp.arm_step(arm) is None:  # a point: as its source
                 entries.append((model, arm, ev))
     if not entries:
         return "nothing to measure", None
@@ -368,7 +444,7 @@ def measurements(plan: Plan, markers: dict[str, dict], device: str = "cpu") -> t
 @dataclass
 class Status:
     key: str
-    kind: str  # train | select | eval
+    kind: str  # train | select | point | eval | val
     state: str  # done | finished | resume | todo | stale | waiting
 
 
@@ -378,7 +454,16 @@ def plan_status(plan: Plan) -> list[Status]:
     out: list[Status] = []
     markers: dict[str, dict] = {}
     for step in plan.steps():
-        if isinstance(step, TrainRun) and step.source is not None:
+        if isinstance(step, TrainRun) and step.point is not None:
+            marker = _read_json(step.dir / DONE)
+            src = markers.get(step.point.key)
+            state = "done" if (src is not None and marker is not None and step.model_dir.is_dir()
+                               and marker.get("point_key") == point_key(step, src)) else (
+                "todo" if src is not None else "waiting")
+            if state == "done":
+                markers[step.key] = marker
+            out.append(Status(step.key, "point", state))
+        elif isinstance(step, TrainRun) and step.source is not None:
             marker = _read_json(step.dir / DONE)
             src = markers.get(step.source.key)
             state = "done" if (src is not None and marker is not None and step.model_dir.is_dir()
@@ -396,10 +481,12 @@ def plan_status(plan: Plan) -> list[Status]:
             out.append(Status(step.key, "train", state))
         else:
             if step.train is not None and step.train.key not in markers:
-                out.append(Status(step.key, "eval", "waiting"))
+                out.append(Status(step.key, "val" if step.validation else "eval", "waiting"))
                 continue
             marker = markers.get(step.train.key) if step.train else None
             out.append(Status(step.key, "eval", "done" if eval_done(exp, step, marker) else "todo"))
+            if step.validation:
+                out[-1] = Status(step.key, "val", out[-1].state)
     return out
 
 
@@ -433,6 +520,12 @@ def run_reproduction(
         from mote.eval.validation import build_validation_suite
 
         build_validation_suite(data_dir(exp.train_data_dir()), exp.eval_data_dir(), exp.eval.validation)
+    if exp.eval.also_validation:  # the validation suite of the runs' holdout, scored next to the test datasets
+        from mote.data import data_dir
+        from mote.eval.validation import build_validation_suite, validation_dir
+
+        fraction = exp.validation_fraction()
+        build_validation_suite(data_dir(exp.train_data_dir()), validation_dir(fraction), fraction)
     steps = plan.steps()
     t_start = time.perf_counter()
     _say(f"{exp.name}: budget {exp.budget or '-'}, {len(plan.trainings)} trainings and {len(plan.evaluations)} "
@@ -443,9 +536,14 @@ def run_reproduction(
     try:
         for i, step in enumerate(steps, 1):
             t0 = time.perf_counter()
-            kind = "eval" if not isinstance(step, TrainRun) else "select" if step.source is not None else "train"
+            kind = (("validate" if step.validation else "eval") if not isinstance(step, TrainRun) else
+                    "point" if step.point is not None else "select" if step.source is not None else "train")
             head = f"({i}/{len(steps)}) {kind} {step.key}"
-            if isinstance(step, TrainRun) and step.source is not None:
+            if isinstance(step, TrainRun) and step.point is not None:
+                _say(f"{head} (step {step.at_step} of {step.point.key}) ...")
+                what, marker = make_point(step, markers.get(step.point.key))
+                markers[step.key] = marker
+            elif isinstance(step, TrainRun) and step.source is not None:
                 _say(f"{head} (select from {step.source.key}) ...")
                 what, marker = select(step, exp, markers.get(step.source.key))
                 markers[step.key] = marker
@@ -490,8 +588,10 @@ def run_reproduction(
 __all__ = [
     "DONE",
     "EVAL_MARKER",
+    "MissingSnapshotError",
     "ReproductionInterrupted",
     "StaleRunError",
+    "make_point",
     "plan_status",
     "resolve_device",
     "run_reproduction",

@@ -126,13 +126,14 @@ def finished_results(ev: EvalRun) -> dict[str, Any] | None:
     return json.loads((ev.dir / "results.json").read_text(encoding="utf-8"))
 
 
-def collect(plan: Plan) -> dict[str, BlockResults]:
+def collect(plan: Plan, validation: bool = False) -> dict[str, BlockResults]:
+    """The finished evaluations of every block (``validation``: those on the validation suite)."""
     out: dict[str, BlockResults] = {}
     for model, block in plan.config.enabled_models().items():
         runs: dict[str, list] = {}
         for name in [*block.baselines, *block.arms]:
-            runs[name] = [(ev.seed, ev.dir, r) for ev in plan.evals_of(model, name)
-                          if (r := finished_results(ev)) is not None]
+            evals = plan.validations_of(model, name) if validation else plan.evals_of(model, name)
+            runs[name] = [(ev.seed, ev.dir, r) for ev in evals if (r := finished_results(ev)) is not None]
         out[model] = BlockResults(model, runs)
     return out
 
