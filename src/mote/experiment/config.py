@@ -25,6 +25,14 @@ Example::
     eval: {datasets: [STSBenchmark, WikiQARetrieval], split: test}
     budgets:
       small: {training: {train: {steps: 100}}}
+      curve:                               # learning-curve points: a run read at earlier steps (not retrained)
+        training: {train: {steps: 1600}}
+        arms:
+          mote-400: {point_of: mote, at_step: 400}       # mote's weight snapshot at step 400 (kept for it)
+          mote-sel: {select_from: mote}                   # per-task selection of the run
+          mote-sel-400: {point_of: mote-sel, at_step: 400}  # that selection made at step 400 (from mote-400)
+        models: {minilm-l6: {arms: [ic, mote, mote-400, mote-sel, mote-sel-400]}}
+        eval: {also_validation: true}      # every run on the validation suite too (needs data.holdout)
 
     >>> cfg = load_experiment("configs/reproduce.yaml", budget="small")   # doctest: +SKIP
     >>> [r.name for r in cfg.train_runs()]                               # doctest: +SKIP
@@ -426,8 +434,10 @@ def _semantic_problems(cfg: ExperimentConfig, check_files: bool) -> list[str]:
             problems.append(f"models.{mname}.arms: an arm is listed twice")
         for i, arm in enumerate(block.arms):
             pt = cfg.arms[arm].point_of if arm in cfg.arms else None
-            if pt is not None and pt in cfg.arms and pt not in block.arms[:i]:
-                problems.append(f"models.{mname}.arms: {arm} is a point of {pt}, which must be listed before it")
+            if pt is not None and pt in cfg.arms and pt not in (block.arms[:i] if cfg.is_snapshot_point(arm) else
+                                                                  block.arms):
+                problems.append(f"models.{mname}.arms: {arm} is a point of {pt}, which must be listed "
+                                + ("before it" if cfg.is_snapshot_point(arm) else "in the block too"))
             elif pt is not None and pt in cfg.arms and block.seeds_of(arm) != block.seeds_of(pt)[
                     : len(block.seeds_of(arm))]:
                 problems.append(f"models.{mname}: the seeds of {arm} must be seeds of {pt}")
@@ -490,7 +500,11 @@ def _resolve_points(cfg: ExperimentConfig) -> list[str]:
     (``select_from``), with the selected arm's ``select`` options. Returns the problems found."""
     problems = []
     for name, spec in list(cfg.arms.items()):
-        if spec.point_of is None or spec.point_of not in cfg.arms or spec.select_from is not None:
+        if spec.point_of is not None and (spec.select_from is not None or spec.select):
+            problems.append(f"arms.{name}: a point arm takes its model (and a point of a selected arm its selection) "
+                            f"from {spec.point_of}: give it no select_from / select of its own")
+            continue
+        if spec.point_of is None or spec.point_of not in cfg.arms:
             continue
         of = cfg.arms[spec.point_of]
         if of.select_from is None or of.point_of is not None:
@@ -523,7 +537,7 @@ def _point_problems(cfg: ExperimentConfig) -> list[str]:
             problems.append(f"{where}.point_of: {spec.point_of!r} is not a trained or selected arm of arms "
                             f"({[a for a, s in cfg.arms.items() if s.point_of is None]})")
             continue
-        own = [k for k in ("arm", "overrides") if getattr(spec, k)] + (["select"] if spec.select else [])
+        own = [k for k in ("arm", "overrides") if getattr(spec, k)]
         if own:
             problems.append(f"{where}: a point arm takes its model from {spec.point_of}'s run, so it has no {own} "
                             "of its own (give them to the arm it is a point of)")

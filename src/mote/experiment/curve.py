@@ -113,7 +113,9 @@ def curve_lines(plan: Plan, model: str, test: Summary | None, val: Summary | Non
         lines += ["", f"#### {title} ({where})", "",
                   "| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * len(cols),
                   *["| " + " | ".join(r) + " |" for r in rows]]
-        panels = [c for c in cols if c != OVERALL[0]]
+        # the figure: every test category and the mean over them; of the validation suite the mean of each group
+        # (its categories are in the table), so that the panels stay readable at the report's width
+        panels = [c for c in cols if c != OVERALL[0] and (not validation or c.endswith(" mean"))]
         for c in panels:
             name = f"{'validation' if validation else 'test'}: {c}"
             figure[name] = {exp.arm_label(arm): [(step, _value(s, a, c)) for step, a in pts if s.seeds.get(a)]
@@ -127,7 +129,7 @@ def curve_lines(plan: Plan, model: str, test: Summary | None, val: Summary | Non
     # wall times
     entries = read_log(plan.root / TIMINGS) if (plan.root / TIMINGS).is_file() else []
     rows = []
-    for arm, pts in curves.items():
+    for pts in curves.values():
         for step, a in pts:
             for t in plan.trainings:
                 if t.model != model or t.arm != a:

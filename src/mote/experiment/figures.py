@@ -186,7 +186,7 @@ def learning_curve(
     """Score vs optimiser step, one panel per category: ``panels[title][run label] = [(step, score), ...]``; log-x
     with a tick at every step; ``reference[title]`` (the untrained base) as a dashed line; one legend for all.
 
-    >>> learning_curve({"STS": {"ic": [(100, 80.1), (400, 80.9)]}}, "curve.png", reference={"STS": 79.5})  # doctest: +SKIP
+    >>> learning_curve({"STS": {"ic": [(100, 80.1), (400, 80.9)]}}, "c.png", reference={"STS": 79.5})  # doctest: +SKIP
     """
     plt = _plt()
     names = list(panels)

@@ -4,7 +4,8 @@ Per block (base model): per-dataset and per-category tables of the untrained bas
 prefixes, and every arm (mean ± sample std over seeds where an arm has more than one); gains over the base,
 overall and per category; the paired significance of each configured pair (``report.significance``, default
 mote vs ic) — per dataset a paired bootstrap per seed and across datasets the Wilcoxon signed-rank and sign tests,
-all computed by :mod:`mote.eval.compare` / :mod:`mote.eval.stats`; inter-task similarity heatmaps; training curves;
+all computed by :mod:`mote.eval.compare` / :mod:`mote.eval.stats`; the learning curve of runs with point arms
+(:mod:`mote.experiment.curve`); inter-task similarity heatmaps; training curves;
 parameters and encode throughput; and, with more than one block, how the gains change with capacity.
 
 The numbers come from :mod:`mote.experiment.summary` (plain means over datasets, categories and seeds); a run that
@@ -360,6 +361,10 @@ def _report_text(plan: Plan, exp: ExperimentConfig, figdir: Path, rel: str) -> s
                 for seed, d, _ in rs:
                     stem = name if seed is None else f"{name}-seed{seed}"
                     _copy(d / "results.json", figdir / "raw" / model / f"{stem}.json")
+            for name, rs in (validation_results[model].runs.items() if model in validation_results else []):
+                for seed, d, _ in rs:
+                    stem = name if seed is None else f"{name}-seed{seed}"
+                    _copy(d / "results.json", figdir / "raw" / model / "validation" / f"{stem}.json")
     if len([c for c in capacity if c[2] is not None]) > 1:
         body += _capacity_lines(exp, capacity)
     if headline:
