@@ -547,9 +547,11 @@ def _point_problems(cfg: ExperimentConfig) -> list[str]:
         for mname, block in cfg.enabled_models().items():
             if name not in block.arms or trained not in block.arms:
                 continue
+            from mote.train import ConfigError
+
             try:
                 run = cfg.run_config(mname, trained, block.seeds_of(trained)[0], check_files=False)
-            except Exception:  # the recipe's own problems are reported with the recipes
+            except ConfigError:  # the recipe's own problems are reported with the recipes
                 continue
             if spec.at_step >= run.train.steps:
                 problems.append(

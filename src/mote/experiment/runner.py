@@ -7,6 +7,9 @@ What counts as finished (checked before each step, so a killed ``mote reproduce`
   a folder with checkpoints but no model resumes with ``run_training(resume=True)`` (bitwise the batches of an
   uninterrupted run); a model without the marker (killed right after saving) is checked and marked; once marked,
   its checkpoints are deleted (``keep_checkpoints: true`` keeps them);
+* a **point** (an arm's run read at an earlier step: ``point_of`` / ``at_step``) is done when its folder has
+  ``model/`` and a marker naming its source run and step; it is made from the source's weight snapshot at that step
+  (:func:`make_point`), never trained; a source without that snapshot is an error naming the fix;
 * an **evaluation** is done when its folder has ``results.json`` and a marker whose key (the training's run id,
   the datasets, split, routes and data folder) matches; otherwise it is re-run, and the embedding cache makes
   the datasets it had already encoded cost seconds;
