@@ -218,6 +218,28 @@ def test_experts_decided_after_a_different_shared_choice_are_not_recorded():
     assert by["ood"] == {"shared": "final@0.5", "0": "n/a"}  # its experts were searched after "final": unscored
 
 
+def test_the_choice_is_re_decided_under_another_tolerance():
+    """A candidate that drops one category 0.5 below the base is vetoed at tolerance 0 and kept at 0.5."""
+    from mote.select.record import choice_by_group
+
+    def row(settings, cats):
+        return {"settings": settings, "categories": cats, "mean": sum(cats.values()) / len(cats)}
+
+    ref = {"in-domain/Retrieval": 50.0, "ood/STS": 70.0}
+    record = {
+        "config": {"tolerance": 0.0}, "validation": {"groups": ["in-domain", "ood"]},
+        "reference": {"categories": ref}, "choice": {"shared": "base", "experts": {"0": "base"}},
+        "experts": {"0": {"tasks": ["query"]}},
+        "steps": {"component 0:query": [row({"0": "base"}, ref),
+                                        row({"0": "final"}, {"in-domain/Retrieval": 53.0, "ood/STS": 69.5})]},
+    }
+    assert choice_by_group(record)["both"]["0"] == "base"
+    assert choice_by_group(record, tolerance=0.5)["both"]["0"] == "final"
+    assert choice_by_group(record, tolerance=0.49)["both"]["0"] == "base"
+    with pytest.raises(ValueError, match="tolerance"):
+        choice_by_group(record, tolerance=-1)
+
+
 def make_dense_run(tmp_path: Path, tokenizer) -> tuple[Path, str]:
     """A finished-looking ic run: a perturbed dense model, its recipe and one snapshot (step 5)."""
     from sentence_transformers import SentenceTransformer

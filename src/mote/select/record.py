@@ -54,9 +54,10 @@ def _decide(rows: list[dict[str, Any]], ref: dict[str, float], group: str | None
     return None if best is None else dict(best[1])
 
 
-def choice_by_group(record: dict[str, Any]) -> dict[str, dict[str, str]]:
+def choice_by_group(record: dict[str, Any], tolerance: float | None = None) -> dict[str, dict[str, str]]:
     """What the selection would have kept had it decided on one validation group alone, from the candidates it
     scored (``selection.json`` holds every candidate's per-category scores, so nothing is re-encoded).
+    ``tolerance`` (default: the record's) re-decides under another admissibility tolerance, in points.
 
     Returns ``{view: {"shared": label, "<expert>": label}}`` for the view ``both`` (every category; the rule
     re-applied, so it equals the recorded choice) and each group of the record (``in-domain``, ``ood``). A group
@@ -69,7 +70,9 @@ def choice_by_group(record: dict[str, Any]) -> dict[str, dict[str, str]]:
         {'shared': 'base', '0': 'base', '1': 'final', '2': 'final', '3': 'final'}
     """
     ref = record["reference"]["categories"]
-    tol = float(record["config"].get("tolerance", 0.0))
+    tol = float(record["config"].get("tolerance", 0.0) if tolerance is None else tolerance)
+    if tol < 0:
+        raise ValueError(f"tolerance must be >= 0 points, got {tol}")
     steps = record["steps"]
     actual_shared = record["choice"]["shared"]
     out: dict[str, dict[str, str]] = {}
