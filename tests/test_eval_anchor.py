@@ -110,3 +110,21 @@ def test_anchor_document_refuses_what_the_raw_files_do_not_support(tmp_path):
     (raw / "speed-quick.json").unlink()
     with pytest.raises(AnchorDocError, match="speed-quick.json is missing"):
         anchor_document(raw)
+
+
+def test_speed_section_calls_the_machine_shared_only_when_the_load_during_a_run_exceeds_its_own(tmp_path):
+    """The suite run keeps both cores busy (load ~2): only more than that during the run marks the times as upper
+    bounds; a high load *before* it (the tail of a job that just ended) does not."""
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(RAW, raw)
+    path = raw / "speed-default.json"
+    record = json.loads(path.read_text(encoding="utf-8"))
+    shared = "**The machine was shared while the default suite was measured**"
+    for before, during, expect in (([3.9, 2.0, 1.0], [2.1, 2.2], False), ([0.5, 0.5, 0.5], [2.1, 3.4], True)):
+        record["load_before"] = before
+        record["load_after_cold"] = [during[0], 1.0, 1.0]
+        record["load_after_warm"] = [during[1], 1.0, 1.0]
+        path.write_text(json.dumps(record), encoding="utf-8")
+        assert (shared in anchor_document(raw)) is expect
