@@ -456,3 +456,27 @@ def test_report_swaps_figures_and_markdown_in_together(tiny, tmp_path, monkeypat
     else:
         pytest.fail("write_report never finished")
     assert k > 2
+
+
+def test_what_selection_kept_reports_the_parameters_a_merge_saved(tmp_path):
+    """A consolidated selection shows which experts merged and the total parameters before -> after."""
+    from types import SimpleNamespace
+
+    from mote.experiment.choices import selection_lines
+
+    ref = {"categories": {"in-domain/Retrieval": 80.0}, "mean": 80.0}
+    record = {
+        "choice": {"shared": "base", "experts": {"0": "base", "1": "base"}, "merges": [[0, 1]]},
+        "experts": {"0": {"tasks": ["query"]}, "1": {"tasks": ["document"]}},
+        "consolidation": {"merges": [[0, 1]], "parameters_before": 33_361_152, "parameters_after": 29_811_840},
+        "reference": ref, "selected": ref, "config": {"tolerance": 0.0}, "validation": {"groups": ["in-domain"]},
+        "steps": {"component 0:query+1:document": [{"settings": {"0": "base", "1": "base"}, **ref}]},
+    }
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "selection.json").write_text(json.dumps(record))
+    run = SimpleNamespace(model="m", arm="sel", seed=7, source=object(), model_dir=model_dir)
+    config = SimpleNamespace(arm_label=lambda a: a, arms={"sel": SimpleNamespace(select_from="x")})
+    lines = selection_lines(SimpleNamespace(config=config, trainings=[run]), "m")
+    row = "| 7 | base (base) | base (base) | base (base) | query+document (33.36M -> 29.81M params) | 80.00 -> 80.00 |"
+    assert row in lines

@@ -30,6 +30,7 @@ def selection_lines(plan: Plan, model: str) -> list[str]:
              "`step-N` = the snapshot), decided on both validation groups (the choice written), and what the same "
              "rule keeps on the in-domain rows alone / the out-of-domain sources alone (re-decided from the scored "
              "candidates in the run's `selection.json`; `-`: that group has no set for it; `n/a`: not scored). "
+             "Merged: experts consolidated into one, with the total parameters before -> after. "
              "Validation = mean over categories, plain base -> selected.", ""]
     agree: Counter[str] = Counter()
     for arm in dict.fromkeys(t.arm for t, _ in records):
@@ -50,6 +51,9 @@ def selection_lines(plan: Plan, model: str) -> list[str]:
                 agree["same" if len(set(x for x in got if x not in ("-", "n/a"))) == 1 else "differ"] += 1
             merges = rec["choice"].get("merges") or []
             merged = "; ".join("+".join("/".join(rec["experts"][str(e)]["tasks"]) for e in m) for m in merges) or "-"
+            cons = rec.get("consolidation") or {}
+            if merges and cons.get("parameters_before"):  # the memory a merge saved (it cost <= the tolerance)
+                merged += f" ({cons['parameters_before'] / 1e6:.2f}M -> {cons['parameters_after'] / 1e6:.2f}M params)"
             lines.append(f"| {t.seed} | " + " | ".join(cells) + f" | {merged} | "
                          f"{rec['reference']['mean']:.2f} -> {rec['selected']['mean']:.2f} |")
         lines.append("")
