@@ -195,23 +195,28 @@ def test_the_choice_under_each_validation_group_is_re_decided_from_the_scored_ca
     assert "| expert 0 | query | final@0.5 | final@0.5 | final |" in text
 
 
+def _row(settings, cats):
+    """One scored candidate as selection.json records it."""
+    return {"settings": settings, "categories": cats, "mean": sum(cats.values()) / len(cats)}
+
+
+def _record(ref, choice, steps):
+    """A minimal selection.json of one query expert, two validation groups, tolerance 0."""
+    return {"config": {"tolerance": 0.0}, "validation": {"groups": ["in-domain", "ood"]},
+            "reference": {"categories": ref}, "choice": choice, "experts": {"0": {"tasks": ["query"]}},
+            "steps": steps}
+
+
 def test_experts_decided_after_a_different_shared_choice_are_not_recorded():
     from mote.select.record import choice_by_group
 
-    def row(settings, cats):
-        return {"settings": settings, "categories": cats, "mean": sum(cats.values()) / len(cats)}
-
     ref = {"in-domain/Retrieval": 50.0, "ood/Retrieval": 50.0}
-    record = {
-        "config": {"tolerance": 0.0}, "validation": {"groups": ["in-domain", "ood"]},
-        "reference": {"categories": ref}, "choice": {"shared": "final", "experts": {"0": "final"}},
-        "experts": {"0": {"tasks": ["query"]}},
-        "steps": {"global": [row({"shared": "base"}, ref),
-                             row({"shared": "final"}, {"in-domain/Retrieval": 58.0, "ood/Retrieval": 51.0}),
-                             row({"shared": "final@0.5"}, {"in-domain/Retrieval": 52.0, "ood/Retrieval": 53.0})],
-                  "component 0:query": [row({"0": "base"}, {"in-domain/Retrieval": 58.0, "ood/Retrieval": 51.0}),
-                                        row({"0": "final"}, {"in-domain/Retrieval": 57.0, "ood/Retrieval": 54.0})]},
-    }
+    record = _record(ref, {"shared": "final", "experts": {"0": "final"}}, {
+        "global": [_row({"shared": "base"}, ref),
+                   _row({"shared": "final"}, {"in-domain/Retrieval": 58.0, "ood/Retrieval": 51.0}),
+                   _row({"shared": "final@0.5"}, {"in-domain/Retrieval": 52.0, "ood/Retrieval": 53.0})],
+        "component 0:query": [_row({"0": "base"}, {"in-domain/Retrieval": 58.0, "ood/Retrieval": 51.0}),
+                              _row({"0": "final"}, {"in-domain/Retrieval": 57.0, "ood/Retrieval": 54.0})]})
     by = choice_by_group(record)
     assert by["both"] == {"shared": "final", "0": "final"}  # means 54.5 > 52.5 > 50, then 55.5 > 54.5
     assert by["in-domain"] == {"shared": "final", "0": "base"}  # 58 > 52, then 58 > 57
@@ -222,17 +227,10 @@ def test_the_choice_is_re_decided_under_another_tolerance():
     """A candidate that drops one category 0.5 below the base is vetoed at tolerance 0 and kept at 0.5."""
     from mote.select.record import choice_by_group
 
-    def row(settings, cats):
-        return {"settings": settings, "categories": cats, "mean": sum(cats.values()) / len(cats)}
-
     ref = {"in-domain/Retrieval": 50.0, "ood/STS": 70.0}
-    record = {
-        "config": {"tolerance": 0.0}, "validation": {"groups": ["in-domain", "ood"]},
-        "reference": {"categories": ref}, "choice": {"shared": "base", "experts": {"0": "base"}},
-        "experts": {"0": {"tasks": ["query"]}},
-        "steps": {"component 0:query": [row({"0": "base"}, ref),
-                                        row({"0": "final"}, {"in-domain/Retrieval": 53.0, "ood/STS": 69.5})]},
-    }
+    record = _record(ref, {"shared": "base", "experts": {"0": "base"}}, {
+        "component 0:query": [_row({"0": "base"}, ref),
+                              _row({"0": "final"}, {"in-domain/Retrieval": 53.0, "ood/STS": 69.5})]})
     assert choice_by_group(record)["both"]["0"] == "base"
     assert choice_by_group(record, tolerance=0.5)["both"]["0"] == "final"
     assert choice_by_group(record, tolerance=0.49)["both"]["0"] == "base"
