@@ -552,9 +552,10 @@ def encode_mixed(
     groups: dict[str | None, list[int]] = {}
     for i, t in enumerate(tasks):
         groups.setdefault(t if by_task else None, []).append(i)
+    prefixes = {t: module.routing.prefix(t) for t in set(tasks)}
     plan: list[list[int]] = []
     for idx in groups.values():
-        strings = [module.routing.prefix(tasks[i]) + texts[i] for i in idx]
+        strings = [prefixes[tasks[i]] + texts[i] for i in idx]
         if module.do_lower_case:
             strings = [x.lower() for x in strings]
         ids = module.tokenizer(strings, truncation="longest_first", max_length=module.max_seq_length)["input_ids"]

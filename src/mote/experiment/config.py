@@ -190,16 +190,19 @@ class ExperimentConfig(_Strict):
     def train_arm(self, arm: str) -> str:
         return self.arms[self.source_arm(arm)].arm or self.source_arm(arm)
 
+    def _lineage(self, arm: str) -> list[str]:
+        """``arm``, then the arm it is selected from or a point of, and so on up to a trained arm."""
+        chain = [arm]
+        while True:
+            spec = self.arms[chain[-1]]
+            up = spec.select_from if spec.select_from is not None else spec.point_of
+            if up is None or up not in self.arms or up in chain:
+                return chain
+            chain.append(up)
+
     def source_arm(self, arm: str) -> str:
         """The trained arm whose runs ``arm`` derives from (itself unless it is a selected or a point arm)."""
-        seen = {arm}
-        while True:
-            spec = self.arms[arm]
-            up = spec.select_from if spec.select_from is not None else spec.point_of
-            if up is None or up not in self.arms or up in seen:
-                return arm
-            seen.add(up)
-            arm = up
+        return self._lineage(arm)[-1]
 
     def is_snapshot_point(self, arm: str) -> bool:
         """A point of a trained arm: its model is that run's weight snapshot (not a selection)."""
@@ -209,15 +212,14 @@ class ExperimentConfig(_Strict):
     def arm_step(self, arm: str) -> int | None:
         """The optimiser step of the source run that ``arm``'s model stands at: a point's ``at_step`` (a selected
         arm: its source's), ``None`` for the end of the run."""
-        seen = set()
-        while arm in self.arms and arm not in seen:
-            seen.add(arm)
-            spec = self.arms[arm]
+        if arm not in self.arms:
+            return None
+        for a in self._lineage(arm):
+            spec = self.arms[a]
             if spec.point_of is not None:
                 return spec.at_step
             if spec.select_from is None:
                 return None
-            arm = spec.select_from
         return None
 
     def point_steps(self, model: str, arm: str) -> list[int]:
@@ -419,9 +421,7 @@ def _semantic_problems(cfg: ExperimentConfig, check_files: bool) -> list[str]:
                 SelectConfig.model_validate({k: v for k, v in spec.select.items() if k != "enabled"})
             except ValidationError as e:
                 problems += [f"arms.{name}.select.{p}" for p in _pydantic_problems(e)]
-        elif spec.point_of is not None:
-            pass  # _point_problems
-        elif (spec.arm or name) not in known:
+        elif spec.point_of is None and (spec.arm or name) not in known:  # point arms: _point_problems
             problems.append(f"arms.{name}: unknown mote.train arm {spec.arm or name!r}; known: {list(known)}")
     problems += _point_problems(cfg)
     for mname, block in cfg.models.items():

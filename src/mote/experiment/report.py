@@ -357,14 +357,14 @@ def _report_text(plan: Plan, exp: ExperimentConfig, figdir: Path, rel: str) -> s
             body += _measure_lines(exp, model, measured)
         body += ["### Recipe", "", *_recipe_lines(exp, model), ""]
         if exp.report.copy_raw:
-            for name, rs in res.runs.items():
-                for seed, d, _ in rs:
-                    stem = name if seed is None else f"{name}-seed{seed}"
-                    _copy(d / "results.json", figdir / "raw" / model / f"{stem}.json")
-            for name, rs in (validation_results[model].runs.items() if model in validation_results else []):
-                for seed, d, _ in rs:
-                    stem = name if seed is None else f"{name}-seed{seed}"
-                    _copy(d / "results.json", figdir / "raw" / model / "validation" / f"{stem}.json")
+            copies = [(res, figdir / "raw" / model)]
+            if model in validation_results:
+                copies.append((validation_results[model], figdir / "raw" / model / "validation"))
+            for block_res, dest in copies:
+                for name, rs in block_res.runs.items():
+                    for seed, d, _ in rs:
+                        stem = name if seed is None else f"{name}-seed{seed}"
+                        _copy(d / "results.json", dest / f"{stem}.json")
     if len([c for c in capacity if c[2] is not None]) > 1:
         body += _capacity_lines(exp, capacity)
     if headline:

@@ -305,15 +305,11 @@ def load_model(exp: ExperimentConfig, ev: EvalRun, device: str):
     """The ``SentenceTransformer`` of an evaluation (MoTE folders through ``mote.load``)."""
     from sentence_transformers import SentenceTransformer
 
-    import mote  # also registers mote's module classes, so SentenceTransformer loads their folders
     from mote.base_models import resolve_model_path
-    from mote.model import CONFIG_NAME
 
     if ev.baseline:
         return SentenceTransformer(resolve_model_path(exp.models[ev.model].base), device=device)
-    if (ev.train.model_dir / CONFIG_NAME).is_file():
-        return mote.load(ev.train.model_dir, device=device)
-    return SentenceTransformer(str(ev.train.model_dir), device=device)
+    return load_model_folder(ev.train.model_dir, device)
 
 
 def load_eval_encoder(exp: ExperimentConfig, ev: EvalRun, device: str):
@@ -483,13 +479,12 @@ def plan_status(plan: Plan) -> list[Status]:
                 markers[step.key] = _read_json(step.dir / DONE) or {}
             out.append(Status(step.key, "train", state))
         else:
+            kind = "val" if step.validation else "eval"
             if step.train is not None and step.train.key not in markers:
-                out.append(Status(step.key, "val" if step.validation else "eval", "waiting"))
+                out.append(Status(step.key, kind, "waiting"))
                 continue
             marker = markers.get(step.train.key) if step.train else None
-            out.append(Status(step.key, "eval", "done" if eval_done(exp, step, marker) else "todo"))
-            if step.validation:
-                out[-1] = Status(step.key, "val", out[-1].state)
+            out.append(Status(step.key, kind, "done" if eval_done(exp, step, marker) else "todo"))
     return out
 
 
