@@ -219,16 +219,17 @@ def test_the_curve_section_gives_test_and_validation_scores_per_step_and_the_wal
 
 
 def test_the_curve_budget_lists_its_runs(capsys, tmp_path):
-    """configs/reproduce.yaml --budget curve: ic and mote (EOB) at 100 / 400 / 1,600 steps, each selected."""
+    """configs/reproduce.yaml --budget curve: ic and mote (experts) at 100 / 400 steps, each plain and selected."""
     from mote.cli import main
 
     assert main(["reproduce", "configs/reproduce.yaml", "--budget", "curve", "--output", str(tmp_path / "r"),
                  "--dry-run"]) == 0
     out = capsys.readouterr().out
-    for key in ("train minilm-l6/ic/seed-42", "point minilm-l6/ic-100/seed-42", "point minilm-l6/ic-400/seed-42",
+    for key in ("train minilm-l6/ic/seed-42", "point minilm-l6/ic-100/seed-42",
                 "select minilm-l6/ic-wise/seed-42", "select minilm-l6/ic-wise-100/seed-42",
-                "train minilm-l6/mote/seed-42", "point minilm-l6/mote-400/seed-42",
-                "select minilm-l6/mote-sel-400/seed-42", "val   minilm-l6/mote-sel-400/seed-42"):
+                "train minilm-l6/mote-x/seed-42", "point minilm-l6/mote-x-100/seed-42",
+                "select minilm-l6/mote-sel-100/seed-42", "val   minilm-l6/mote-sel-100/seed-42",
+                "val   minilm-l6/ic/seed-42"):
         assert key in out, (key, out)
     assert not (tmp_path / "r").exists()
 
