@@ -293,6 +293,23 @@ def test_summary_means_stds_and_gains():
     assert mean_std([1.0, None, 3.0]) == (2.0, pytest.approx(np.sqrt(2)), 2)
 
 
+def test_validation_tables_give_each_groups_mean_and_gain():
+    """A validation report (categories "X (in-domain)" / "X (ood)") has one mean and one gain row per group."""
+    from mote.experiment.config import load_experiment
+    from mote.experiment.report import summary_markdown
+
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "reproduce.yaml", budget="choose",
+                          check_files=False)
+    tt = {"a": "Classification (in-domain)", "b": "Retrieval (in-domain)", "c": "Retrieval (ood)"}
+    s = summarize({"base": [{"a": 50.0, "b": 70.0, "c": 90.0}], "ic": [{"a": 54.0, "b": 70.0, "c": 88.0}]}, tt)
+    md = summary_markdown(exp, s)
+    assert "| **mean over in-domain categories** | 2 | 60.00 | 62.00 |" in md
+    assert "| **mean over ood categories** | 1 | 90.00 | 88.00 |" in md
+    assert "| **mean over in-domain categories** | +2.00 |" in md and "| **mean over ood categories** | -2.00 |" in md
+    plain = summary_markdown(exp, summarize({"base": [{"a": 1.0}], "ic": [{"a": 2.0}]}, {"a": "STS"}))
+    assert not any("mean over in-domain" in line for line in plain)
+
+
 def _fake_results(folder: Path, name: str, scores: dict[str, float], task_type: dict[str, str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     results = {

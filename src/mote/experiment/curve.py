@@ -15,14 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from mote.experiment.summary import OVERALL, Summary
+from mote.experiment.summary import GROUPS, OVERALL, Summary, group_mean
 
 if TYPE_CHECKING:
     from mote.experiment.plan import Plan
 
-GROUPS = ("in-domain", "ood")  # the validation suite's groups (categories "Retrieval (ood)", ...)
 
 
 def series(plan: Plan, model: str) -> dict[str, list[tuple[int, str]]]:
@@ -38,13 +35,6 @@ def series(plan: Plan, model: str) -> dict[str, list[tuple[int, str]]]:
         final = exp.run_config(model, src, block.seeds_of(src)[0], check_files=False).train.steps
         out[arm] = sorted([(int(exp.arms[a].at_step), a) for a in points] + [(final, arm)])
     return out
-
-
-def group_mean(s: Summary, name: str, group: str) -> float | None:
-    """The mean over the categories of one validation group (``None`` when one is missing)."""
-    cats = [c for c in s.categories if c.endswith(f"({group})")]
-    vals = [s.per_category.get(name, {}).get(c, (None,))[0] for c in cats]
-    return None if not cats or any(v is None for v in vals) else float(np.mean(vals))
 
 
 def _columns(s: Summary | None, validation: bool) -> list[str]:
@@ -148,4 +138,4 @@ def curve_lines(plan: Plan, model: str, test: Summary | None, val: Summary | Non
     return lines
 
 
-__all__ = ["curve_lines", "group_mean", "series"]
+__all__ = ["curve_lines", "series"]

@@ -35,12 +35,14 @@ from mote.experiment.config import BASELINES, ExperimentConfig
 from mote.experiment.plan import Plan
 from mote.experiment.significance import Significance, significance
 from mote.experiment.summary import (
+    GROUPS,
     OVERALL,
     Stat,
     Summary,
     block_summary,
     collect,
     finished_results,
+    group_mean,
 )
 from mote.files import read_log
 
@@ -88,6 +90,11 @@ def summary_markdown(exp: ExperimentConfig, s: Summary, metric: Mapping[str, str
             len(s.datasets) if c == OVERALL[0] else len(s.categories))
         label = c if c in s.categories else f"**{c}**"
         rows.append([label, str(count), *[fmt(s.per_category[n][c]) for n in names]])
+    groups = [g for g in GROUPS if any(c.endswith(f"({g})") for c in s.categories)]  # the validation suite's
+    for g in groups:
+        count = sum(1 for c in s.categories if c.endswith(f"({g})"))
+        rows.append([f"**mean over {g} categories**", str(count),
+                     *[fmt((group_mean(s, n, g), None, 1)) for n in names]])
     lines += _table(head, rows)
     if s.gains:
         gnames = [n for n in names if n in s.gains]
@@ -95,8 +102,16 @@ def summary_markdown(exp: ExperimentConfig, s: Summary, metric: Mapping[str, str
         head = ["category", *[_col(exp, s, n) for n in gnames]]
         rows = [[c if c in s.categories else f"**{c}**", *[fmt(s.gains[n][c], signed=True) for n in gnames]]
                 for c in [*s.categories, *OVERALL]]
+        for g in groups:
+            rows.append([f"**mean over {g} categories**", *[fmt(_group_gain(s, n, g), signed=True) for n in gnames]])
         lines += _table(head, rows)
     return lines
+
+
+def _group_gain(s: Summary, name: str, group: str) -> Stat | None:
+    """A validation group's mean minus the base's (the means over seeds of its categories: no std)."""
+    got, ref = group_mean(s, name, group), group_mean(s, s.base, group) if s.base else None
+    return None if got is None or ref is None else (got - ref, None, 1)
 
 
 def significance_markdown(exp: ExperimentConfig, sig: Significance, n_boot: int) -> list[str]:

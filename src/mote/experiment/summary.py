@@ -22,6 +22,7 @@ from mote.experiment.config import ExperimentConfig
 from mote.experiment.plan import EvalRun, Plan
 
 OVERALL = ("mean over datasets", "mean over categories")
+GROUPS = ("in-domain", "ood")  # the validation suite's groups (categories "Retrieval (ood)", ...)
 Stat = tuple[float | None, float | None, int]  # mean, sample std (None for one value), number of values
 
 
@@ -106,6 +107,13 @@ def summarize(
                 for k in [*categories, *OVERALL]
             }
     return summary
+
+
+def group_mean(s: Summary, name: str, group: str) -> float | None:
+    """The mean over the categories of one validation group (``None`` when one is missing or there are none)."""
+    cats = [c for c in s.categories if c.endswith(f"({group})")]
+    vals = [s.per_category.get(name, {}).get(c, (None,))[0] for c in cats]
+    return None if not cats or any(v is None for v in vals) else float(np.mean(vals))
 
 
 # ------------------------------------------------------------------------------------------------ collecting
