@@ -19,7 +19,7 @@ from mote.experiment.report import summary_markdown
 from mote.experiment.summary import BlockResults, block_summary
 
 ROOT = Path(__file__).resolve().parents[1]
-BUDGETS = ["small", "seeds", "tune", "full"]
+BUDGETS = ["small", "seeds", "tune", "full", "select", "choose", "curve"]
 
 
 def _raw_runs(exp, model: str, raw: Path) -> dict[str, list]:
@@ -77,3 +77,38 @@ def test_readme_quotes_the_reports_figures():
     assert len(numbers) >= 30
     for number in numbers:
         assert number.replace("−", "-") in gains.replace("−", "-"), number
+
+
+def _section(md: str, head: str) -> str:
+    """The text of a report's ``#### head`` section (up to the next heading of that level or above)."""
+    start = md.index(head)
+    ends = [i for i in (md.find("\n### ", start + 1), md.find("\n#### ", start + 1), md.find("\n## ", start + 1))
+            if i != -1]
+    return md[start: min(ends) if ends else len(md)]
+
+
+def test_readme_selection_table_is_the_select_reports():
+    """Each cell of the README's "what a trained model gets you" table is in docs/results-select.md: the gains in
+    the gain table, the paired differences and tests in the matching significance section."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").replace("−", "-")
+    report = (ROOT / "docs" / "results-select.md").read_text(encoding="utf-8").replace("−", "-")
+    table = readme[readme.index("| category (datasets) | mote-selected | ic + WiSE-FT |"):]
+    rows = [r.strip("|").split("|") for r in table[: table.index("\n\n")].splitlines()[2:]]
+    sections = [_section(report, "#### Significance: mote-selected vs base"),
+                _section(report, "#### Significance: ic + WiSE-FT vs base"),
+                _section(report, "#### Significance: mote-selected vs ic + WiSE-FT")]
+    assert len(rows) == 10
+    for row in rows:
+        label, cells = row[0].strip(), [c.strip() for c in row[1:]]
+        category = re.sub(r" \(\d+\)$", "", label)
+        for cell, section in zip(cells, sections, strict=True):
+            if label == "wins / losses / ties":
+                w, lo, t = cell.split(" / ")
+                assert f"Across 14 datasets (seed-mean Δ): {w} wins, {lo} losses, {t} ties" in section, cell
+            elif label.startswith("Wilcoxon"):
+                wp, sp = cell.split(", ")
+                assert f"Wilcoxon signed-rank p = {wp}; sign test p = {sp}" in section, cell
+            else:
+                assert f"| {category} | {cell} |" in section, (label, cell)
