@@ -310,6 +310,23 @@ def test_validation_tables_give_each_groups_mean_and_gain():
     assert not any("mean over in-domain" in line for line in plain)
 
 
+def test_headline_of_a_pair_against_the_base_shows_the_gain():
+    """A report whose first significance pair is (arm, base) gets a headline table, not an empty one."""
+    from mote.experiment.config import load_experiment
+    from mote.experiment.report import _headline
+    from mote.experiment.significance import Significance
+
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "reproduce.yaml", budget="headline",
+                          check_files=False)
+    s = summarize({"base": [{"r": 50.0, "t": 70.0}], "mote-sel": [{"r": 52.0, "t": 70.0}]},
+                  {"r": "Retrieval", "t": "STS"})
+    sig = Significance("mote-sel", "base", [42], [], ["r", "t"], dict(s.task_type), {}, {OVERALL[0]: (1.0, None, 1)},
+                       None)
+    md = "\n".join(_headline(exp, "minilm-l6", s, sig))
+    assert "| mean over datasets | +1.00 | +0.00 | +1.00 |" in md
+    assert "| Retrieval | +2.00 | +0.00 | – |" in md
+
+
 def _fake_results(folder: Path, name: str, scores: dict[str, float], task_type: dict[str, str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     results = {

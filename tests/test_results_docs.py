@@ -19,7 +19,7 @@ from mote.experiment.report import summary_markdown
 from mote.experiment.summary import BlockResults, block_summary
 
 ROOT = Path(__file__).resolve().parents[1]
-BUDGETS = ["small", "seeds", "tune", "full", "select", "choose", "curve"]
+BUDGETS = ["small", "seeds", "tune", "full", "select", "choose", "curve", "headline"]
 
 
 def _raw_runs(exp, model: str, raw: Path) -> dict[str, list]:
@@ -65,10 +65,11 @@ def test_readme_quotes_the_reports_figures():
     import re
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for name in ("results.md", "results-seeds.md", "results-tune.md", "results-full.md"):
+    for name in ("results.md", "results-small.md", "results-seeds.md", "results-tune.md", "results-full.md",
+                 "results-choose.md", "results-curve.md"):
         minutes = _wall_minutes(ROOT / "docs" / name)
         assert f"{minutes} min" in readme, f"README does not quote the wall time of docs/{name} ({minutes} min)"
-    results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    results = (ROOT / "docs" / "results-small.md").read_text(encoding="utf-8")
     gains = results[results.index("#### Gain over the untrained base"):]
     gains = gains[: gains.index("\n\n", gains.index("|"))]
     table = readme[readme.index("| arm | mean over datasets |"):]
@@ -87,13 +88,13 @@ def _section(md: str, head: str) -> str:
     return md[start: min(ends) if ends else len(md)]
 
 
-def test_readme_selection_table_is_the_select_reports():
-    """Each cell of the README's "what a trained model gets you" table is in docs/results-select.md: the gains in
-    the gain table, the paired differences and tests in the matching significance section."""
+def test_readme_selection_table_is_the_headline_reports():
+    """Each cell of the README's "what a trained model gets you" table is in docs/results.md (the headline budget):
+    the gains and paired differences and tests, in the matching significance section."""
     import re
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8").replace("−", "-")
-    report = (ROOT / "docs" / "results-select.md").read_text(encoding="utf-8").replace("−", "-")
+    report = (ROOT / "docs" / "results.md").read_text(encoding="utf-8").replace("−", "-")
     table = readme[readme.index("| category (datasets) | mote-selected | ic + WiSE-FT |"):]
     rows = [r.strip("|").split("|") for r in table[: table.index("\n\n")].splitlines()[2:]]
     sections = [_section(report, "#### Significance: mote-selected vs base"),
@@ -112,3 +113,26 @@ def test_readme_selection_table_is_the_select_reports():
                 assert f"Wilcoxon signed-rank p = {wp}; sign test p = {sp}" in section, cell
             else:
                 assert f"| {category} | {cell} |" in section, (label, cell)
+
+
+def _table_rows(md: str, head: str) -> list[dict[str, str]]:
+    """The rows of the Markdown table right after ``head``, as ``{column: cell}``."""
+    text = md[md.index(head):]
+    lines = [ln for ln in text[text.index("\n|"):].split("\n\n")[0].strip().splitlines()]
+    cols = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(cols, (c.strip() for c in ln.strip("|").split("|")), strict=True)) for ln in lines[2:]]
+
+
+def test_readme_learning_curve_table_is_the_curve_reports():
+    """The README's learning-curve table: each point's test and validation means, as docs/results-curve.md has them."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    report = (ROOT / "docs" / "results-curve.md").read_text(encoding="utf-8")
+    test = {(r["series"], r["step"]): r for r in _table_rows(report, "#### Test datasets")}
+    val = {(r["series"], r["step"]): r for r in _table_rows(report, "#### Validation suite")}
+    rows = _table_rows(readme, "### Does longer training change it?")
+    assert len(rows) == len(test) == 9
+    for r in rows:
+        key = (r["series"], r["step"])
+        assert r["test: mean over datasets"] == test[key]["mean over datasets"], key
+        assert r["validation: in-domain mean"] == val[key]["in-domain mean"], key
+        assert r["validation: ood mean"] == val[key]["ood mean"], key

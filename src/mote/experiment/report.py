@@ -394,10 +394,13 @@ def _report_text(plan: Plan, exp: ExperimentConfig, figdir: Path, rel: str) -> s
 def _headline(exp: ExperimentConfig, model: str, s: Summary, sig: Significance) -> list[str]:
     a, b = sig.a, sig.b
     cat = exp.report.headline_category
+    gains = dict(s.gains)
+    if b == s.base and a in gains:  # a pair against the base itself: the base's gain over itself is zero
+        gains[b] = {key: (0.0, None, 1) for key in gains[a]}
     out = []
     for key in (OVERALL[0], OVERALL[1], cat):
-        if a in s.gains and b in s.gains and key in s.gains[a]:
-            out.append(f"| {key} | {fmt(s.gains[a][key], signed=True)} | {fmt(s.gains[b][key], signed=True)} | "
+        if a in gains and b in gains and key in gains[a]:
+            out.append(f"| {key} | {fmt(gains[a][key], signed=True)} | {fmt(gains[b][key], signed=True)} | "
                        f"{fmt(sig.category_delta.get(key), signed=True)} |")
     lines = [f"Block `{model}` ({exp.models[model].base}); gains over the untrained base in points, mean ± std over "
              "seeds:", "",
