@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mote.experiment.summary import GROUPS, OVERALL, Summary, group_mean
+from mote.experiment.summary import GROUPS, OVERALL, Summary, group_categories, group_mean
 
 if TYPE_CHECKING:
     from mote.experiment.plan import Plan
@@ -41,7 +41,7 @@ def _columns(s: Summary | None, validation: bool) -> list[str]:
     if s is None:
         return []
     if validation:
-        return [*s.categories, *[f"{g} mean" for g in GROUPS if any(c.endswith(f"({g})") for c in s.categories)]]
+        return [*s.categories, *[f"{g} mean" for g in group_categories(s)]]
     return [*s.categories, *OVERALL]
 
 

@@ -35,13 +35,13 @@ from mote.experiment.config import BASELINES, ExperimentConfig
 from mote.experiment.plan import Plan
 from mote.experiment.significance import Significance, significance
 from mote.experiment.summary import (
-    GROUPS,
     OVERALL,
     Stat,
     Summary,
     block_summary,
     collect,
     finished_results,
+    group_categories,
     group_mean,
 )
 from mote.files import read_log
@@ -90,10 +90,9 @@ def summary_markdown(exp: ExperimentConfig, s: Summary, metric: Mapping[str, str
             len(s.datasets) if c == OVERALL[0] else len(s.categories))
         label = c if c in s.categories else f"**{c}**"
         rows.append([label, str(count), *[fmt(s.per_category[n][c]) for n in names]])
-    groups = [g for g in GROUPS if any(c.endswith(f"({g})") for c in s.categories)]  # the validation suite's
-    for g in groups:
-        count = sum(1 for c in s.categories if c.endswith(f"({g})"))
-        rows.append([f"**mean over {g} categories**", str(count),
+    groups = group_categories(s)  # a validation summary: one mean per group too
+    for g, cats in groups.items():
+        rows.append([f"**mean over {g} categories**", str(len(cats)),
                      *[fmt((group_mean(s, n, g), None, 1)) for n in names]])
     lines += _table(head, rows)
     if s.gains:

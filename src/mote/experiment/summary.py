@@ -109,9 +109,15 @@ def summarize(
     return summary
 
 
+def group_categories(s: Summary) -> dict[str, list[str]]:
+    """``{validation group: its categories}`` for the groups present (none for a test-set summary)."""
+    found = {g: [c for c in s.categories if c.endswith(f"({g})")] for g in GROUPS}
+    return {g: cats for g, cats in found.items() if cats}
+
+
 def group_mean(s: Summary, name: str, group: str) -> float | None:
     """The mean over the categories of one validation group (``None`` when one is missing or there are none)."""
-    cats = [c for c in s.categories if c.endswith(f"({group})")]
+    cats = group_categories(s).get(group, [])
     vals = [s.per_category.get(name, {}).get(c, (None,))[0] for c in cats]
     return None if not cats or any(v is None for v in vals) else float(np.mean(vals))
 
