@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from mote.eval.batching import longest_first
+
 CACHE_ENV = "MOTE_CACHE"
 DEFAULT_CACHE_DIR = ".cache/mote"
 CACHE_FILE = "embeddings.sqlite"
@@ -155,7 +157,9 @@ def embed_texts(
     """Embeddings of ``texts`` under ``task`` (float32 ``[N, d]``): each distinct text is encoded at most once.
 
     Cached vectors are reused; new ones are encoded longest-first in chunks of ``chunk_size`` and each chunk is
-    committed to the cache as soon as it is done (so an interrupted run keeps the finished chunks).
+    committed to the cache as soon as it is done (so an interrupted run keeps the finished chunks). Length is the
+    encoder's ``token_lengths(texts)`` hook where it has one (:mod:`mote.eval.batching`: chunks of texts with
+    nearly the same token count pad least), else character count.
     """
     from tqdm.auto import tqdm
 
@@ -165,7 +169,11 @@ def embed_texts(
     model_id, tkey = cache_keys(encoder, task)
     vectors: dict[bytes, np.ndarray] = cache.get(model_id, tkey, keys) if cache is not None else {}
     todo = [i for i, k in enumerate(keys) if k not in vectors]
-    todo.sort(key=lambda i: -len(unique[i]))
+    hook = getattr(encoder, "token_lengths", None)
+    lengths = hook([unique[i] for i in todo]) if callable(hook) and todo else None
+    if lengths is None:
+        lengths = [len(unique[i]) for i in todo]
+    todo = [todo[j] for j in longest_first(lengths)]
     if todo:
         bar = tqdm(total=len(todo), desc=desc, unit="text", disable=not show_progress, leave=False)
         try:

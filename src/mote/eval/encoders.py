@@ -20,6 +20,9 @@ Optional hooks an encoder may define (the harness uses them when present, else c
   (``kind`` is ``"classification"`` or ``"clustering"``: cluster ids are not ordinal labels).
 * ``task_key(task) -> str``: the embedding-cache key of a task (default: the task name). Two tasks with the same
   key share cached embeddings (a dense encoder without prefixes gives every task the same key).
+* ``token_lengths(texts) -> [N] ints | None``: the order in which the harness cuts its encode chunks (longest
+  first; default: character count). The built-in encoders give token counts and batch by them
+  (:mod:`mote.eval.batching`), which pads far fewer tokens than sentence-transformers' character order.
 
 Example:
     >>> enc = load_encoder("all-MiniLM-L6-v2", mode="ic")                 # doctest: +SKIP
@@ -38,6 +41,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from mote.eval.batching import encode_length_batched, token_lengths
 from mote.routing import RoutingTable
 
 Mode = Literal["auto", "dense", "ic"]
@@ -181,12 +185,6 @@ def _function_key(digest: str | None, prefix: str) -> str | None:
     return "fn:" + _short(hashlib.sha256(f"{digest}|prefix={json.dumps(prefix)}".encode()).hexdigest())
 
 
-def _to_float32(emb: Any) -> np.ndarray:
-    if hasattr(emb, "detach"):
-        emb = emb.detach().float().cpu().numpy()
-    return np.ascontiguousarray(np.asarray(emb, dtype=np.float32))
-
-
 def _model_label(model: Any, fallback: str) -> str:
     card = getattr(model, "model_card_data", None)
     base = getattr(card, "base_model", None)
@@ -252,14 +250,12 @@ class DenseEncoder:
         dim = self.model.get_embedding_dimension()
         if not texts:
             return np.zeros((0, dim or 0), dtype=np.float32)
-        emb = self.model.encode(
-            texts,
-            prompt=prefix if prefix else None,
-            batch_size=batch_size,
-            show_progress_bar=show_progress,
-            convert_to_numpy=True,
-        )
-        return _to_float32(emb)
+        return encode_length_batched(self.model, texts, batch_size, show_progress=show_progress,
+                                     prompt=prefix if prefix else None)
+
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray | None:
+        """Token count of each text (the order :func:`mote.eval.cache.embed_texts` encodes in)."""
+        return token_lengths(self.model, texts)
 
     def __repr__(self) -> str:
         return f"DenseEncoder(name={self.name!r}, kind={self.kind!r}, identity={self.identity!r})"
@@ -316,9 +312,11 @@ class MoTEEncoder:
         self.routing.resolve(task)  # unknown task -> UnknownTaskError before any work
         if not texts:
             return np.zeros((0, self.model.get_sentence_embedding_dimension()), dtype=np.float32)
-        return _to_float32(
-            self.model.encode(texts, task=task, batch_size=batch_size, show_progress_bar=show_progress)
-        )
+        return encode_length_batched(self.model, texts, batch_size, show_progress=show_progress, task=task)
+
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray | None:
+        """Token count of each text (the order :func:`mote.eval.cache.embed_texts` encodes in)."""
+        return token_lengths(self.model, texts)
 
     def __repr__(self) -> str:
         return f"MoTEEncoder(name={self.name!r}, tasks={self.routing.task_names}, identity={self.identity!r})"
