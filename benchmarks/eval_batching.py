@@ -1,4 +1,4 @@
-"""Evaluation encode throughput: batches cut by token count (mote.eval.batching) vs sentence-transformers' order.
+"""Evaluation encode throughput: batches cut by token count (mote.batching) vs sentence-transformers' order.
 
 The same unique texts of a few default-suite datasets are encoded by all-MiniLM-L6-v2 both ways, without prefixes
 (the plain base) and with the IC prefixes (every trained arm prepends one), rounds alternating so that background
@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
+from mote.batching import encode_length_batched, token_lengths
 from mote.data import data_dir
 from mote.eval import datasets as ds
-from mote.eval.batching import encode_length_batched, token_lengths
 from mote.eval.encoders import load_encoder
 
 # (dataset, side): short sentences, tweets, titles and long passages

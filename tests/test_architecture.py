@@ -24,7 +24,7 @@ PACKAGE = SRC / "mote"
 # Lowest first. A unit is a subpackage (mote.lora), a top-level module (mote.routing) or every subpackage's cli.py.
 LAYERS: list[tuple[str, ...]] = [
     ("mote.adapters",),  # the only code that touches private parts of the libraries (tests/test_adapters.py)
-    ("mote.atomic", "mote.files", "mote.io"),  # mote.io: the old name of the two
+    ("mote.atomic", "mote.files", "mote.io", "mote.batching"),  # mote.io: the old name of the two
     ("mote.base_models",),
     ("mote.routing",),
     ("mote.experts", "mote.matryoshka", "mote.load_balancing"),

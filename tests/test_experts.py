@@ -221,29 +221,3 @@ def test_prompt_excluded_pooling_and_lower_casing_match_the_dense_model(tmp_path
     loaded = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
     assert loaded[0].do_lower_case
     np.testing.assert_allclose(loaded.encode(texts, task="query"), model.encode(texts, task="query"), atol=1e-6)
-
-
-def test_length_batches_minimise_padded_tokens_plus_overhead():
-    """The dynamic programme against brute force over every way to cut the length-sorted order."""
-    import itertools
-    import random
-
-    from mote.model import length_batches
-
-    def cost(lengths, batches, overhead):
-        return sum(len(b) * max(lengths[i] for i in b) + overhead for b in batches)
-
-    rng = random.Random(0)
-    for _ in range(40):
-        lengths = [rng.randint(1, 60) for _ in range(rng.randint(1, 9))]
-        bs, overhead = rng.randint(1, 4), rng.choice([0, 8, 40])
-        got = length_batches(lengths, bs, overhead)
-        assert sorted(i for b in got for i in b) == list(range(len(lengths))) and all(len(b) <= bs for b in got)
-        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        best = min(
-            cost(lengths, [order[a:b] for a, b in zip((0, *cuts), (*cuts, len(order)))], overhead)
-            for k in range(len(order))
-            for cuts in itertools.combinations(range(1, len(order)), k)
-            if all(b - a <= bs for a, b in zip((0, *cuts), (*cuts, len(order))))
-        )
-        assert cost(lengths, got, overhead) == best

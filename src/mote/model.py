@@ -35,6 +35,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
 from mote.atomic import SAVE_ID, new_save_id, staged_files
 from mote.base_models import DEFAULT_BASE_MODEL, resolve_model_path
+from mote.batching import length_batches
 from mote.experts import (
     RoutingContext,
     Segment,
@@ -495,36 +496,6 @@ def encode(
     return truncate(emb, truncate_dim)
 
 
-# Work of one forward call besides its tokens, in tokens (MiniLM on a CPU: a 1 x 8-token forward costs about what
-# 40 tokens of a large batch cost). Batches of mixed-task calls are cut to minimise padded tokens + this per batch.
-BATCH_OVERHEAD_TOKENS = 32
-
-
-def length_batches(lengths: Sequence[int], batch_size: int, overhead: int = BATCH_OVERHEAD_TOKENS) -> list[list[int]]:
-    """Indices grouped into batches of at most ``batch_size``, longest first, cut where that minimises the padded
-    tokens (each batch is padded to its longest member) plus ``overhead`` tokens per batch (exact, by dynamic
-    programming over the length-sorted order).
-
-    Example:
-        >>> length_batches([3, 50, 4, 48, 5], batch_size=4, overhead=4)
-        [[1, 3], [4, 2, 0]]
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])  # stable: ties keep input order
-    n = len(order)
-    best, cut = [0] + [0] * n, [0] * (n + 1)
-    for j in range(1, n + 1):
-        best[j] = -1
-        for i in range(max(0, j - batch_size), j):
-            cost = best[i] + (j - i) * lengths[order[i]] + overhead  # order[i]: the longest of order[i:j]
-            if best[j] < 0 or cost < best[j]:
-                best[j], cut[j] = cost, i
-    batches, j = [], n
-    while j > 0:
-        batches.append(order[cut[j]:j])
-        j = cut[j]
-    return batches[::-1]
-
-
 @torch.inference_mode()
 def encode_mixed(
     model: SentenceTransformer,
@@ -535,9 +506,9 @@ def encode_mixed(
 ) -> np.ndarray:
     """Encode texts whose tasks differ, at the single-task cost: the texts are grouped by task, so that every
     forward is task-homogeneous (one ``F.linear`` per projection, like the dense model), and within a task cut
-    into batches by token length (:func:`length_batches`: a task's share of a call is smaller than the call, so
-    fixed-size batches would pad more than the dense model's); the embeddings come back in input order. A
-    token-routed model (TLR) routes each token whatever its task: its texts are batched by length alone.
+    into batches by token length (:func:`mote.batching.length_batches`: a task's share of a call is smaller than
+    the call, so fixed-size batches would pad more than the dense model's); the embeddings come back in input
+    order. A token-routed model (TLR) routes each token whatever its task: its texts are batched by length alone.
 
     Batches that really mix tasks (built by hand, or the ``static`` training arm's) still run in one forward:
     :class:`MoTETransformer` groups their rows by expert.

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from mote.eval.batching import longest_first
+from mote.batching import longest_first
 
 CACHE_ENV = "MOTE_CACHE"
 DEFAULT_CACHE_DIR = ".cache/mote"
@@ -158,7 +158,7 @@ def embed_texts(
 
     Cached vectors are reused; new ones are encoded longest-first in chunks of ``chunk_size`` and each chunk is
     committed to the cache as soon as it is done (so an interrupted run keeps the finished chunks). Length is the
-    encoder's ``token_lengths(texts)`` hook where it has one (:mod:`mote.eval.batching`: chunks of texts with
+    encoder's ``token_lengths(texts)`` hook where it has one (:mod:`mote.batching`: chunks of texts with
     nearly the same token count pad least), else character count.
     """
     from tqdm.auto import tqdm

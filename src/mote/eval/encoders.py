@@ -22,7 +22,7 @@ Optional hooks an encoder may define (the harness uses them when present, else c
   key share cached embeddings (a dense encoder without prefixes gives every task the same key).
 * ``token_lengths(texts) -> [N] ints | None``: the order in which the harness cuts its encode chunks (longest
   first; default: character count). The built-in encoders give token counts and batch by them
-  (:mod:`mote.eval.batching`), which pads far fewer tokens than sentence-transformers' character order.
+  (:mod:`mote.batching`), which pads far fewer tokens than sentence-transformers' character order.
 
 Example:
     >>> enc = load_encoder("all-MiniLM-L6-v2", mode="ic")                 # doctest: +SKIP
@@ -41,7 +41,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from mote.eval.batching import encode_length_batched, token_lengths
+from mote.batching import encode_length_batched, token_lengths
 from mote.routing import RoutingTable
 
 Mode = Literal["auto", "dense", "ic"]

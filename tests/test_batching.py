@@ -1,4 +1,5 @@
-"""Length-ordered encoding (mote.eval.batching): same embeddings as sentence-transformers, batches by token count."""
+"""Batches by token length (mote.batching): the cuts are optimal, and encoding through them gives
+sentence-transformers' own embeddings, in input order."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from conftest import SENTENCES
 
 import mote
-from mote.eval.batching import encode_length_batched, longest_first, token_lengths
+from mote.batching import encode_length_batched, length_batches, longest_first, token_lengths
 from mote.eval.cache import embed_texts
 from mote.eval.encoders import DenseEncoder, MoTEEncoder
 
@@ -50,7 +51,8 @@ def test_each_batch_is_a_run_of_the_token_order_not_the_character_order(minilm):
     assert not _runs_in_order(by_chars, lengths.get)  # the character order pads more: the test can fail
     rec = Recorder(minilm)
     encode_length_batched(rec, DISAGREE, batch_size=2)
-    assert [len(c) for c in rec.calls] == [2, 2, 1]
+    assert rec.calls == [[DISAGREE[i] for i in b] for b in length_batches(list(lengths.values()), 2)]
+    assert sorted(map(len, rec.calls)) == [1, 2, 2]
     assert _runs_in_order(rec.calls, lengths.get)
 
 
@@ -98,3 +100,27 @@ def test_mote_encoder_matches_the_models_own_encode_per_task(tiny_bert):
         ref = model.encode(texts, task=task, batch_size=3, convert_to_numpy=True)
         np.testing.assert_allclose(enc.encode(texts, task, batch_size=3), ref, atol=2e-6)
     assert enc.token_lengths(texts).tolist() == token_lengths(model, texts).tolist()
+
+
+def test_length_batches_minimise_padded_tokens_plus_overhead():
+    """The dynamic programme against brute force over every way to cut the length-sorted order."""
+    import itertools
+    import random
+
+    def cost(lengths, batches, overhead):
+        return sum(len(b) * max(lengths[i] for i in b) + overhead for b in batches)
+
+    rng = random.Random(0)
+    for _ in range(40):
+        lengths = [rng.randint(1, 60) for _ in range(rng.randint(1, 9))]
+        bs, overhead = rng.randint(1, 4), rng.choice([0, 8, 40])
+        got = length_batches(lengths, bs, overhead)
+        assert sorted(i for b in got for i in b) == list(range(len(lengths))) and all(len(b) <= bs for b in got)
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        best = min(
+            cost(lengths, [order[a:b] for a, b in zip((0, *cuts), (*cuts, len(order)))], overhead)
+            for k in range(len(order))
+            for cuts in itertools.combinations(range(1, len(order)), k)
+            if all(b - a <= bs for a, b in zip((0, *cuts), (*cuts, len(order))))
+        )
+        assert cost(lengths, got, overhead) == best
