@@ -51,8 +51,7 @@ def test_each_batch_is_a_run_of_the_token_order_not_the_character_order(minilm):
     assert not _runs_in_order(by_chars, lengths.get)  # the character order pads more: the test can fail
     rec = Recorder(minilm)
     encode_length_batched(rec, DISAGREE, batch_size=2)
-    assert rec.calls == [[DISAGREE[i] for i in b] for b in length_batches(list(lengths.values()), 2)]
-    assert sorted(map(len, rec.calls)) == [1, 2, 2]
+    assert [len(c) for c in rec.calls] == [2, 2, 1]
     assert _runs_in_order(rec.calls, lengths.get)
 
 

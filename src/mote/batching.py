@@ -5,10 +5,10 @@ One home for length batching, used by every encode path that chooses its own bat
 * :func:`length_batches` cuts a length-sorted order where that minimises padded tokens plus a per-forward
   overhead (exact dynamic programme). :func:`mote.model.encode_mixed` (a MoTE model's ``encode`` with several
   tasks) cuts each task's share of a call with it.
-* :func:`encode_length_batched` encodes through a model's own ``encode``, one call per such batch. The evaluation
-  harness and per-task selection go through it (:class:`mote.eval.encoders.DenseEncoder` /
-  :class:`~mote.eval.encoders.MoTEEncoder`), and :func:`mote.eval.cache.embed_texts` cuts its cache chunks in
-  :func:`longest_first` order of :func:`token_lengths`.
+* :func:`encode_length_batched` encodes through a model's own ``encode``, one call per batch of the token order cut
+  every ``batch_size`` texts. The evaluation harness and per-task selection go through it
+  (:class:`mote.eval.encoders.DenseEncoder` / :class:`~mote.eval.encoders.MoTEEncoder`), and
+  :func:`mote.eval.cache.embed_texts` cuts its cache chunks in :func:`longest_first` order of :func:`token_lengths`.
 
 Why: ``SentenceTransformer.encode`` orders a call's texts by *character* count before cutting its batches, and a
 batch is padded to its longest member in *tokens*. Character and token counts disagree enough that batches of 32
@@ -95,10 +95,14 @@ def length_batches(lengths: Sequence[int] | np.ndarray, batch_size: int,
 def encode_length_batched(model: Any, texts: Sequence[str], batch_size: int = 32,
                           lengths: Sequence[int] | np.ndarray | None = None, show_progress: bool = False,
                           **encode_kwargs: Any) -> np.ndarray:
-    """``model.encode(texts, **encode_kwargs)`` as float32 ``[N, d]`` in input order, in the batches of
-    :func:`length_batches` (runs of nearly the same token count, at most ``batch_size``), one ``model.encode`` call
-    per batch, so prompts, tasks, pooling and normalisation behave exactly as in a plain call. ``lengths``
+    """``model.encode(texts, **encode_kwargs)`` as float32 ``[N, d]`` in input order, the :func:`longest_first`
+    order cut every ``batch_size`` texts (each batch a run of nearly the same token count), one ``model.encode``
+    call per batch, so prompts, tasks, pooling and normalisation behave exactly as in a plain call. ``lengths``
     defaults to :func:`token_lengths` (character counts for a model without a Hugging Face tokenizer).
+
+    Fixed cuts, not :func:`length_batches`: a ``model.encode`` call costs more than the bare forward that
+    ``length_batches``' overhead models, and the fixed cuts are what ``benchmarks/eval_batching.py`` measured
+    (padded/real tokens 1.02-1.05 on default-suite texts).
     """
     texts = list(texts)
     if batch_size < 1:
@@ -111,8 +115,10 @@ def encode_length_batched(model: Any, texts: Sequence[str], batch_size: int = 32
         raise ValueError(f"got {len(lengths)} lengths for {len(texts)} texts")
     from tqdm.auto import tqdm
 
+    order = longest_first(lengths)
     out: np.ndarray | None = None
-    for rows in tqdm(length_batches(lengths, batch_size), desc="Batches", disable=not show_progress):
+    for start in tqdm(range(0, len(texts), batch_size), desc="Batches", disable=not show_progress):
+        rows = order[start:start + batch_size]
         emb = model.encode([texts[i] for i in rows], batch_size=len(rows), show_progress_bar=False,
                            convert_to_numpy=True, **encode_kwargs)
         emb = np.asarray(emb.detach().float().cpu().numpy() if hasattr(emb, "detach") else emb, dtype=np.float32)
