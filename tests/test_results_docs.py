@@ -19,7 +19,7 @@ from mote.experiment.report import summary_markdown
 from mote.experiment.summary import BlockResults, block_summary
 
 ROOT = Path(__file__).resolve().parents[1]
-BUDGETS = ["small", "seeds", "tune", "full", "select", "choose", "curve", "headline"]
+BUDGETS = ["small", "seeds", "tune", "full", "select", "choose", "curve", "curve-1600", "headline"]
 
 
 def _raw_runs(exp, model: str, raw: Path) -> dict[str, list]:
@@ -66,7 +66,7 @@ def test_readme_quotes_the_reports_figures():
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for name in ("results.md", "results-small.md", "results-seeds.md", "results-tune.md", "results-full.md",
-                 "results-choose.md", "results-curve.md"):
+                 "results-choose.md", "results-curve.md", "results-curve-1600.md"):
         minutes = _wall_minutes(ROOT / "docs" / name)
         assert f"{minutes} min" in readme, f"README does not quote the wall time of docs/{name} ({minutes} min)"
     results = (ROOT / "docs" / "results-small.md").read_text(encoding="utf-8")
@@ -123,14 +123,18 @@ def _table_rows(md: str, head: str) -> list[dict[str, str]]:
     return [dict(zip(cols, (c.strip() for c in ln.strip("|").split("|")), strict=True)) for ln in lines[2:]]
 
 
-def test_readme_learning_curve_table_is_the_curve_reports():
-    """The README's learning-curve table: each point's test and validation means, as docs/results-curve.md has them."""
+@pytest.mark.parametrize(("report_name", "readme_head", "points"), [
+    ("results-curve.md", "### Does longer training change it?", 9),
+    ("results-curve-1600.md", "#### To 1,600 steps", 13),
+])
+def test_readme_learning_curve_tables_are_the_curve_reports(report_name, readme_head, points):
+    """The README's learning-curve tables: each point's test and validation means, as the curve reports have them."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    report = (ROOT / "docs" / "results-curve.md").read_text(encoding="utf-8")
+    report = (ROOT / "docs" / report_name).read_text(encoding="utf-8")
     test = {(r["series"], r["step"]): r for r in _table_rows(report, "#### Test datasets")}
     val = {(r["series"], r["step"]): r for r in _table_rows(report, "#### Validation suite")}
-    rows = _table_rows(readme, "### Does longer training change it?")
-    assert len(rows) == len(test) == 9
+    rows = _table_rows(readme, readme_head)
+    assert len(rows) == len(test) == points
     for r in rows:
         key = (r["series"], r["step"])
         assert r["test: mean over datasets"] == test[key]["mean over datasets"], key
