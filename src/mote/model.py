@@ -35,7 +35,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
 from mote.atomic import SAVE_ID, new_save_id, staged_files
 from mote.base_models import DEFAULT_BASE_MODEL, resolve_model_path
-from mote.batching import length_batches
+from mote.batching import length_batches, token_lengths
 from mote.experts import (
     RoutingContext,
     Segment,
@@ -529,8 +529,7 @@ def encode_mixed(
         strings = [prefixes[tasks[i]] + texts[i] for i in idx]
         if module.do_lower_case:
             strings = [x.lower() for x in strings]
-        ids = module.tokenizer(strings, truncation="longest_first", max_length=module.max_seq_length)["input_ids"]
-        plan += [[idx[j] for j in batch] for batch in length_batches([len(x) for x in ids], batch_size)]
+        plan += [[idx[j] for j in batch] for batch in length_batches(token_lengths(module, strings), batch_size)]
     result = np.empty((len(texts), model.get_embedding_dimension() or module.get_embedding_dimension()),
                       dtype=np.float32)
     for rows in tqdm(plan, disable=not show_progress_bar, desc="Batches"):
