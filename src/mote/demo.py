@@ -6,7 +6,8 @@
 4. train the query, document and classification experts with TA-CL for a few minutes
    (:func:`mote.train.demo_train`), check that the clustering expert, which saw no data, still gives exactly the
    base model's embeddings, finish the model with per-task selection on validation data, and compare the plain
-   base, the base with prefixes, the trained and the selected model on four small evaluation sets.
+   base, the base with prefixes, the trained and the selected model on four small evaluation sets;
+5. export the selected model's query task as a plain sentence-transformers folder and load it without mote.
 """
 
 from __future__ import annotations
@@ -91,16 +92,14 @@ def run_demo(args: argparse.Namespace) -> int:
 def _train_part(console: Console, workdir: Path, steps: int | None, t0: float) -> int:
     from mote.train import demo_train
 
-    console.rule("[bold]4. Task-Aware Contrastive Learning: a few minutes on the offline data (mote train)")
+    console.rule("[bold]4. mote train configs/demo.yaml: TA-CL on your data, then per-task selection")
     summary = demo_train(workdir, steps=steps)
     console.print(
         f"{summary['steps']} steps in {summary['train_seconds']:.0f} s; loss {summary['first_loss']:.3f} -> "
-        f"{summary['last_loss']:.3f}; model in [cyan]{summary['model_dir']}[/]"
+        f"{summary['last_loss']:.3f}; raw weights in [cyan]{summary['model_dir']}[/], the model to use in "
+        f"[cyan]{summary['selected_dir']}[/]"
     )
-    console.print("selection: " + ", ".join(f"expert {e} -> {c}" for e, c in summary["selection"].items()))
-    val = summary["validation"]
-    console.print("validation, plain base -> selected: " + "; ".join(
-        f"{c} {val['base'][c]:.2f} -> {val['selected'][c]:.2f}" for c in val["selected"]))
+    console.print("\n".join(summary["selection_lines"]), markup=False)
     table = Table("dataset", "task type", "metric", "base", "base + prefixes", "trained (TA-CL)", "selected",
                   "selected - base", title="the plain base vs what `mote train` + `mote select` give (percent, MTEB "
                   "metrics, test splits)")
@@ -114,7 +113,19 @@ def _train_part(console: Console, workdir: Path, steps: int | None, t0: float) -
         f"clustering expert (saw no data): max |trained - base| = {untouched:.1e}; "
         f"query expert (trained): {summary['query_max_abs_diff']:.3f}"
     )
-    ok = untouched == 0.0 and summary["last_loss"] < summary["first_loss"]
+    console.rule("[bold]5. mote export: one task as a plain sentence-transformers model")
+    from sentence_transformers import SentenceTransformer
+
+    import mote
+    from mote.export import export_dense
+
+    exported = export_dense(mote.load(summary["selected_dir"]), "query", workdir / "query", overwrite=True)
+    dense = SentenceTransformer(str(exported), device="cpu")
+    same = float(np.abs(dense.encode(EXAMPLES[0][1:]) - mote.load(summary["selected_dir"]).encode(
+        list(EXAMPLES[0][1:]), task="query")).max())
+    console.print(f"exported to [cyan]{exported}[/]; SentenceTransformer('{exported}').encode(...) equals the MoTE "
+                  f"model's query embeddings (max abs diff {same:.1e})")
+    ok = untouched == 0.0 and summary["last_loss"] < summary["first_loss"] and same <= 1e-5
     verdict = "[green]done" if ok else "[red]a check failed"
     console.print(
         f"{verdict} in {time.perf_counter() - t0:.0f} s[/]. Next: `mote info {summary['selected_dir']}`, "

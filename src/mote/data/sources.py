@@ -4,8 +4,11 @@ A *source* names one split of one dataset. Three kinds:
 
 * ``folder``: a dataset folder under the data root (``$MOTE_DATA``), e.g. ``train-SQuADDev`` or the ``train``
   split of ``Banking77Classification``; the split is the file ``<split>.jsonl.gz`` / ``.jsonl`` / ``.parquet``.
-* ``path``: one local JSONL(.gz) or Parquet file.
+* ``path``: one local JSONL(.gz), CSV or Parquet file.
 * ``hf``: a Hugging Face dataset id (``datasets.load_dataset(hf, subset, split=split)``), for users online.
+
+A source whose columns carry other names maps them (``columns``: mote's column -> the file's, e.g.
+``{query: question, positive: answer}``); the rows then read as if they had mote's names.
 
 An evaluation **test** split is never training data: :func:`check_split` refuses any split (or file) whose name
 starts with ``test`` (``test``, ``test-mteb51534``, ...), whatever the source.
@@ -17,15 +20,16 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mote.files import iter_jsonl
 
-SPLIT_SUFFIXES = (".jsonl.gz", ".jsonl", ".parquet")
+SPLIT_SUFFIXES = (".jsonl.gz", ".jsonl", ".csv", ".parquet")
 
 
 class TestSplitError(ValueError):
@@ -48,6 +52,7 @@ class Source:
         path: a local ``.jsonl`` / ``.jsonl.gz`` / ``.parquet`` file.
         hf: a Hugging Face dataset id; ``subset`` its configuration name.
         split: which split (default ``train``).
+        columns: ``((mote's column, the file's column), ...)`` for files whose columns carry other names.
     """
 
     name: str
@@ -56,6 +61,7 @@ class Source:
     hf: str | None = None
     subset: str | None = None
     split: str = "train"
+    columns: tuple[tuple[str, str], ...] = ()
 
     def describe(self) -> str:
         where = self.folder or self.path or f"hf:{self.hf}" + (f"/{self.subset}" if self.subset else "")
@@ -120,19 +126,45 @@ def resolve_file(source: Source, data_root: str | os.PathLike | None) -> Path | 
 
 
 def iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a JSONL(.gz) or Parquet file as dicts; JSON errors name the file and line."""
+    """Rows of a JSONL(.gz), CSV (a header row, then one row per line) or Parquet file as dicts; read errors name
+    the file (and line)."""
     if path.name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
         yield from pq.read_table(path).to_pylist()
         return
+    if path.name.endswith(".csv"):
+        try:
+            with open(path, encoding="utf-8", newline="") as f:
+                yield from csv.DictReader(f)
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise DataSourceError(f"{path}: not a readable UTF-8 CSV file ({e}); save it as UTF-8 CSV with a "
+                                  "header row") from None
+        return
     for _, obj in iter_jsonl(path, DataSourceError):
         yield obj
 
 
-def peek(path: Path) -> dict[str, Any] | None:
-    """The first row of a file (``None`` if it is empty)."""
-    return next(iter_records(path), None)
+def rename_columns(row: dict[str, Any], columns: tuple[tuple[str, str], ...] | Mapping[str, str]) -> dict[str, Any]:
+    """``row`` with each file column of ``columns`` (mote's name -> the file's) under mote's name.
+
+    >>> rename_columns({"question": "q?", "answer": "a."}, {"query": "question", "positive": "answer"})
+    {'query': 'q?', 'positive': 'a.'}
+    """
+    pairs = columns.items() if isinstance(columns, Mapping) else columns
+    if not pairs:
+        return row
+    out = dict(row)
+    for ours, theirs in pairs:
+        if theirs in out:
+            out[ours] = out.pop(theirs)
+    return out
+
+
+def peek(path: Path, columns: tuple[tuple[str, str], ...] = ()) -> dict[str, Any] | None:
+    """The first row of a file, its columns mapped (``None`` if the file has no row)."""
+    row = next(iter_records(path), None)
+    return None if row is None else rename_columns(row, columns)
 
 
 def load_records(source: Source, data_root: str | os.PathLike | None, limit: int | None = None) -> list[dict]:
@@ -142,14 +174,14 @@ def load_records(source: Source, data_root: str | os.PathLike | None, limit: int
         >>> rows = load_records(Source("squad", folder="train-SQuADDev"), "/data", limit=10)  # doctest: +SKIP
     """
     path = resolve_file(source, data_root)
-    if path is not None:
-        rows = []
-        for row in iter_records(path):
-            rows.append(row)
-            if limit is not None and len(rows) >= limit:
-                break
-        return rows
-    return _load_hf(source, limit)
+    if path is None:
+        return [rename_columns(row, source.columns) for row in _load_hf(source, limit)]
+    rows = []
+    for row in iter_records(path):
+        rows.append(rename_columns(row, source.columns))
+        if limit is not None and len(rows) >= limit:
+            break
+    return rows
 
 
 def _load_hf(source: Source, limit: int | None) -> list[dict]:

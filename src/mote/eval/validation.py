@@ -72,7 +72,7 @@ PROTOCOL = {"n_experiments": 3}
 _VERSION = 6  # bump when what a folder holds changes: existing suites are rebuilt
 
 
-def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     n = 0
     with gzip.open(path, "wt", encoding="utf-8") as f:
         for row in rows:
@@ -108,7 +108,7 @@ def _classification(
         train, held = split_rows(train, fraction)
         note = f"{folder}: held-out train rows (fraction {fraction}); classifier fit on the other train rows"
     held = held[:MAX_SCORED]
-    n_train, n_val = _write_jsonl(out / "train.jsonl.gz", train), _write_jsonl(out / f"{SPLIT}.jsonl.gz", held)
+    n_train, n_val = write_jsonl(out / "train.jsonl.gz", train), write_jsonl(out / f"{SPLIT}.jsonl.gz", held)
     return {**_meta("Classification", note, {"train": n_train, SPLIT: n_val}, [folder], fraction),
             "protocol": PROTOCOL}
 
@@ -119,7 +119,7 @@ def _clustering(out: Path, root: Path, folder: str, fraction: float) -> dict[str
         for s, label in zip(row["sentences"], row["labels"], strict=False):
             sentences.setdefault(s, label)
     kept = list(sentences)[:MAX_TITLES]
-    _write_jsonl(out / f"{SPLIT}.jsonl.gz", [{"sentences": kept, "labels": [sentences[t] for t in kept]}])
+    write_jsonl(out / f"{SPLIT}.jsonl.gz", [{"sentences": kept, "labels": [sentences[t] for t in kept]}])
     note = f"{folder}: its held-out sentences (fraction {fraction}, at most {MAX_TITLES}) as one set"
     return _meta("Clustering", note, {SPLIT: 1}, [folder], fraction)
 
@@ -127,7 +127,7 @@ def _clustering(out: Path, root: Path, folder: str, fraction: float) -> dict[str
 def _ood_clustering(out: Path, root: Path, folder: str, sets: tuple[int, ...]) -> dict[str, Any]:
     rows = _rows(folder, root)
     chosen = [{"sentences": rows[i]["sentences"][:MAX_TITLES], "labels": rows[i]["labels"][:MAX_TITLES]} for i in sets]
-    _write_jsonl(out / f"{SPLIT}.jsonl.gz", chosen)
+    write_jsonl(out / f"{SPLIT}.jsonl.gz", chosen)
     note = f"{folder}: sets {list(sets)} as they are (the source is not trained on)"
     return _meta("Clustering", note, {SPLIT: len(chosen)}, [folder], 0.0)
 
@@ -137,12 +137,12 @@ def _ood_classification(out: Path, root: Path, folder: str, labels: int) -> dict
     rows = _first_labels(_rows(folder, root), labels)
     fit, scored = split_rows(rows, OOD_FRACTION)
     scored = scored[:MAX_SCORED]
-    n_train, n_val = _write_jsonl(out / "train.jsonl.gz", fit), _write_jsonl(out / f"{SPLIT}.jsonl.gz", scored)
+    n_train, n_val = write_jsonl(out / "train.jsonl.gz", fit), write_jsonl(out / f"{SPLIT}.jsonl.gz", scored)
     note = f"{folder}: {labels} labels, a hashed {OOD_FRACTION:g} of the rows scored, the rest fit the classifier"
     return {**_meta("Classification", note, {"train": n_train, SPLIT: n_val}, [folder], 0.0), "protocol": PROTOCOL}
 
 
-def _grouped(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, list[str]]]:
+def grouped_pairs(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, list[str]]]:
     """``{query: {positive: [...], negative: [...]}}`` (order kept, duplicates dropped)."""
     out: dict[str, dict[str, list[str]]] = {}
     for row in rows:
@@ -159,10 +159,10 @@ def _grouped(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, list[str]]]:
 def _reranking(out: Path, root: Path, folders: list[str], fraction: float) -> dict[str, Any]:
     items = []
     for folder in folders:
-        for query, item in _grouped(split_rows(_rows(folder, root), fraction)[1]).items():
+        for query, item in grouped_pairs(split_rows(_rows(folder, root), fraction)[1]).items():
             if item["positive"] and item["negative"]:
                 items.append({"query": query, **item})
-    n = _write_jsonl(out / f"{SPLIT}.jsonl.gz", items)
+    n = write_jsonl(out / f"{SPLIT}.jsonl.gz", items)
     note = f"held-out questions (fraction {fraction}) with a positive and a negative candidate"
     return _meta("Reranking", note, {SPLIT: n}, folders, fraction)
 
@@ -182,7 +182,7 @@ def _retrieval(
     for folder in folders:
         rows = _rows(folder, root)
         held = split_rows(rows, fraction)[1] if fraction > 0 else rows  # fraction 0: a source not trained on
-        grouped = [(q, item) for q, item in _grouped(held).items() if item["positive"]]
+        grouped = [(q, item) for q, item in grouped_pairs(held).items() if item["positive"]]
         for query, item in grouped[:max_queries]:
             qid = f"q{len(queries)}"
             queries.append({"_id": qid, "text": query})
@@ -192,13 +192,13 @@ def _retrieval(
         extra += [t for _, item in grouped[max_queries:] for t in item["positive"]]
     if distractor_source is not None:
         held = split_rows(_rows(distractor_source, root), DISTRACTOR_FRACTION)[1]
-        extra += [t for item in _grouped(held).values() for t in item["positive"]]
+        extra += [t for item in grouped_pairs(held).values() for t in item["positive"]]
     for text in extra:
         if len(doc_ids) >= len(set(d for _, d in qrels)) + distractors:
             break
         doc_ids.setdefault(text, f"d{len(doc_ids)}")
-    _write_jsonl(out / "corpus.jsonl.gz", ({"_id": d, "title": "", "text": t} for t, d in doc_ids.items()))
-    _write_jsonl(out / "queries.jsonl.gz", queries)
+    write_jsonl(out / "corpus.jsonl.gz", ({"_id": d, "title": "", "text": t} for t, d in doc_ids.items()))
+    write_jsonl(out / "queries.jsonl.gz", queries)
     (out / "qrels").mkdir()
     (out / "qrels" / f"{SPLIT}.tsv").write_text(
         "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels), encoding="utf-8"

@@ -116,7 +116,8 @@ class Method:
 
     def recipe_row(self, cfg: RunConfig) -> tuple[str, str, str]:
         """``(where, what trains, learning rate)`` for the experiment report's recipe table."""
-        return cfg.model.placement, cfg.model.trainable, f"{cfg.train.learning_rate:g}"
+        trainable = cfg.model.trainable or ("experts" if self.routed else "all")  # None: the method's default
+        return cfg.model.placement, trainable, f"{cfg.train.learning_rate:g}"
 
     def __repr__(self) -> str:
         return f"<method {self.name}: {type(self).__name__}>"

@@ -26,4 +26,4 @@ class MoteMethod(Method):
     def build(self, cfg: RunConfig, device: str = "cpu") -> ArmModel:
         model = mote_base(cfg, device)
         return finish_arm(cfg, self.name, model, model[0].expert_layers, routed=True,
-                          freeze=cfg.model.trainable == "experts")
+                          freeze=cfg.model.trains_experts_only())

@@ -31,7 +31,7 @@ class TLRMethod(Method):
 
         model = to_token_routing(mote_base(cfg, device))
         return finish_arm(cfg, self.name, model, model[0].expert_layers, routed=True,
-                          freeze=cfg.model.trainable == "experts", router_pattern=ROUTER_PATTERN)
+                          freeze=cfg.model.trains_experts_only(), router_pattern=ROUTER_PATTERN)
 
     def problems(self, cfg: RunConfig) -> list[str]:
         if cfg.loss.cached:

@@ -12,13 +12,15 @@ def _config(args: argparse.Namespace):
     from mote.select.config import SelectConfig
     from mote.train.config import CONFIG_FILE
 
-    saved = f"{args.run}/model/{CONFIG_FILE}"
-    try:
-        with open(saved, encoding="utf-8") as f:
-            raw = (yaml.safe_load(f) or {}).get("select") or {}
-    except FileNotFoundError:
-        raw = {}
-    for key in ("validation", "shared", "tolerance", "batch_size"):
+    raw = {}
+    for folder in ("trained", "model"):  # the run's recipe, next to its raw weights
+        try:
+            with open(f"{args.run}/{folder}/{CONFIG_FILE}", encoding="utf-8") as f:
+                raw = (yaml.safe_load(f) or {}).get("select") or {}
+            break
+        except FileNotFoundError:
+            continue
+    for key in ("validation", "shared", "tolerance", "batch_size", "max_examples", "suite"):
         value = getattr(args, key)
         if value is not None:
             raw[key] = value
@@ -34,8 +36,11 @@ def _config(args: argparse.Namespace):
 def cmd_select(args: argparse.Namespace) -> int:
     from mote.select.run import select_run
 
+    from mote.select.record import read_selection, summary_lines
+
     out = select_run(args.run, args.output, _config(args), data_dir=args.data_dir, overwrite=args.overwrite)
     print(f"selected model: {out} (see {out}/selection.md)")
+    print("\n".join(summary_lines(read_selection(out))))
     return 0
 
 
@@ -50,8 +55,9 @@ def register(subparsers) -> None:
         "base weights, the snapshots kept during training and WiSE-FT blends, on held-out validation data "
         "(never a test split). Writes a normal model folder with selection.json / selection.md.",
     )
-    p.add_argument("run", help="a `mote train` run folder (with model/ and snapshots/)")
-    p.add_argument("--output", default=None, help="the selected model folder (default RUN/selected)")
+    p.add_argument("run", help="a `mote train` run folder (with trained/ or model/, and snapshots/)")
+    p.add_argument("--output", default=None,
+                   help="the selected model folder (default RUN/model, re-decided from RUN/trained)")
     p.add_argument("--validation", choices=VALIDATION_CHOICES, default=None,
                    help="validation groups to choose on (default: the recipe's select.validation, else both)")
     p.add_argument("--shared", choices=("auto", "global", "base"), default=None,
@@ -61,6 +67,11 @@ def register(subparsers) -> None:
                    help="which kept snapshots are candidates, as fractions of the run's steps (e.g. 0.5; '' for none)")
     p.add_argument("--tolerance", type=float, default=None, help="points a category may fall below the base")
     p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--max-examples", type=int, default=None,
+                   help="per in-domain validation set: queries / scored rows / sentences (default 200)")
+    p.add_argument("--suite", choices=("recipe", "shared"), default=None,
+                   help="in-domain validation: the recipe's own held-out rows (recipe, the default) or the fixed "
+                   "suite built from the data root (shared)")
     p.add_argument("--no-consolidate", action="store_true", help="do not merge experts")
     p.add_argument("--data-dir", default=None, help="training data folder (default $MOTE_DATA or ../shared/data)")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")

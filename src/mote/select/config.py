@@ -3,11 +3,14 @@
 Example::
 
     select:
-      enabled: true                  # `mote train` finishes the run with per-task selection (RUN/selected/)
+      enabled: true                  # `mote train` ends with per-task selection: RUN/model (RUN/trained: raw)
       snapshots: [0.5]               # weights kept at these fractions of train.steps (candidates)
       alphas: [0.5, 1.0]             # WiSE-FT: base + alpha * (final - base); alpha 0 (the base) is always one
       shared: auto                   # shared (non-expert) weights: auto | global | base
-      validation: both               # in-domain | ood | both (the suites the choice is made on)
+      validation: both               # in-domain | ood | both (the groups the choice is made on)
+      suite: recipe                  # in-domain = the recipe's own held-out rows; "shared": the fixed lab suite
+      datasets: [{path: my-dev-set}] # out-of-domain sets of yours (folders mote eval reads, validation split)
+      max_examples: 200              # per validation set: queries / scored rows / sentences (a decision's size)
       consolidate: {enabled: true, tolerance: 0.25}
 
     >>> SelectConfig().candidate_grid(["step-50"])
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 VALIDATION_CHOICES = ("in-domain", "ood", "both")
 
@@ -28,10 +31,31 @@ class _Strict(BaseModel):
 
 
 class ValidationSet(_Strict):
-    """An extra evaluation folder to select on, with the split to score (never a test split)."""
+    """An out-of-domain evaluation folder to select on (the layout ``mote eval`` reads), with the split to score
+    (never a test split): ``path`` a folder of yours, or ``name`` a folder under the data root."""
 
-    name: str
+    name: str | None = None
+    path: str | None = None
     split: str = "validation"
+
+    @field_validator("path")
+    @classmethod
+    def _a_folder(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("path must name a folder")
+        return v
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ValidationSet:
+        if (self.name is None) == (self.path is None):
+            raise ValueError("a validation set needs exactly one of name (a folder under the data root) or path")
+        return self
+
+    @property
+    def label(self) -> str:
+        from pathlib import Path
+
+        return self.name if self.name is not None else Path(str(self.path)).name
 
     @field_validator("split")
     @classmethod
@@ -65,14 +89,18 @@ class SelectConfig(_Strict):
     left the shared weights untouched, else ``global``.
     """
 
-    enabled: bool = False
+    enabled: bool = True
     snapshots: list[float] = Field(default_factory=lambda: [0.5])
     alphas: list[float] = Field(default_factory=lambda: [0.5, 1.0])
     shared: Literal["auto", "global", "base"] = "auto"
     validation: Literal["in-domain", "ood", "both"] = "both"
     tolerance: float = Field(default=0.0, ge=0)  # points a category may fall below the base on validation
     consolidate: ConsolidateConfig = Field(default_factory=ConsolidateConfig)
-    datasets: list[ValidationSet] = Field(default_factory=list)  # extra folders (their validation splits)
+    # "recipe": in-domain = the held-out rows of the recipe's own datasets (mote.select.holdout_sets), ood = the
+    # sets in `datasets`; "shared": the fixed suite built from ../shared/data (mote.eval.validation; the lab's)
+    suite: Literal["recipe", "shared"] = "recipe"
+    datasets: list[ValidationSet] = Field(default_factory=list)  # out-of-domain folders (their validation splits)
+    max_examples: int = Field(default=200, gt=0)  # suite "recipe": per set, queries / scored rows / sentences
     batch_size: int = Field(default=64, gt=0)
 
     @field_validator("snapshots")
@@ -105,21 +133,28 @@ class SelectConfig(_Strict):
 
 
 def recipe_problems(recipe: Any, cfg: SelectConfig) -> list[str]:
-    """What keeps ``recipe`` (a :class:`mote.train.RunConfig`) from being selected with ``cfg``: validation rows it
-    trained on (no ``data.holdout`` for the in-domain group; an out-of-domain source among its datasets).
+    """What keeps ``recipe`` (a :class:`mote.train.RunConfig`) from being selected with ``cfg``: no validation rows
+    (``data.holdout`` 0 for the in-domain group; no out-of-domain set named for ``validation: ood``), or, with the
+    shared suite, an out-of-domain source among its datasets.
 
     Both sides ask it: the recipe's up-front checks (``mote.train.config``, for its own ``select:`` section) and
     ``mote select`` (for the recipe a run saved). It lives here, in the section's config, so neither imports the
     other's implementation."""
-    from mote.eval.validation import OOD_SOURCES
-
     problems = []
     if cfg.validation != "ood" and recipe.data.holdout <= 0:
         problems.append(
             f"select.validation {cfg.validation!r} scores candidates on held-out training rows, but the run trained "
-            "with data.holdout 0 (every row): train with data.holdout (e.g. 0.1), or select with validation 'ood'"
+            "with data.holdout 0 (every row): train with data.holdout (e.g. 0.1), or select with validation 'ood' "
+            "on sets you name in select.datasets"
         )
+    if cfg.suite == "recipe":
+        if cfg.validation == "ood" and not cfg.datasets:
+            problems.append("select.validation 'ood' needs out-of-domain sets: name them in select.datasets "
+                            "(e.g. [{path: my-dev-set}]), or select with validation 'in-domain'")
+        return problems
     if cfg.validation != "in-domain":
+        from mote.eval.validation import OOD_SOURCES
+
         trained = {d.name for t in recipe.tasks.values() for d in t.dataset_configs() if d.name}
         clash = sorted(trained & set(OOD_SOURCES))
         if clash:

@@ -116,6 +116,11 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
     ref, sel = record["reference"]["categories"], record["selected"]["categories"]
     lines.append("  validation (base -> selected): " + "; ".join(
         f"{c} {ref[c]:.2f} -> {sel[c]:.2f}" for c in sel))
+    sources = record["validation"].get("sources") or {}
+    if sources:
+        lines.append("  validated on: " + "; ".join(
+            f"{name} ({group}, from {sources[name]})" if name in sources else f"{name} ({group})"
+            for name, group in record["validation"]["datasets"].items()))
     return lines
 
 

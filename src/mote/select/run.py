@@ -1,4 +1,9 @@
-"""``mote select RUN_DIR --output MODEL``: finish a training run with per-task selection, written atomically.
+"""``mote select RUN_DIR``: finish a training run with per-task selection, written atomically.
+
+A run's ``model/`` is the model to use. ``mote train`` ends with selection (``select.enabled``, the default): the
+raw final weights are in ``RUN/trained/`` and the selection in ``RUN/model/``. ``mote select RUN`` re-decides with
+other options (it replaces ``RUN/model/``, reading ``RUN/trained/``); on a run trained without selection it first
+moves the raw weights from ``model/`` to ``trained/`` (one rename), so they are never lost.
 
 The selected model is a normal model folder (a MoTE folder for the MoTE arms, a plain sentence-transformers folder
 for the dense ones) that loads, evaluates and exports like any other, plus ``selection.json`` / ``selection.md``
@@ -25,7 +30,7 @@ from mote.select.record import SELECTION_FILE, SELECTION_MD, selection_markdown
 from mote.select.search import SearchResult, search, validation_sets
 from mote.select.weights import SHARED, SelectionError, WeightSpace
 
-SELECTED = "selected"  # a run's selected model: <run>/selected
+SELECTED = "selected"  # an earlier layout's selected model (<run>/selected); runs now select into <run>/model
 
 
 def compaction(num_experts: int, merges: list[list[int]]) -> tuple[list[int], dict[int, int]]:
@@ -72,9 +77,9 @@ def write_selected(space: WeightSpace, result: SearchResult, output: Path, recor
         model.save(str(tmp))
         atomic_write_json(tmp / SELECTION_FILE, record)
         atomic_write_text(tmp / SELECTION_MD, selection_markdown(record))
-        recipe = getattr(space, "run_dir", None)
-        if recipe is not None and (Path(recipe) / "model" / CONFIG_FILE).is_file():
-            atomic_write_text(tmp / CONFIG_FILE, (Path(recipe) / "model" / CONFIG_FILE).read_text(encoding="utf-8"))
+        trained = getattr(space, "model_dir", None)
+        if trained is not None and (Path(trained) / CONFIG_FILE).is_file():
+            atomic_write_text(tmp / CONFIG_FILE, (Path(trained) / CONFIG_FILE).read_text(encoding="utf-8"))
     return output
 
 
@@ -109,8 +114,9 @@ def build_record(space: WeightSpace, result: SearchResult, cfg: SelectConfig, se
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": cfg.model_dump(mode="json"),
         "grid": [f"{e}@{a:g}" if 0 < a < 1 else ("base" if a == 0 else e) for e, a in cfg.candidate_grid(snapshots)],
-        "validation": {"groups": [cfg.validation] if cfg.validation != "both" else ["in-domain", "ood"],
-                       "suite": str(suite_dir), "datasets": {v.name: v.group for v in sets}},
+        "validation": {"groups": sorted({v.group for v in sets}, key=["in-domain", "ood", "extra"].index),
+                       "suite": str(suite_dir), "kind": cfg.suite, "datasets": {v.name: v.group for v in sets},
+                       "sources": {v.name: v.source for v in sets if v.source is not None}},
         "shared_mode": result.shared_mode,
         "choice": result.choice.to_dict(),
         "shared": {"moved": result.moved[SHARED], "parameters": space.parameter_count(SHARED)},
@@ -135,29 +141,29 @@ def select_run(
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Select per task on validation data and write the selected model (default ``<run>/selected``).
+    """Select per task on validation data and write the selected model (default ``<run>/model``, module doc).
 
-    ``cfg`` defaults to the run recipe's ``select:`` section. Raises :class:`SelectionError` (naming the fix) for
-    a run that cannot be selected: unfinished, token-routed, or trained on its validation rows.
+    ``cfg`` defaults to the run recipe's ``select:`` section. Validation (``cfg.suite``): ``recipe``, the held-out
+    rows of the recipe's own datasets (:mod:`mote.select.holdout_sets`) plus the out-of-domain sets named in
+    ``cfg.datasets``; ``shared``, the fixed suite built from the data root (:mod:`mote.eval.validation`). Raises
+    :class:`SelectionError` (naming the fix) for a run that cannot be selected: unfinished, token-routed, or with
+    no validation rows.
     """
-    from mote.data import data_dir as resolve_data_dir
     from mote.eval.cache import EmbeddingCache
-    from mote.eval.validation import build_validation_suite, validation_dir
+    from mote.train.checkpoints import MODEL, TRAINED
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     run = Path(run_dir)
-    out = Path(output) if output is not None else run / SELECTED
-    if out.exists() and not overwrite:
+    out = Path(output) if output is not None else run / MODEL
+    own = out.resolve() == (run / MODEL).resolve()  # the run's own model folder: a derived, re-decidable selection
+    if out.exists() and not (overwrite or own):
         raise FileExistsError(f"{out} already exists; choose another --output or pass --overwrite")
     space = WeightSpace.from_run(run, device=device)
     cfg = cfg or space.recipe.select
     problems = recipe_problems(space.recipe, cfg)
     if problems:
         raise SelectionError("cannot select this run: " + "; ".join(problems))
-    root = resolve_data_dir(data_dir or space.recipe.data.data_dir)
-    fraction = space.recipe.data.holdout if space.recipe.data.holdout > 0 else 0.1  # ood-only: any fraction
-    suite = build_validation_suite(root, validation_dir(fraction), fraction)
-    sets = validation_sets(suite, cfg.validation, [(d.name, d.split) for d in cfg.datasets], data_root=root)
+    suite, sets = _validation(space.recipe, cfg, run, data_dir, log)
     store = EmbeddingCache() if cache is True else (EmbeddingCache(cache) if cache else None)
     prefixes = None if space.routed else space.recipe.model.routing().prompts()
     try:
@@ -166,10 +172,75 @@ def select_run(
         if store is not None:
             store.close()
     record = build_record(space, result, cfg, sets, suite, run)
-    write_selected(space, result, out, record, overwrite=overwrite)
+    if own and not (run / TRAINED).exists():  # a run trained without selection: its raw weights move aside first
+        os.replace(run / MODEL, run / TRAINED)
+    write_selected(space, result, out, record, overwrite=True if own else overwrite)
     log(f"selected model written to {out} ({result.evaluations} evaluations, {result.seconds:.0f} s): "
         f"validation mean {result.reference.mean:.2f} (base) -> {result.selected.mean:.2f}")
     return out
 
 
-__all__ = ["SELECTED", "SelectionError", "build_record", "recipe_problems", "select_run", "write_selected"]
+def train_and_select(cfg: Any, output: str | os.PathLike, resume: bool = False, callbacks: list | None = None,
+                     log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """``mote train``: train ``cfg`` (:func:`mote.train.run_training`) and, when it selects
+    (:meth:`~mote.train.RunConfig.selects`), end with per-task selection into ``RUN/model`` (the raw final weights
+    stay in ``RUN/trained``). Returns the run's summary; ``summary["selection"]`` holds the lines of what each
+    expert kept and the validation behind it (:func:`mote.select.record.summary_lines`).
+
+    A selection that fails leaves the trained weights where they are and raises :class:`SelectionError` naming
+    ``mote select RUN``, to run again once the cause is fixed.
+    """
+    from mote.select.record import read_selection, summary_lines
+    from mote.train.distributed import world
+    from mote.train.trainer import describe_result, run_training
+
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    result = run_training(cfg, output, resume=resume, callbacks=callbacks)
+    summary = describe_result(result)
+    if result.model_dir is None:
+        return summary
+    if not cfg.selects():
+        if cfg.select.enabled:
+            log(f"selection: not applicable to the {cfg.arm} arm (its experts are chosen per token); "
+                f"{result.model_dir} is the trained model")
+        return summary
+    if world()[0] != 0:  # one process selects
+        return summary
+    try:
+        target = select_run(result.output_dir, cfg=cfg.select, log=log)
+    except SelectionError as e:
+        raise SelectionError(f"training finished ({result.model_dir}), but per-task selection failed: {e}. Fix it "
+                             f"and run `mote select {result.output_dir}`") from None
+    summary["trained_dir"], summary["model_dir"] = summary["model_dir"], str(target)
+    summary["selection"] = summary_lines(read_selection(target))
+    return summary
+
+
+def _validation(recipe: Any, cfg: SelectConfig, run: Path, data_dir: Any, log: Callable[[str], None]):
+    """``(where the sets are, the sets)`` that ``cfg`` selects on (see :func:`select_run`)."""
+    from mote.select.search import user_sets
+
+    if cfg.suite == "shared":
+        from mote.data import data_dir as resolve_data_dir
+        from mote.eval.validation import build_validation_suite, validation_dir
+
+        root = resolve_data_dir(data_dir or recipe.data.data_dir)
+        fraction = recipe.data.holdout if recipe.data.holdout > 0 else 0.1  # ood-only: any fraction
+        suite = build_validation_suite(root, validation_dir(fraction), fraction)
+        sets = validation_sets(suite, cfg.validation, data_root=root)
+        return suite, sets + user_sets(cfg.datasets, data_dir or recipe.data.data_dir, group="extra")
+    from mote.select.holdout_sets import build_recipe_sets
+
+    suite = run / "validation"
+    sets = []
+    if cfg.validation != "ood":
+        root = data_dir if data_dir is not None else recipe.data_root()
+        sets += build_recipe_sets(recipe, suite, cfg.max_examples, root, log)
+    if cfg.validation != "in-domain":
+        sets += user_sets(cfg.datasets, data_dir or recipe.data.data_dir)
+    log(f"validation: {len(sets)} sets ({', '.join(v.name for v in sets)})")
+    return suite, sets
+
+
+__all__ = ["SELECTED", "SelectionError", "build_record", "recipe_problems", "select_run", "train_and_select",
+           "write_selected"]

@@ -61,6 +61,7 @@ class ValidationSet:
     split: str
     group: str
     overrides: dict[str, str] = field(default_factory=dict)  # harness route overrides for this dataset
+    source: str | None = None  # where its rows come from (the recipe's file or folder), for the record
     _data: Any = None
 
     @property
@@ -88,8 +89,9 @@ def validation_sets(
     extra: Iterable[tuple[str, str]] = (),
     data_root: str | Path | None = None,
 ) -> list[ValidationSet]:
-    """The validation sets of a built suite (:func:`mote.eval.validation.build_validation_suite`) for ``group``,
-    plus ``extra`` ``(dataset, split)`` folders of ``data_root`` (their group: ``extra``). A test split is refused."""
+    """The validation sets of a built shared suite (:func:`mote.eval.validation.build_validation_suite`) for
+    ``group``, plus ``extra`` ``(dataset, split)`` folders of ``data_root`` (their group: ``extra``). A test split
+    is refused."""
     from mote.eval import validation
 
     found = ds.discover(suite_dir)
@@ -105,13 +107,38 @@ def validation_sets(
 
         available = ds.discover(data_dir(data_root))
         for name, split in extra:
-            if split.lower().startswith("test"):
-                raise SelectionError(f"{name}: split {split!r} is a test split; selection never reads one")
-            if name not in available:
-                raise SelectionError(f"unknown validation dataset {name!r}; available: {', '.join(sorted(available))}")
-            info = available[name]
-            ds.split_file(info, split) if info.task_type != "Retrieval" else None
-            out.append(ValidationSet(info, split, "extra"))
+            out.append(_named_set(available, name, split, "extra"))
+    return out
+
+
+def _named_set(available: dict[str, ds.DatasetInfo], name: str, split: str, group: str) -> ValidationSet:
+    if split.lower().startswith("test"):
+        raise SelectionError(f"{name}: split {split!r} is a test split; selection never reads one")
+    if name not in available:
+        raise SelectionError(f"unknown validation dataset {name!r}; available: {', '.join(sorted(available))}")
+    info = available[name]
+    ds.split_file(info, split) if info.task_type != "Retrieval" else None
+    return ValidationSet(info, split, group, source=str(info.path))
+
+
+def user_sets(named: Iterable[Any], data_root: str | Path | None = None, group: str = "ood") -> list[ValidationSet]:
+    """Validation sets the user names (:class:`mote.select.config.ValidationSet`: a folder ``path`` in the layout
+    ``mote eval`` reads, or a folder ``name`` under the data root), scored on their ``split``; a test split, a
+    missing folder or split is refused naming the set."""
+    out = []
+    for item in named:
+        if item.path is not None:
+            folder = Path(item.path).expanduser()
+            meta = folder / "meta.json"
+            if not meta.is_file():
+                raise SelectionError(f"validation set {item.path!r}: no {meta} (a folder in the layout `mote eval` "
+                                     "reads: meta.json with its task type, and the split's file)")
+            available = {i.name: i for i in ds.discover(folder.parent).values() if i.path.resolve() == folder.resolve()}
+            out.append(_named_set(available, folder.name, item.split, group))
+        else:
+            from mote.data import data_dir
+
+            out.append(_named_set(ds.discover(data_dir(data_root)), item.name, item.split, group))
     return out
 
 

@@ -117,17 +117,24 @@ class WeightSpace:
     # ------------------------------------------------------------------------------------------- construction
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, device: str = "cpu") -> WeightSpace:
-        """The space of a ``mote train`` run folder: ``model/`` (final), ``snapshots/`` and the recipe's base."""
+        """The space of a ``mote train`` run folder: ``trained/`` (else ``model/``: the final weights),
+        ``snapshots/`` and the recipe's base."""
         import yaml
         from safetensors.torch import load_file
 
         from mote.train.config import CONFIG_FILE, parse_config
 
+        from mote.select.record import SELECTION_FILE
+        from mote.train.checkpoints import MODEL, TRAINED
+
         run = Path(run_dir)
-        model_dir = run / "model"
+        model_dir = run / TRAINED if (run / TRAINED).is_dir() else run / MODEL  # the raw final weights
         if not (model_dir / "modules.json").is_file():
-            raise SelectionError(
-                f"{run} is not a finished `mote train` run: it has no model/ (train it, or resume it with --resume)")
+            raise SelectionError(f"{run} is not a finished `mote train` run: it has no {TRAINED}/ or {MODEL}/ "
+                                 "(train it, or resume it with --resume)")
+        if (model_dir / SELECTION_FILE).is_file():
+            raise SelectionError(f"{model_dir} is a selected model and the run has no {TRAINED}/ (its raw final "
+                                 "weights) to select from: select from the run that trained it")
         saved = model_dir / CONFIG_FILE
         if not saved.is_file():
             raise SelectionError(f"{model_dir} has no {CONFIG_FILE}: selection needs the recipe the run trained")
@@ -137,7 +144,7 @@ class WeightSpace:
         for name, path in list_snapshots(run).items():
             endpoints[name] = load_file(str(path))
         space = cls(model, base, endpoints)
-        space.run_dir, space.recipe = run, cfg
+        space.run_dir, space.recipe, space.model_dir = run, cfg, model_dir
         return space
 
     # ------------------------------------------------------------------------------------------- groups

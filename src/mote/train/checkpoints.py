@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 STAGING = ".staging"
 COMPLETE = ".complete"  # marker in a staged checkpoint once every file of it is on disk
 CHECKPOINTS = "checkpoints"
-MODEL = "model"
+MODEL = "model"  # the model to use: the selection when the run selects, else the trained weights
+TRAINED = "trained"  # the raw final weights of a run that selects (what `mote select` chooses from)
 
 
 def recover_checkpoints(ckpts: Path) -> None:

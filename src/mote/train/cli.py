@@ -1,4 +1,5 @@
-"""CLI verbs of mote.train: ``mote train CONFIG.yaml --output DIR [--resume] [--arm ARM]``.
+"""CLI verbs of mote.train: ``mote train CONFIG.yaml --output DIR [--resume] [--arm ARM]``: train, then select
+per task (:func:`mote.select.run.train_and_select`): ``DIR/model`` is the model to use.
 
 Runs unchanged under ``torchrun --nproc-per-node N`` (DDP: gloo on CPU, NCCL on GPU).
 """
@@ -11,14 +12,14 @@ import argparse
 def cmd_train(args: argparse.Namespace) -> int:
     import json
 
+    from mote.select.run import train_and_select
     from mote.train.config import load_config
-    from mote.train.trainer import describe_result, run_training
 
     cfg = load_config(args.config, arm=args.arm)  # every problem of the recipe, before any work
     if args.steps is not None or args.data_dir is not None:
         from mote.train.config import parse_config
 
-        raw = cfg.model_dump(mode="json")
+        raw = cfg.model_dump(mode="json", exclude_unset=False)
         if args.steps is not None:
             from mote.train.config import rescale_stage_steps
 
@@ -26,22 +27,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             raw["tsembed"] = rescale_stage_steps(raw["tsembed"], args.steps)  # the stages share the step budget
         if args.data_dir is not None:
             raw["data"]["data_dir"] = args.data_dir
+        if "enabled" not in cfg.select.model_fields_set:  # the default stays a default (see RunConfig.selects)
+            raw["select"].pop("enabled")
         cfg = parse_config(raw, args.config)
-    result = run_training(cfg, args.output, resume=args.resume)
-    summary = describe_result(result)
-    if cfg.select.enabled and result.model_dir is not None and _is_main_process():
-        from mote.select.run import SELECTED, select_run
-
-        target = result.output_dir / SELECTED
-        summary["selected_dir"] = str(select_run(result.output_dir, target, cfg.select, overwrite=target.exists()))
+    summary = train_and_select(cfg, args.output, resume=args.resume)
+    lines = summary.pop("selection", None)
     print(json.dumps(summary, indent=2))
-    return 130 if result.interrupted else 0
-
-
-def _is_main_process() -> bool:
-    import os
-
-    return int(os.environ.get("RANK", 0)) == 0
+    if lines:
+        print("\n".join(lines))
+    return 130 if summary["interrupted"] else 0
 
 
 def register(subparsers) -> None:
@@ -55,7 +49,9 @@ def register(subparsers) -> None:
         "problem is reported at once. Works unchanged under torchrun --nproc-per-node N.",
     )
     p.add_argument("config", help="YAML training recipe (configs/*.yaml)")
-    p.add_argument("--output", required=True, help="run folder: checkpoints, metrics, and the final model/")
+    p.add_argument("--output", required=True,
+                   help="run folder: checkpoints, metrics, model/ (the model to use: selected per task) and "
+                   "trained/ (the raw final weights)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     p.add_argument("--arm", choices=list(METHODS), default=None,
                    help="override the recipe's arm, a registered method (same data, steps, seed)")

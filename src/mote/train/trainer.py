@@ -59,7 +59,7 @@ from mote.data.sampler import OffsetTaskBatchSampler
 from mote.data.training import TrainingData, to_dataset_dict
 from mote.methods import ArmModel
 from mote.train.callbacks import GracefulInterrupt
-from mote.train.checkpoints import CHECKPOINTS, MODEL, STAGING, check_resumed_config, recover_checkpoints
+from mote.train.checkpoints import CHECKPOINTS, MODEL, STAGING, TRAINED, check_resumed_config, recover_checkpoints
 from mote.train.config import CONFIG_FILE, RunConfig
 from mote.train.distributed import all_reduce_gradients, say
 from mote.train.mote_trainer import MoteTrainer, expert_aware_weight_decay
@@ -96,7 +96,7 @@ def _check_output(cfg: RunConfig, output: Path, resume: bool) -> str | None:
     recover_checkpoints(ckpts)
     last = get_last_checkpoint(str(ckpts)) if ckpts.is_dir() else None
     if not resume:
-        if last is not None or (output / MODEL).exists():
+        if last is not None or (output / MODEL).exists() or (output / TRAINED).exists():
             raise FileExistsError(
                 f"{output} already holds a training run; pass --resume to continue it, or choose another --output"
             )
@@ -155,12 +155,14 @@ def prepare_run(
 def run_training(
     cfg: RunConfig, output: str | os.PathLike, resume: bool = False, callbacks: list | None = None
 ) -> TrainResult:
-    """Train ``cfg.arm`` on ``cfg``'s data into ``output`` (checkpoints, metrics, ``model/``); see module doc.
+    """Train ``cfg.arm`` on ``cfg``'s data into ``output`` (checkpoints, metrics, the final weights); see module doc.
 
     Layout of ``output``: ``train_config.yaml`` (the resolved recipe), ``data_summary.json``, ``metrics.jsonl`` /
-    ``metrics.csv``, ``checkpoints/checkpoint-N/`` (resumable), ``eval/`` (quick evaluations) and ``model/`` (the
-    final model: a MoTE folder for ``mote``/``static``/``tlr``, a plain sentence-transformers folder with the task
-    prompts for ``ic``/``ic-matched``; ``train_config.yaml`` is copied next to its weights). ``callbacks`` are extra
+    ``metrics.csv``, ``checkpoints/checkpoint-N/`` (resumable), ``snapshots/``, ``eval/`` (quick evaluations) and
+    the final weights (a MoTE folder for ``mote``/``static``/``tlr``, a plain sentence-transformers folder with the
+    task prompts for ``ic``/``ic-matched``; ``train_config.yaml`` is copied next to them): in ``trained/`` when the
+    run selects (:meth:`RunConfig.selects`; :func:`mote.select.run.train_and_select` then writes ``model/``), else
+    in ``model/``. This function trains only; ``mote train`` is :func:`mote.select.run.train_and_select`. ``callbacks`` are extra
     ``TrainerCallback`` s. A method may bring its own loop (:meth:`~mote.methods.base.Method.training_loop`): the
     TSEmbed arms train in stages, ``stage1/``, ``stage2/`` replacing ``checkpoints/``
     (see :func:`mote.train.tsembed.run_tsembed`).
@@ -175,7 +177,7 @@ def run_training(
 
     model_dir = None
     if not run.interrupt.interrupted:
-        model_dir = output / MODEL
+        model_dir = output / final_folder(cfg)
         if run.arm.base_max_seq_length is not None:  # inference keeps the base model's limit
             run.arm.model.max_seq_length = run.arm.base_max_seq_length
         if cfg.loss.matryoshka_dims:
@@ -192,6 +194,12 @@ def run_training(
         output, model_dir, trainer.state.global_step, run.interrupt.interrupted, time.perf_counter() - t0,
         logged_losses(output / "metrics.jsonl"),
     )
+
+
+def final_folder(cfg: RunConfig) -> str:
+    """Where a finished run's final weights go: ``trained/`` when selection follows (it writes ``model/``), else
+    ``model/`` (the model to use)."""
+    return TRAINED if cfg.selects() else MODEL
 
 
 def training_loop(cfg: RunConfig):
