@@ -154,3 +154,28 @@ def test_concurrent_encodes_of_different_tasks_each_get_their_own_experts(traine
     for t in tasks:
         for emb in got[t]:
             assert np.abs(emb - expected[t]).max() <= 1e-6, t
+
+
+def test_threaded_sentence_transformer_encode_carries_a_task_per_text(trained_like):
+    """Issue 27.1: ``SentenceTransformer.encode(texts, task=[one per text])`` sorts the texts by length; each text
+    keeps its own task (exactly mote.encode's embeddings), with texts of very different lengths and more texts than
+    the batch size, in threads sharing the model, through encode and encode_query alike."""
+    texts = [("magnets attract iron because of aligned domains " * (i % 7)) + f"text {i}" for i in range(40)]
+    tasks = [list(mote.DEFAULT_TASKS)[(i * 3) % 4] for i in range(40)]
+    expected = mote.encode(trained_like, texts, task=tasks, batch_size=8)
+    one_each = np.stack([trained_like.encode([x], task=t)[0] for x, t in zip(texts[:8], tasks[:8])])
+    assert np.abs(expected[:8] - one_each).max() <= 1e-5
+    reversed_tasks = tasks[::-1]
+    expected_rev = mote.encode(trained_like, texts, task=reversed_tasks, batch_size=8)
+    assert np.abs(expected - expected_rev).max() > 1e-3  # the tasks really matter
+    jobs = {
+        "a": lambda: trained_like.encode(texts, task=tasks, batch_size=8),
+        "b": lambda: trained_like.encode(texts, task=reversed_tasks, batch_size=8),
+        "c": lambda: trained_like.encode(texts, task=tasks, batch_size=32, convert_to_tensor=True).numpy(),
+        "d": lambda: trained_like.encode_query(texts, batch_size=8),
+    }
+    got = run_in_threads(jobs, repeats=2)
+    query = mote.encode(trained_like, texts, task="query", batch_size=8)
+    for name, want in (("a", expected), ("b", expected_rev), ("c", expected), ("d", query)):
+        for emb in got[name]:
+            assert np.abs(emb - want).max() <= 1e-6, name

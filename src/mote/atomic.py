@@ -29,6 +29,60 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
+class OutputLockedError(OSError):
+    """Another process is writing the same output (folder, file or training run): one writer at a time."""
+
+
+def lock_path(target: str | os.PathLike) -> Path:
+    """The lock file of an output ``target``: ``.NAME.lock`` next to it (it outlives the swaps of ``target``)."""
+    target = Path(target)
+    return target.parent / f".{target.name}.lock"
+
+
+@contextlib.contextmanager
+def output_lock(target: str | os.PathLike) -> Iterator[None]:
+    """Hold the exclusive lock of the output ``target`` for the block (``fcntl.flock`` on :func:`lock_path`, which
+    the OS releases when the process ends, a kill included); :class:`OutputLockedError` at once if another writer
+    holds it. Every writer of an output takes it: :func:`atomic_dir`, ``mote train``'s run folder.
+
+    The lock file is removed on release (no litter next to outputs). A writer that opened it just before that
+    removal finds, once it holds the lock, that the name no longer points at its file, and takes the new one.
+
+    Example:
+        >>> with output_lock("/tmp/mote-doc-example"):
+        ...     pass
+    """
+    import fcntl
+
+    file = lock_path(target)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputLockedError(
+                errno.EBUSY,
+                f"{target} is being written by another process (it holds {file}); wait for it to finish, or choose "
+                "another output",
+            ) from None
+        held = os.fstat(fd)
+        try:
+            now = os.stat(file)
+        except FileNotFoundError:
+            now = None
+        if now is not None and (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
+            break
+        os.close(fd)  # its holder removed the file we opened: lock the current one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(file)
+        os.close(fd)  # releases the lock
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temp folder next to ``target``; when the block succeeds, the folder becomes ``target`` atomically.
@@ -40,25 +94,29 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
     between those two renames leaves no ``target`` for that instant, and the next ``atomic_dir`` on the same
     target (or :func:`recover_dir`) renames the old one back. On an exception (or Ctrl-C) in the block the temp
     folder is removed and ``target`` is left as it was; leftovers of killed writers (``.NAME.tmp-PID-*``,
-    ``.NAME.old-PID``, whose process is gone) are removed on entry.
+    ``.NAME.old-PID``, whose process is gone) are removed on entry. One writer at a time: the block holds
+    ``target``'s :func:`output_lock`, so a second writer gets :class:`OutputLockedError` (and, after the first one
+    finished, ``FileExistsError`` without ``overwrite``), never a silent last-writer-wins.
 
     Example:
         >>> with atomic_dir("/tmp/mote-doc-example", overwrite=True) as tmp:
         ...     _ = (tmp / "a.txt").write_text("hi")
     """
     target = Path(target)
-    recover_dir(target)
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists; choose another path or pass overwrite=True (--overwrite)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
-    try:
-        yield tmp
-        _apply_umask(tmp)
-        replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with output_lock(target):
+        recover_dir(target)
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} already exists; choose another path or pass overwrite=True "
+                                  "(--overwrite)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+        try:
+            yield tmp
+            _apply_umask(tmp)
+            replace_dir(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def replace_dir(src: str | os.PathLike, target: str | os.PathLike) -> None:
@@ -88,7 +146,8 @@ def replace_dir(src: str | os.PathLike, target: str | os.PathLike) -> None:
 
 def recover_dir(target: str | os.PathLike) -> None:
     """Repair what a killed :func:`atomic_dir` on ``target`` left behind: if ``target`` is missing but its old copy
-    (``.NAME.old-PID``) survived, rename it back; remove temp and old folders whose writer process is gone."""
+    (``.NAME.old-PID``) survived, rename it back; remove temp and old folders whose writer process is gone, and a
+    lock file no writer holds."""
     target = Path(target)
     if not target.parent.is_dir():
         return
@@ -100,6 +159,9 @@ def recover_dir(target: str | os.PathLike) -> None:
         fsync_dir(target.parent)
     remove_stale(target.parent, f".{target.name}.tmp-")
     remove_stale(target.parent, f".{target.name}.old-")
+    if lock_path(target).exists():  # a killed writer's lock file (the OS released its lock): taking it removes it
+        with contextlib.suppress(OutputLockedError), output_lock(target):
+            pass
 
 
 def remove_stale(folder: str | os.PathLike, prefix: str) -> None:
@@ -260,13 +322,16 @@ def new_save_id() -> str:
 
 __all__ = [
     "SAVE_ID",
+    "OutputLockedError",
     "atomic_dir",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "fsync_dir",
     "fsync_tree",
+    "lock_path",
     "new_save_id",
+    "output_lock",
     "publish_files",
     "recover_dir",
     "remove_stale",

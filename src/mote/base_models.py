@@ -12,9 +12,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 DEFAULT_BASE_MODEL = "all-MiniLM-L6-v2"
@@ -60,6 +62,41 @@ def resolve_model_path(name: str | Path) -> str:
             materialize_minilm_l3(target)
         return str(target)
     return name
+
+
+def _meant_as_path(name: str) -> bool:
+    """Whether ``name`` can only be a local path, never a hub id (``org/model``): it starts with ``.``, ``/`` or
+    ``~``, has more than one ``/``, uses ``\\``, or its parent folder exists here (``runs/typo``)."""
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/"):
+        return True
+    parent = Path(name).parent
+    return str(parent) not in ("", ".") and parent.is_dir()
+
+
+@contextlib.contextmanager
+def hub_errors(name: str | os.PathLike) -> Iterator[str]:
+    """Around loading ``name`` (from :func:`resolve_model_path`): a name that is no local folder went to the hub;
+    if the hub cannot provide it (offline, no such repository), ``FileNotFoundError`` says that ``name`` is neither,
+    instead of the hub client's traceback. A local folder's own errors pass unchanged.
+
+    Example:
+        >>> with hub_errors("runs/my-model") as name:      # doctest: +SKIP
+        ...     model = SentenceTransformer(name)
+    """
+    name = str(name)
+    if Path(name).exists():
+        yield name
+        return
+    if _meant_as_path(name):
+        raise FileNotFoundError(f"{name!r}: no such folder (from {os.getcwd()}); check the path")
+    try:
+        yield name
+    except OSError as e:
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        raise FileNotFoundError(
+            f"{name!r} is not a local folder (no such path from {os.getcwd()}), and the model hub could not provide "
+            f"it either ({lines[0][:160]}); check the path"
+        ) from None
 
 
 # ------------------------------------------------------------------------------------------------ MiniLM-L3 (ONNX)

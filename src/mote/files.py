@@ -24,6 +24,39 @@ from mote.atomic import SAVE_ID
 logger = logging.getLogger(__name__)
 
 
+class ModelFolderError(ValueError):
+    """A model folder that cannot be loaded as it is: a file missing, unreadable or damaged, a config that
+    contradicts another one or the weights, or a folder of another kind. The message names the file and the fix."""
+
+
+def safetensors_header(path: str | os.PathLike, error: type[Exception] = ModelFolderError
+                       ) -> tuple[dict[str, list[int]], dict[str, str]]:
+    """``({tensor name: shape}, metadata)`` from the header of the safetensors file ``path``, read without loading
+    a tensor; ``error`` names the file if it is missing or its header is damaged."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path} is missing: the model folder is incomplete; save (or copy) the model again")
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as e:
+        raise error(f"{path} is not a readable safetensors file ({e}): truncated or damaged; save (or copy) the "
+                    "model again") from None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, read in chunks (a model's weights carry it in their config)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def read_safetensors(path: str | os.PathLike, error: type[Exception], config: str | os.PathLike | None = None,
                      save_id: str | None = None) -> dict[str, Any]:
     """The tensors of the safetensors file ``path``; ``error`` names the file and the fix if it is missing,
@@ -150,8 +183,12 @@ def read_texts(path: str | os.PathLike, field: str = "text") -> list[str]:
                 raise ValueError(f"{path}:{lineno}: expected a string or an object with a string {field!r} field")
             texts.append(value)
     elif name.endswith(".txt"):
-        with open_text(path) as f:
-            texts = [line.rstrip("\n") for line in f if line.strip()]
+        try:
+            with open_text(path) as f:
+                texts = [line.rstrip("\n") for line in f if line.strip()]
+        except (UnicodeDecodeError, EOFError, OSError) as e:
+            raise ValueError(f"{path}: not readable as UTF-8 text ({e}); save it as UTF-8 (one text per line)") \
+                from None
     else:
         raise ValueError(f"Unsupported input {str(path)!r}: use .txt (one text per line) or .jsonl[.gz]")
     return texts
@@ -167,11 +204,15 @@ def read_yaml(path: str | os.PathLike, what: str, error) -> Any:
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise error([f"not UTF-8 text ({e}); save the file as UTF-8"], str(path)) from None
     except yaml.YAMLError as e:
         raise error([f"not valid YAML: {e}"], str(path)) from None
 
 __all__ = [
+    "ModelFolderError",
     "append_log",
+    "file_sha256",
     "iter_jsonl",
     "open_text",
     "read_json_config",
@@ -179,4 +220,5 @@ __all__ = [
     "read_safetensors",
     "read_texts",
     "read_yaml",
+    "safetensors_header",
 ]

@@ -34,7 +34,7 @@ from sentence_transformers.base.modules import InputModule, Transformer
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
 from mote.atomic import SAVE_ID, new_save_id, staged_files
-from mote.base_models import DEFAULT_BASE_MODEL, resolve_model_path
+from mote.base_models import DEFAULT_BASE_MODEL, hub_errors, resolve_model_path
 from mote.batching import length_batches, token_lengths
 from mote.experts import (
     RoutingContext,
@@ -46,17 +46,19 @@ from mote.experts import (
     resolve_placement,
     upcycle,
 )
-from mote.files import read_json_config, read_safetensors
+from mote.files import ModelFolderError, file_sha256, read_json_config, read_safetensors, safetensors_header
 from mote.routing import RoutingTable, UnknownTaskError
 
 CONFIG_NAME = "mote_config.json"
 WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_SHA256 = "weights_sha256"  # in mote_config.json: the weights file it was saved with, byte for byte
 FORMAT_VERSION = 1
 _REQUIRED_KEYS = ("routing", "expert_layers", "num_experts")
 
 
-class NotAMoTEModelError(ValueError):
-    """Raised when a folder or model is not a MoTE model."""
+class NotAMoTEModelError(ModelFolderError):
+    """Raised when a folder or model is not a MoTE model, or a MoTE folder is damaged (a
+    :class:`~mote.files.ModelFolderError`, the one error type of a model folder that cannot be loaded)."""
 
 
 def check_texts(inputs: Any) -> list[str]:
@@ -85,6 +87,82 @@ class TaskPlan:
     device tensor."""
 
     task_ids: tuple[int, ...]
+
+
+PER_TEXT_TASKS_FIX = (
+    "use mote.encode(model, texts, task=[...]) (it groups the texts by task), or one encode call per task"
+)
+
+
+def refuse_sorted_task_list(task: Any) -> None:
+    """``ValueError`` if a per-text task list reached a module's ``forward``: only ``SentenceTransformer.encode``
+    passes its ``task`` on to ``forward``, after sorting the texts by length without reordering the list, so the
+    rows' tasks would be each other's. A model built by sentence-transformers carries such lists with their texts
+    (:class:`TaskListEncode`); a model assembled by hand (``model.append``) lacks that, and is refused here."""
+    if task is not None and not isinstance(task, str):
+        raise ValueError(
+            "SentenceTransformer.encode sorts the texts by length and cannot carry a per-text task list with them "
+            f"on this model; {PER_TEXT_TASKS_FIX}"
+        )
+
+
+class TaskListEncode:
+    """``SentenceTransformer.encode`` of a task-routed model, with a per-text ``task`` list carried with its texts.
+
+    sentence-transformers sorts a call's inputs by length and passes the same ``task`` to every batch, so a list of
+    one task per text would not follow its texts. This callable replaces the model's ``encode`` (installed through
+    sentence-transformers' public ``Module.on_model_ready`` hook, :func:`carry_task_lists`): a per-text list is cut
+    into one ``encode`` call per task (each of them single-task, so sorted freely) and the results are put back in
+    input order. One task, or none, goes to the stock ``encode`` unchanged. ``encode_query`` / ``encode_document``
+    call ``self.encode`` and go through it too. Stateless, so threads may share it.
+    """
+
+    def __init__(self, model: SentenceTransformer) -> None:
+        self.model = model
+
+    def __call__(self, inputs, *args, task: str | Sequence[str] | None = None, **kwargs):
+        encode = type(self.model).encode
+        if task is None or isinstance(task, str):
+            return encode(self.model, inputs, *args, task=task, **kwargs)
+        import inspect
+
+        bound = inspect.signature(encode).bind(self.model, inputs, *args, **kwargs)
+        options = {k: v for k, v in bound.arguments.items() if k not in ("self", "inputs", "kwargs")}
+        options.update(bound.arguments.get("kwargs", {}))
+        single = self.model.is_singular_input(inputs)
+        items = [inputs] if single else (inputs.tolist() if isinstance(inputs, np.ndarray) else list(inputs))
+        tasks = list(task)
+        if len(tasks) != len(items):
+            raise ValueError(f"Got {len(tasks)} tasks for {len(items)} texts: pass one task, or one task per text")
+        if single or len(set(tasks)) <= 1:
+            return encode(self.model, inputs if single else items, task=tasks[0] if tasks else None, **options)
+        precision = options.pop("precision", "float32")
+        groups: dict[str, list[int]] = {}
+        for i, t in enumerate(tasks):
+            groups.setdefault(t, []).append(i)
+        parts = {t: encode(self.model, [items[i] for i in idx], task=t, **options) for t, idx in groups.items()}
+        first = next(iter(parts.values()))
+        if isinstance(first, np.ndarray | torch.Tensor):
+            full = (np.empty((len(items), *first.shape[1:]), dtype=first.dtype) if isinstance(first, np.ndarray)
+                    else first.new_empty((len(items), *first.shape[1:])))
+            for t, idx in groups.items():
+                full[torch.as_tensor(idx) if isinstance(full, torch.Tensor) else idx] = parts[t]
+        else:
+            full = [None] * len(items)
+            for t, idx in groups.items():
+                for i, row in zip(idx, parts[t]):
+                    full[i] = row
+        if precision not in (None, "float32"):  # quantisation ranges are computed over the whole call
+            from sentence_transformers.util import quantize_embeddings
+
+            full = quantize_embeddings(full, precision=precision)
+        return full
+
+
+def carry_task_lists(model: SentenceTransformer) -> None:
+    """Make ``model.encode`` carry a per-text task list with its texts (:class:`TaskListEncode`); idempotent."""
+    if not isinstance(vars(model).get("encode"), TaskListEncode):
+        model.encode = TaskListEncode(model)
 
 
 def host_task_ids(features: dict[str, Any], batch: int, routing: RoutingTable, task: str | None = None) -> list[int]:
@@ -202,7 +280,8 @@ class MoTETransformer(InputModule):
             return [self.routing.task_id(name)] * n, [prefix] * n
         tasks = list(task)
         if len(tasks) != n:
-            raise ValueError(f"Got {len(tasks)} tasks for {n} inputs: pass one task, or one task per input")
+            raise ValueError(f"Got {len(tasks)} tasks for {n} inputs: pass one task, or one task per input "
+                             f"({PER_TEXT_TASKS_FIX})")
         resolved = [self.routing.resolve(t, prompt) for t in tasks]
         return [self.routing.task_id(name) for name, _ in resolved], [p for _, p in resolved]
 
@@ -252,8 +331,13 @@ class MoTETransformer(InputModule):
                 self._prompt_lengths[prefix] = len(ids)
         return self._prompt_lengths[prefix]
 
+    def on_model_ready(self, model) -> None:
+        """sentence-transformers' hook once the owning model is built: its ``encode`` carries per-text task lists."""
+        carry_task_lists(model)
+
     # ------------------------------------------------------------------------------------------- forward
     def forward(self, features: dict[str, Any], task: str | None = None, **kwargs) -> dict[str, Any]:
+        refuse_sorted_task_list(task)
         batch = features["input_ids"].shape[0]
         experts = [self._expert_of_task[t] for t in host_task_ids(features, batch, self.routing, task)]
         order, segments = plan_segments(experts)
@@ -309,8 +393,8 @@ class MoTETransformer(InputModule):
             self.auto_model.config.save_pretrained(tmp)
             save_model(self.auto_model, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", SAVE_ID: save_id})
             self.tokenizer.save_pretrained(tmp)
-            (tmp / CONFIG_NAME).write_text(json.dumps({**self.get_config_dict(), SAVE_ID: save_id}, indent=2),
-                                           encoding="utf-8")
+            saved = {**self.get_config_dict(), SAVE_ID: save_id, WEIGHTS_SHA256: file_sha256(tmp / WEIGHTS_NAME)}
+            (tmp / CONFIG_NAME).write_text(json.dumps(saved, indent=2), encoding="utf-8")
 
     @classmethod
     def load(
@@ -324,17 +408,24 @@ class MoTETransformer(InputModule):
         **kwargs,
     ) -> MoTETransformer:
         hub = dict(token=token, cache_folder=cache_folder, revision=revision, local_files_only=local_files_only)
-        folder = cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub)
-        file = Path(folder) / CONFIG_NAME
+        folder = Path(cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub))
+        file = folder / CONFIG_NAME
         config = read_json_config(file, NotAMoTEModelError, _REQUIRED_KEYS) if file.is_file() else None
         config = cls._checked_config(config, model_name_or_path)
         try:
             routing = RoutingTable.from_dict(config["routing"])
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise NotAMoTEModelError(f"{file}: bad routing table ({e}); save (or copy) the model again") from None
-        model = AutoModel.from_config(AutoConfig.from_pretrained(folder))
+        if routing.num_experts != config["num_experts"]:
+            raise NotAMoTEModelError(
+                f"{file}: its routing table routes to {routing.num_experts} expert(s) but its layers hold "
+                f"num_experts {config['num_experts']}; the file is damaged or edited by hand: save (or copy) the "
+                "model again"
+            )
+        hf_config = cls._checked_weights(folder, config)  # every check before a tensor is loaded
+        model = AutoModel.from_config(hf_config)
         context = cls._add_experts(model, config)
-        state = read_safetensors(Path(folder) / WEIGHTS_NAME, NotAMoTEModelError, file, config.get(SAVE_ID))
+        state = read_safetensors(folder / WEIGHTS_NAME, NotAMoTEModelError, file, config.get(SAVE_ID))
         missing, unexpected = model.load_state_dict(state, strict=False)
         # Non-persistent buffers (e.g. position_ids) are rebuilt by the model; anything else is an error.
         missing = [k for k in missing if k in dict(model.named_parameters())]
@@ -344,11 +435,18 @@ class MoTETransformer(InputModule):
                 f"{unexpected[:5]}"
             )
         model.eval()
+        max_seq_length = config.get("max_seq_length")
+        positions = getattr(hf_config, "max_position_embeddings", None)
+        if max_seq_length is not None and isinstance(positions, int) and max_seq_length > positions:
+            raise NotAMoTEModelError(
+                f"{file}: max_seq_length {max_seq_length} exceeds the {positions} positions of the encoder "
+                f"(config.json); set it to at most {positions}"
+            )
         module = cls(
             model,
-            AutoTokenizer.from_pretrained(folder),
+            _read_tokenizer(folder),
             routing,
-            config.get("max_seq_length"),
+            max_seq_length,
             config.get("do_lower_case", False),
             context,
         )
@@ -357,16 +455,106 @@ class MoTETransformer(InputModule):
 
     @classmethod
     def _checked_config(cls, config: dict | None, name: str) -> dict:
-        """``mote_config.json`` of a loadable folder, or :class:`NotAMoTEModelError` naming the fix."""
+        """``mote_config.json`` of a loadable folder, each field of the right type and range, or
+        :class:`NotAMoTEModelError` naming the field and the fix."""
         if not config:
             raise NotAMoTEModelError(
                 f"{name!r} has no {CONFIG_NAME}: it is not a MoTE model. "
                 "Create one with `mote convert BASE OUT` (or mote.convert)."
             )
+        where, fix = f"{name}/{CONFIG_NAME}", "the file is damaged or edited by hand: save (or copy) the model again"
+
+        def whole(value: Any, low: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
         version = config.get("format_version", FORMAT_VERSION)
+        if not whole(version, 1):
+            raise NotAMoTEModelError(f"{where}: format_version must be a whole number >= 1, got {version!r}; {fix}")
         if version > FORMAT_VERSION:
             raise NotAMoTEModelError(f"{name!r} uses MoTE format {version}; upgrade mote to load it")
+        layers = config["expert_layers"]
+        if not isinstance(layers, list) or not layers or not all(whole(x, 0) for x in layers) \
+                or len(set(layers)) != len(layers):
+            raise NotAMoTEModelError(
+                f"{where}: expert_layers must be a non-empty list of distinct layer indices (0, 1, ...), got "
+                f"{layers!r}; {fix}"
+            )
+        if not whole(config["num_experts"], 1):
+            raise NotAMoTEModelError(f"{where}: num_experts must be a whole number >= 1, got "
+                                     f"{config['num_experts']!r}; {fix}")
+        length = config.get("max_seq_length")
+        if length is not None and not whole(length, 1):
+            raise NotAMoTEModelError(f"{where}: max_seq_length must be a whole number of tokens >= 1, got "
+                                     f"{length!r}; {fix}")
+        if not isinstance(config.get("do_lower_case", False), bool):
+            raise NotAMoTEModelError(f"{where}: do_lower_case must be true or false, got "
+                                     f"{config['do_lower_case']!r}; {fix}")
+        dims = config.get("matryoshka_dims")
+        if dims is not None and (not isinstance(dims, list) or not all(whole(d, 1) for d in dims)):
+            raise NotAMoTEModelError(f"{where}: matryoshka_dims must be a list of whole numbers >= 1, got "
+                                     f"{dims!r}; {fix}")
+        for key in (SAVE_ID, WEIGHTS_SHA256):
+            if config.get(key) is not None and not isinstance(config[key], str):
+                raise NotAMoTEModelError(f"{where}: {key} must be a string, got {config[key]!r}; {fix}")
         return config
+
+    @classmethod
+    def _checked_weights(cls, folder: Path, config: dict):
+        """The folder's encoder config (``config.json``), once it and ``mote_config.json`` agree with the weights:
+        the bytes (``weights_sha256``) and every tensor's name and shape, read from the safetensors header only (no
+        tensor is loaded), against a shape-only build of the model they describe. :class:`NotAMoTEModelError`
+        naming the file and the fix otherwise."""
+        weights, fix = folder / WEIGHTS_NAME, "save (or copy) the model again"
+        hf_file = folder / "config.json"
+        try:
+            hf_config = AutoConfig.from_pretrained(str(folder))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise NotAMoTEModelError(f"{hf_file} is missing or not a valid encoder config ({e}); {fix}") from None
+        layers = getattr(hf_config, "num_hidden_layers", None)
+        if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
+            raise NotAMoTEModelError(f"{hf_file}: num_hidden_layers must be a whole number >= 1, got {layers!r}; "
+                                     f"{fix}")
+        bad = [i for i in config["expert_layers"] if i >= layers]
+        if bad:
+            raise NotAMoTEModelError(
+                f"{folder / CONFIG_NAME}: expert_layers {bad} are out of range: the encoder ({hf_file}) has layers "
+                f"0..{layers - 1}; {fix}"
+            )
+        found, metadata = safetensors_header(weights, NotAMoTEModelError)
+        if config.get(SAVE_ID) is not None and metadata.get(SAVE_ID) != config[SAVE_ID]:
+            raise NotAMoTEModelError(f"{weights} and {folder / CONFIG_NAME} come from different saves (an interrupted "
+                                     f"save?); {fix}")
+        expected_hash = config.get(WEIGHTS_SHA256)
+        if expected_hash is not None and file_sha256(weights) != expected_hash:
+            raise NotAMoTEModelError(
+                f"{weights} is not the file {folder / CONFIG_NAME} was saved with (its SHA-256 differs): damaged or "
+                f"replaced; {fix}"
+            )
+        try:
+            with torch.device("meta"):
+                shape_model = AutoModel.from_config(hf_config)
+                cls._add_experts(shape_model, config)
+        except (ValueError, TypeError, RuntimeError, KeyError, AttributeError, IndexError, OverflowError) as e:
+            raise NotAMoTEModelError(
+                f"{hf_file} and {folder / CONFIG_NAME} describe no model that can be built ({e}); {fix}"
+            ) from None
+        params = {k: list(v.shape) for k, v in shape_model.named_parameters()}
+        known = {k: list(v.shape) for k, v in shape_model.state_dict().items()}
+        missing = sorted(set(params) - set(found))
+        unexpected = sorted(set(found) - set(known))
+        wrong = sorted(k for k in set(found) & set(known) if found[k] != known[k])
+        if missing or unexpected or wrong:
+            detail = "; ".join(
+                [f"{k} is {found[k]} in the weights, {known[k]} by the configs" for k in wrong[:3]]
+                + ([f"missing {missing[:3]}"] if missing else [])
+                + ([f"unexpected {unexpected[:3]}"] if unexpected else [])
+            )
+            raise NotAMoTEModelError(
+                f"{weights} does not match {folder / CONFIG_NAME} (num_experts {config['num_experts']}, expert_layers "
+                f"{config['expert_layers']}) and {hf_file} (hidden_size {getattr(hf_config, 'hidden_size', '?')}): "
+                f"{detail}. The weights and configs come from different models; {fix}"
+            )
+        return hf_config
 
     @classmethod
     def _add_experts(cls, model: PreTrainedModel, config: dict) -> RoutingContext:
@@ -381,6 +569,19 @@ class MoTETransformer(InputModule):
             f"expert_layers={self.expert_layers}, tasks={self.routing.task_names}, "
             f"max_seq_length={self.max_seq_length})"
         )
+
+
+def _read_tokenizer(folder: Path):
+    """The folder's tokenizer, or :class:`NotAMoTEModelError` naming its files (a truncated ``tokenizer.json``)."""
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except Exception as e:  # tokenizers raises a bare Exception for a damaged tokenizer.json
+        names = [n for n in ("tokenizer.json", "tokenizer_config.json", "vocab.txt") if (folder / n).is_file()]
+        raise NotAMoTEModelError(
+            f"the tokenizer of {folder} ({', '.join(names) or 'no tokenizer files'}) cannot be read "
+            f"({str(e).splitlines()[0] if str(e) else type(e).__name__}): damaged or missing; save (or copy) the "
+            "model again"
+        ) from None
 
 
 # ------------------------------------------------------------------------------------------------ public helpers
@@ -403,9 +604,11 @@ def convert(
         >>> model.save("minilm-mote")                                # doctest: +SKIP
     """
     routing = routing or RoutingTable.default()
-    st = (
-        base if isinstance(base, SentenceTransformer) else SentenceTransformer(resolve_model_path(base), device=device)
-    )
+    if isinstance(base, SentenceTransformer):
+        st = base
+    else:
+        with hub_errors(resolve_model_path(base)) as name:
+            st = SentenceTransformer(name, device=device)
     first = st[0]
     if isinstance(first, MoTETransformer):
         raise ValueError("This model is already a MoTE model")
@@ -442,6 +645,8 @@ def load(path: str | os.PathLike, device: str | None = None) -> SentenceTransfor
     local = Path(path)
     if local.exists() and not (local / "modules.json").is_file():
         raise NotAMoTEModelError(f"{path!r} has no modules.json: it is not a sentence-transformers / MoTE model")
+    if local.is_dir():
+        check_modules_file(local, NotAMoTEModelError)
     if local.is_dir() and not (local / CONFIG_NAME).is_file():
         if (local / "tsembed_config.json").is_file():
             raise NotAMoTEModelError(
@@ -451,9 +656,31 @@ def load(path: str | os.PathLike, device: str | None = None) -> SentenceTransfor
         raise NotAMoTEModelError(
             f"{path!r} has no {CONFIG_NAME}: it is not a MoTE model. Create one with `mote convert BASE OUT`."
         )
-    model = SentenceTransformer(path, device=device)
+    with hub_errors(path):
+        model = SentenceTransformer(path, device=device)
     mote_module(model)
     return model
+
+
+def check_modules_file(folder: Path, error: type[Exception] = ModelFolderError) -> None:
+    """``error`` naming ``modules.json`` unless it lists the folder's modules as sentence-transformers reads them,
+    each module's folder inside ``folder`` (a path that leaves the model folder is refused, never followed)."""
+    file = folder / "modules.json"
+    try:
+        entries = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{file} is not readable JSON ({e}): the folder is damaged; save (or copy) the model again") \
+            from None
+    if not isinstance(entries, list) or not entries or not all(
+        isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("type"), str) for e in entries
+    ):
+        raise error(f"{file} must list the modules as objects with 'path' and 'type': the folder is damaged; save "
+                    "(or copy) the model again")
+    root = folder.resolve()
+    for entry in entries:
+        inside = (root / entry["path"]).resolve()
+        if inside != root and root not in inside.parents:
+            raise error(f"{file}: module path {entry['path']!r} leaves the model folder; refusing to read it")
 
 
 def encode(

@@ -161,6 +161,11 @@ class RoutingTable:
         for item in items:
             name, _, prefix = item.partition("=")
             name, _, expert = name.strip().partition("@")
+            if name in prefixes:
+                raise ValueError(
+                    f"Task spec {spec if isinstance(spec, str) else ','.join(spec)!r} names task {name!r} twice; "
+                    "name each task once (share an expert with '@k': query@0,document@0)"
+                )
             if not prefix:
                 if name not in DEFAULT_TASKS:
                     raise UnknownTaskError(

@@ -59,7 +59,7 @@ from mote.experts import (
     transformer_layers,
 )
 from mote.load_balancing import load_balancing_loss
-from mote.model import MoTETransformer, NotAMoTEModelError, register_module_class
+from mote.model import MoTETransformer, NotAMoTEModelError, refuse_sorted_task_list, register_module_class
 from mote.model import convert as convert_mote
 from mote.routing import RoutingTable
 
@@ -247,6 +247,7 @@ class TLRTransformer(MoTETransformer):
         return {**super().get_config_dict(), "routing_mode": ROUTING_MODE}
 
     def forward(self, features: dict[str, Any], task: str | None = None, **kwargs) -> dict[str, Any]:
+        refuse_sorted_task_list(task)  # the task sets each text's prefix: a list must follow its texts
         inputs = {k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features}
         with self.routing_context.use(TokenRoute()) as route:
             hidden = self.auto_model(**inputs, return_dict=True).last_hidden_state  # (B, T, H)

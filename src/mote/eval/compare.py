@@ -28,7 +28,7 @@ import numpy as np
 
 from mote.eval.datasets import TASK_TYPES
 from mote.eval.harness import load_items, load_run
-from mote.eval.stats import across_datasets, paired_bootstrap
+from mote.eval.stats import across_datasets, check_n_boot, paired_bootstrap
 
 
 def _labels(runs: list[dict[str, Any]], dirs: list[Path]) -> list[str]:
@@ -63,6 +63,7 @@ def compare(
 
     Returns the comparison as a dict (what compare.json holds).
     """
+    check_n_boot(n_boot)
     dirs = [Path(d) for d in run_dirs]
     if base is not None:
         base_path = Path(base)

@@ -127,6 +127,13 @@ def resample_indices(rng: np.random.Generator, task_type: str, items: dict[str, 
     return rng.integers(0, n, n)
 
 
+def check_n_boot(n_boot: int) -> None:
+    """``ValueError`` unless ``n_boot`` is a whole number of bootstrap resamples >= 1 (before any work)."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(f"n_boot (--n-boot) must be a whole number of bootstrap resamples >= 1, got {n_boot!r}; "
+                         "1000 is the default")
+
+
 def paired_bootstrap(
     task_type: str,
     items_a: dict[str, np.ndarray],
@@ -140,6 +147,7 @@ def paired_bootstrap(
     percentile interval of the resampled differences, and the two-sided p-value ``2 * min(P(d* <= 0), P(d* >= 0))``
     (capped at 1).
     """
+    check_n_boot(n_boot)
     n_a, stat_a = statistic(task_type, items_a)
     n_b, stat_b = statistic(task_type, items_b)
     if n_a != n_b:
@@ -189,6 +197,7 @@ def across_datasets(deltas: list[float]) -> dict[str, Any]:
 __all__ = [
     "across_datasets",
     "average_precision",
+    "check_n_boot",
     "paired_bootstrap",
     "resample_indices",
     "spearman",

@@ -42,7 +42,7 @@ from sentence_transformers.base.modules import InputModule, Transformer
 from mote.atomic import SAVE_ID, atomic_dir, new_save_id, staged_files
 from mote.base_models import resolve_model_path
 from mote.export import NotExportableError
-from mote.files import read_json_config
+from mote.files import ModelFolderError, read_json_config
 from mote.lora.config import MoELoRAConfig
 from mote.lora.inputs import format_input, image_token_of
 from mote.lora.model import (
@@ -56,7 +56,15 @@ from mote.lora.model import (
     write_adapter_files,
 )
 from mote.lora.router import RoutingState, mean_aux_loss, routing_signature
-from mote.model import TASK_PLAN, MoTETransformer, TaskPlan, host_task_ids, register_module_class
+from mote.model import (
+    TASK_PLAN,
+    MoTETransformer,
+    TaskPlan,
+    carry_task_lists,
+    host_task_ids,
+    refuse_sorted_task_list,
+    register_module_class,
+)
 from mote.routing import RoutingTable
 
 CONFIG_NAME = "tsembed_config.json"
@@ -66,7 +74,7 @@ _EMIT_ROUTING: contextvars.ContextVar[bool] = contextvars.ContextVar("mote_emit_
 _HF_LOAD_KWARGS = ("trust_remote_code", "model_kwargs", "processor_kwargs", "config_kwargs", "backend")
 
 
-class NotATSEmbedModelError(ValueError):
+class NotATSEmbedModelError(ModelFolderError):
     """A folder or model that is not a TSEmbed (MoE-LoRA) model."""
 
 
@@ -173,8 +181,13 @@ class TSEmbedTransformer(InputModule):
         features[TASK_PLAN] = TaskPlan(tuple(task_ids))
         return features
 
+    def on_model_ready(self, model) -> None:
+        """sentence-transformers' hook once the owning model is built: its ``encode`` carries per-text task lists."""
+        carry_task_lists(model)
+
     # ------------------------------------------------------------------------------------------- forward
     def forward(self, features: dict[str, Any], task: str | None = None, **kwargs) -> dict[str, Any]:
+        refuse_sorted_task_list(task)
         # routing bookkeeping, not model inputs: a backbone whose forward takes **kwargs would receive them
         routing_keys = {k: features.pop(k) for k in ("task_ids", TASK_PLAN) if k in features}
         task_ids = routing_keys.get("task_ids")
@@ -260,7 +273,7 @@ class TSEmbedTransformer(InputModule):
             raise NotATSEmbedModelError(f"{model_name_or_path!r} uses a newer TSEmbed format; upgrade mote")
         extra = {k: v for k, v in kwargs.items() if k in _HF_LOAD_KWARGS}
         transformer = Transformer.load(model_name_or_path, subfolder=subfolder, **hub, **extra)
-        folder = root / config.get("adapter_folder", ADAPTER_SUBFOLDER)
+        folder = adapter_folder(root, config.get("adapter_folder", ADAPTER_SUBFOLDER))
         lora_config, routing, targets, _ = read_adapter_config(folder)
         module = cls(transformer, routing, lora_config, targets=targets)
         load_adapter_weights(module.auto_model, folder, save_id=config.get(SAVE_ID), config=root / CONFIG_NAME)
@@ -274,6 +287,22 @@ class TSEmbedTransformer(InputModule):
             f"r={c.r}, routing={c.routing}, adapted_layers={len(moe_lora_layers(self.auto_model))}, "
             f"tasks={self.routing.task_names})"
         )
+
+
+def adapter_folder(root: Path, name: Any) -> Path:
+    """The adapters' folder named by ``tsembed_config.json``: a folder inside the model folder ``root``, or
+    :class:`NotATSEmbedModelError` (a path that leaves the folder is refused, never read)."""
+    where = root / CONFIG_NAME
+    if not isinstance(name, str) or not name.strip():
+        raise NotATSEmbedModelError(f"{where}: adapter_folder must be a folder name, got {name!r}; save the model "
+                                    "again")
+    inner, top = (root / name).resolve(), root.resolve()
+    if inner == top or top not in inner.parents:
+        raise NotATSEmbedModelError(
+            f"{where}: adapter_folder {name!r} is not a folder inside the model folder; refusing to load adapters "
+            f"from elsewhere (a model folder reads only its own files). Use {ADAPTER_SUBFOLDER!r}"
+        )
+    return inner
 
 
 # ------------------------------------------------------------------------------------------------ public helpers
