@@ -20,7 +20,9 @@ import sys
 from pathlib import Path
 
 # Each of these modules defines `register(subparsers) -> None`.
-_SUBCOMMAND_MODULES = ("mote.eval.cli", "mote.train.cli", "mote.select.cli", "mote.moee.cli", "mote.experiment.cli")
+_SUBCOMMAND_MODULES = (
+    "mote.eval.cli", "mote.train.cli", "mote.select.cli", "mote.moee.cli", "mote.experiment.cli", "mote.serve.cli",
+)
 
 
 def _quiet_hf() -> None:
