@@ -350,17 +350,20 @@ def test_a_test_split_for_selection_is_refused_with_the_reason():
 
 def test_selection_refuses_validation_rows_the_run_trained_on():
     with pytest.raises(ConfigError, match="data.holdout"):
-        parse_config({"tasks": TASKS, "select": {"enabled": True}}, check_files=False)
+        parse_config({"tasks": TASKS, "data": {"holdout": 0}, "select": {"enabled": True}}, check_files=False)
     ood_trained = {**TASKS, "symmetric": {"datasets": ["train-AltLexWikiSimple"]}}
-    with pytest.raises(ConfigError, match="train-AltLexWikiSimple"):
-        parse_config({"tasks": ood_trained, "data": {"holdout": 0.1}, "select": {"enabled": True}}, check_files=False)
+    with pytest.raises(ConfigError, match="train-AltLexWikiSimple"):  # the shared suite holds it out whole
+        parse_config({"tasks": ood_trained, "data": {"holdout": 0.1}, "select": {"enabled": True, "suite": "shared"}},
+                     check_files=False)
     ok = parse_config({"tasks": ood_trained, "data": {"holdout": 0.1},
-                       "select": {"enabled": True, "validation": "in-domain"}}, check_files=False)
+                       "select": {"enabled": True, "suite": "shared", "validation": "in-domain"}}, check_files=False)
     assert ok.select.enabled
+    own = parse_config({"tasks": ood_trained}, check_files=False)  # the default: its own held-out rows
+    assert own.selects() and own.select.suite == "recipe"
 
 
 def test_unfinished_or_token_routed_runs_are_refused(tmp_path):
-    with pytest.raises(SelectionError, match="no model/"):
+    with pytest.raises(SelectionError, match="no trained/ or model/"):
         WeightSpace.from_run(tmp_path)
     with pytest.raises(FileExistsError):
         (tmp_path / "out").mkdir()
@@ -387,11 +390,12 @@ def test_train_then_select_end_to_end_on_the_real_validation_suite(tmp_path, one
     cfg = parse_config(raw, check_files=True)
     result = run_training(cfg, tmp_path / "run")
     assert list(list_snapshots(tmp_path / "run")) == ["step-2"]  # select.snapshots [0.5] of 4 steps
+    assert result.model_dir == tmp_path / "run" / "trained"  # the run selects: model/ will be the selection
 
-    select_cfg = SelectConfig(alphas=[1.0], snapshots=[0.5], consolidate={"max_pairs": 1})
+    select_cfg = SelectConfig(alphas=[1.0], snapshots=[0.5], consolidate={"max_pairs": 1}, suite="shared")
     out = select_run(result.output_dir, None, select_cfg, data_dir=SHARED_DATA, cache=tmp_path / "cache",
                      log=lambda m: None)
-    assert out == tmp_path / "run" / "selected"
+    assert out == tmp_path / "run" / "model"
     record = json.loads((out / "selection.json").read_text())
     ref, sel = record["reference"]["categories"], record["selected"]["categories"]
     assert set(ref) == {"in-domain/Classification", "in-domain/Clustering", "in-domain/Reranking",

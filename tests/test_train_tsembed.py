@@ -87,7 +87,7 @@ def test_recipe_checks_and_stage_steps(tiny):
 
 
 def test_shipped_recipe_has_the_mote_data_budget():
-    mote_raw = yaml.safe_load((CONFIGS / "mote-minilm.yaml").read_text())
+    mote_raw = yaml.safe_load((CONFIGS / "reproduce-recipe.yaml").read_text())  # the lab's mote recipe
     ts_raw = yaml.safe_load((CONFIGS / "tsembed-minilm.yaml").read_text())
     for key in ("seed", "tasks", "data"):
         assert ts_raw[key] == mote_raw[key], key
@@ -97,7 +97,7 @@ def test_shipped_recipe_has_the_mote_data_budget():
     assert ts_raw["model"]["max_seq_length"] == mote_raw["model"]["max_seq_length"]
     cfg = load_config(CONFIGS / "tsembed-minilm.yaml", check_files=False)
     assert cfg.arm == "tsembed" and cfg.tsembed.total_steps == cfg.train.steps
-    assert load_config(CONFIGS / "mote-minilm.yaml", check_files=False, arm="tsembed").tsembed.total_steps == 120
+    assert load_config(CONFIGS / "reproduce-recipe.yaml", check_files=False, arm="tsembed").tsembed.total_steps == 120
 
 
 def test_a_later_stage_continues_the_batch_stream():

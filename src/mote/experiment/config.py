@@ -253,7 +253,7 @@ class ExperimentConfig(_Strict):
         (a selected arm: its source arm's recipe)."""
         arm = self.source_arm(arm)
         block = self.models[model]
-        raw = deep_merge(self.recipe_raw, self.training)
+        raw = deep_merge(deep_merge(LAB_BASE, self.recipe_raw), self.training)
         raw = deep_merge(raw, block.training)
         raw = deep_merge(raw, self.arms[arm].overrides)
         raw = deep_merge(raw, {"model": {"base": block.base}, "seed": seed, "arm": self.train_arm(arm)})
@@ -288,10 +288,20 @@ class ExperimentConfig(_Strict):
         ).get("data_dir")
 
 
-def _default_steps() -> int:
-    from mote.train.config import OptimConfig
+# What every lab run starts from, under its recipe: the library's defaults when the experiments ran (the library's
+# defaults are now the validated recipe, docs/selection.md), so that every budget resolves to the recipes its reports
+# were made with. The lab trains and selects as separate steps (a selected arm selects its source arm's run), so its
+# training runs never select, and its selections use the fixed shared suite (mote.eval.validation).
+LAB_BASE: dict[str, Any] = {
+    "model": {"max_seq_length": 128, "trainable": "all"},
+    "train": {"steps": 200, "batch_size": 32, "learning_rate": 2e-5},
+    "data": {"holdout": 0.0},
+    "select": {"enabled": False, "suite": "shared"},
+}
 
-    return OptimConfig.model_fields["steps"].default
+
+def _default_steps() -> int:
+    return LAB_BASE["train"]["steps"]
 
 
 def _default_snapshots() -> list[float]:
@@ -582,7 +592,7 @@ def _also_validation_problems(cfg: ExperimentConfig) -> list[str]:
                 problems.setdefault("the in-domain validation rows are the rows data.holdout keeps out of training, "
                                     "but this run trains on every row: give training: {data: {holdout: 0.1}}",
                                     []).append(f"{mname}/{arm}")
-            for p in recipe_problems(run, SelectConfig(validation="ood")):
+            for p in recipe_problems(run, SelectConfig(validation="ood", suite="shared")):
                 problems.setdefault(p, []).append(f"{mname}/{arm}")
     out = [f"eval.also_validation (runs {', '.join(r)}): {p}" for p, r in problems.items()]
     if len(holdouts) > 1:

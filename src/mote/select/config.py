@@ -144,8 +144,8 @@ def recipe_problems(recipe: Any, cfg: SelectConfig) -> list[str]:
     if cfg.validation != "ood" and recipe.data.holdout <= 0:
         problems.append(
             f"select.validation {cfg.validation!r} scores candidates on held-out training rows, but the run trained "
-            "with data.holdout 0 (every row): train with data.holdout (e.g. 0.1), or select with validation 'ood' "
-            "on sets you name in select.datasets"
+            "with data.holdout 0 (every row): train with data.holdout (e.g. 0.1), select with validation 'ood' "
+            "on sets you name in select.datasets, or train without selection (select: {enabled: false})"
         )
     if cfg.suite == "recipe":
         if cfg.validation == "ood" and not cfg.datasets:

@@ -233,8 +233,8 @@ def _validation(recipe: Any, cfg: SelectConfig, run: Path, data_dir: Any, log: C
 
     suite = run / "validation"
     sets = []
-    if cfg.validation != "ood":
-        root = data_dir if data_dir is not None else recipe.data_root()
+    if cfg.validation != "ood":  # the recipe's own data, where it trained from (else where --data-dir says it is now)
+        root = recipe.data_root() or (Path(data_dir) if data_dir is not None else None)
         sets += build_recipe_sets(recipe, suite, cfg.max_examples, root, log)
     if cfg.validation != "in-domain":
         sets += user_sets(cfg.datasets, data_dir or recipe.data.data_dir)

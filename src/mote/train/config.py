@@ -477,16 +477,9 @@ def _semantic_problems(cfg: RunConfig, check_files: bool) -> list[str]:
 
 def _select_problems(cfg: RunConfig) -> list[str]:
     """What per-task selection needs from the recipe: held-out rows to validate on, no validation source trained."""
-    if not cfg.select.enabled:
+    if not cfg.selects():  # off, or a token-routed arm: it trains without selection (and says so at the end)
         return []
-    if not cfg.method().supports_select:  # left at the default: the run trains without selection (and says so)
-        if "enabled" not in cfg.select.model_fields_set:
-            return []
-    problems = [f"select.enabled: {p}" for p in recipe_problems(cfg, cfg.select)]
-    if not cfg.method().supports_select:
-        problems.append(f"select.enabled: per-task selection applies to task-routed MoTE arms and dense arms, not "
-                        f"{cfg.arm!r} (its experts are chosen per token)")
-    return problems
+    return [f"select.enabled: {p}" for p in recipe_problems(cfg, cfg.select)]
 
 
 def parse_config(
