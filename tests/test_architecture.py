@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("mote.methods",),
     ("mote.train", "mote.select"),  # peers: training keeps snapshots for selection, selection reads them
     ("mote.experiment",),
+    ("mote.serve",),  # `mote serve` on Ray Serve: below the verbs, above every library part it serves
     ("mote.demo", "mote.cli", "mote.*.cli"),
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub) -> None:
     p = sub.add_parser(
         "serve",
         help="serve a model over HTTP (OpenAI-compatible /v1/embeddings, every task) on Ray Serve",
