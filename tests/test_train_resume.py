@@ -97,8 +97,8 @@ def test_resume_puts_back_a_checkpoint_that_a_kill_left_renamed_aside(tmp_path):
     (ckpts / "checkpoint-3").mkdir(parents=True)
     aside = ckpts / f".checkpoint-6.old-{dead}"
     aside.mkdir()
-    (aside / "model.safetensors").write_bytes(b"complete")
+    (aside / "state.txt").write_bytes(b"complete")  # a stand-in file (a model.safetensors is checked for damage)
     (ckpts / ".staging" / "checkpoint-9").mkdir(parents=True)  # partial: no .complete marker
     recover_checkpoints(ckpts)
     assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-3", "checkpoint-6"]
-    assert (ckpts / "checkpoint-6" / "model.safetensors").read_bytes() == b"complete"
+    assert (ckpts / "checkpoint-6" / "state.txt").read_bytes() == b"complete"

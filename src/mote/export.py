@@ -14,7 +14,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import Transformer
@@ -51,12 +53,15 @@ def export_dense(
     task: str,
     output: str | os.PathLike,
     overwrite: bool = False,
+    then: Callable[[Path], Any] | None = None,
 ) -> Path:
     """Write task ``task`` of a MoTE model as a plain sentence-transformers folder at ``output`` (atomically).
 
     The folder holds a stock ``Transformer`` (BERT weights = the task's experts), the MoTE model's remaining
     modules (Pooling, Normalize), and ``prompts = {task: prefix}`` with ``default_prompt_name = task`` so that
     ``SentenceTransformer(output).encode(texts)`` prepends the task's instruction like the MoTE model does.
+    ``then(folder)`` runs on the complete folder before it is published, so that what it adds (the ONNX export of
+    ``mote export --onnx``) is published with it in one step: ``output`` is the old whole or the new whole.
     """
     if not isinstance(model, SentenceTransformer):
         model = load(model, device="cpu")
@@ -88,4 +93,6 @@ def export_dense(
         meta = {"exported_from": "mote", "task": task, "prefix": route.text_prefix, "expert": route.expert}
         with open(tmp / "mote_export.json", "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
+        if then is not None:
+            then(tmp)
     return output

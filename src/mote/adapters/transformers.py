@@ -35,6 +35,11 @@ class TrainerHooks:
     def epoch_starting(self, epoch: int) -> None:
         """Called before each training epoch's batches are drawn (``epoch``: 0-based)."""
 
+    def epoch_needed(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` runs at all; ``False`` skips it (the stock loop would take one step before
+        checking ``max_steps``, e.g. in a run resumed from its final checkpoint)."""
+        return True
+
     def run_output_dir(self, trial: Any = None) -> str:
         """The folder checkpoints are written to (``args.output_dir``, or the trial's folder)."""
         return super()._get_output_dir(trial)  # type: ignore[misc]
@@ -56,6 +61,8 @@ class TrainerHooks:
     def _run_epoch(self, *args, **kwargs):
         epoch = kwargs.get("epoch", args[1] if len(args) > 1 else None)
         if epoch is not None:
+            if not self.epoch_needed(int(epoch)):
+                return None
             self.epoch_starting(int(epoch))
         return super()._run_epoch(*args, **kwargs)  # type: ignore[misc]
 

@@ -30,7 +30,7 @@ import contextvars
 import copy
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -381,8 +381,10 @@ def export_task(
     task: str,
     output: str | os.PathLike,
     overwrite: bool = False,
+    then: Callable[[Path], Any] | None = None,
 ) -> Path:
-    """Write task ``task`` as a plain sentence-transformers folder (stock modules only), atomically.
+    """Write task ``task`` as a plain sentence-transformers folder (stock modules only), atomically; ``then``
+    as in :func:`mote.export.export_dense` (runs on the complete folder before it is published).
 
     Needs sequence-level routing. The folder's ``Transformer`` holds the merged weights
     ``W + scaling * sum_e g_e B_e A_e`` of the task's gates ``g``; ``prompts = {task: prefix}`` with
@@ -414,6 +416,8 @@ def export_task(
         meta = {"exported_from": "mote.lora", "task": task, "prefix": route.prefix,
                 "lora": module.lora_config.to_dict()}
         (tmp / "tsembed_export.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        if then is not None:
+            then(tmp)
     return output
 
 

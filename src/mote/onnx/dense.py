@@ -21,9 +21,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,7 @@ def export_onnx(
     data: str | os.PathLike | None = None,
     min_cosine: float = MIN_COSINE,
     max_sts_pairs: int | None = None,
+    staged_for: str | os.PathLike | None = None,
 ) -> ExportReport:
     """Export a dense sentence-transformers folder to ``<dense_dir>/onnx/`` and verify it against torch.
 
@@ -66,6 +69,10 @@ def export_onnx(
     ``onnx/`` folder) if the fp32 model's min cosine vs torch is below ``min_cosine``. The int8 model is never
     refused but always reported with its quality: cosine vs torch and STSBenchmark Spearman change (needs the
     dataset folder: ``data``, ``$MOTE_DATA`` or ``../shared/data``; ``max_sts_pairs`` limits the pairs).
+
+    ``staged_for``: ``dense_dir`` is a staging folder that its caller publishes as ``staged_for`` together with
+    ``onnx/`` (``mote export --onnx``: one atomic publish of the whole output); ``onnx/`` is then written into it
+    directly, and the report and ``mote_onnx.json`` name ``staged_for``.
 
     Example:
         >>> print(export_onnx("minilm-query", quantize=True))   # doctest: +SKIP
@@ -103,7 +110,7 @@ def export_onnx(
     timings["torch_reference"] = time.perf_counter() - t0 - sum(timings.values())
     meta: dict[str, Any] = {
         "format": FORMAT_VERSION,
-        "exported_from": str(dense_dir.resolve()),
+        "exported_from": str(Path(staged_for or dense_dir).resolve()),
         "kind": "dense",
         "inputs": input_names,
         "outputs": list(OUTPUT_NAMES),
@@ -121,8 +128,9 @@ def export_onnx(
         "int8_file": INT8_FILE,
         "torch_version": torch.__version__,
     }
+    published = Path(staged_for) / ONNX_DIR if staged_for is not None else target
     try:
-        with atomic_dir(target, overwrite=True) as tmp:
+        with (atomic_dir(target, overwrite=True) if staged_for is None else _fresh_dir(target)) as tmp:
             atomic_write_bytes(tmp / MODEL_FILE, proto)
             tokenizer.save_pretrained(str(tmp))
             atomic_write_json(tmp / CONFIG_FILE, meta)
@@ -132,7 +140,7 @@ def export_onnx(
             all_cos = np.concatenate([text_cos, id_cos])
             timings["verify"] = time.perf_counter() - t0 - sum(timings.values())
             report = ExportReport(
-                path=target / MODEL_FILE,
+                path=published / MODEL_FILE,
                 opset=opset_of(proto),
                 size_mb=len(proto) / 2**20,
                 seconds=0.0,
@@ -155,7 +163,7 @@ def export_onnx(
                     f"token ids {report.checks['token_ids_min_cosine']:.6f}); nothing was kept"
                 )
             if quantize:
-                report.int8 = quantize_int8(tmp, target, texts, reference, sts)
+                report.int8 = quantize_int8(tmp, published, texts, reference, sts)
                 timings["int8"] = time.perf_counter() - t0 - sum(timings.values())
             report.seconds = time.perf_counter() - t0
             meta["verification"] = report.to_dict()
@@ -165,3 +173,16 @@ def export_onnx(
         shutil.rmtree(target, ignore_errors=True)  # an older export of this folder is no longer trustworthy
         raise
     return report
+
+
+@contextlib.contextmanager
+def _fresh_dir(target: Path) -> Iterator[Path]:
+    """``target`` inside a staging folder nobody else sees (published later by its owner): created empty, removed
+    if the block fails."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    try:
+        yield target
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise

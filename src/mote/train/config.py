@@ -339,9 +339,13 @@ def fill_stage_steps(tsembed: Mapping[str, Any], total: int) -> dict[str, Any]:
 
 def rescale_stage_steps(tsembed: Mapping[str, Any], total: int) -> dict[str, Any]:
     """A dumped ``tsembed`` section for a new step budget (``mote train --steps``): the stage split is kept
-    proportional (each stage at least one step)."""
+    proportional (each stage at least one step). A budget too small for the stages (one step, two stages) leaves
+    the section as it is: it matters only to the TSEmbed arms, whose recipe check then names the mismatch, and
+    ``--steps 1`` stays valid for every other arm."""
     out = dict(tsembed)
     s1, s2 = dict(out.get("stage1") or {}), out.get("stage2")
+    if s2 is not None and total < 2:
+        return out
     if s2 is None:
         s1["steps"] = total
     else:

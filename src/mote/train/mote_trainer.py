@@ -131,6 +131,14 @@ class MoteTrainer(TrainerHooks, SentenceTransformerTrainer):
         self._ta_sampler = sampler
         return sampler
 
+    def epoch_needed(self, epoch: int) -> bool:
+        """No epoch once ``max_steps`` are done: a run resumed from its final checkpoint (killed before its model
+        was saved) takes no step beyond them, and saves no checkpoint past them."""
+        if self.state.max_steps > 0 and self.state.global_step >= self.state.max_steps:
+            self.control.should_training_stop = True
+            return False
+        return True
+
     def epoch_starting(self, epoch: int) -> None:
         if self._ta_sampler is not None:
             self._ta_sampler.set_epoch(epoch)  # also when the loader is wrapped for skipping (resume)

@@ -22,7 +22,7 @@ from mote.data.training import TrainingData
 from mote.files import read_log
 from mote.methods import ArmModel
 from mote.train.callbacks import GracefulInterrupt, MetricsLogger, ProgressBar, QuickEvaluation
-from mote.train.checkpoints import CHECKPOINTS
+from mote.train.checkpoints import CHECKPOINTS, RunIdentity
 from mote.train.collator import TaskCollator
 from mote.train.config import CONFIG_FILE, RunConfig
 from mote.train.distributed import say, world
@@ -236,6 +236,7 @@ def make_trainer(
     """The :class:`MoteTrainer` of a run (or stage); ``kwargs`` go to it (``batch_offset``, ...)."""
     from transformers import PrinterCallback
 
+    kwargs["checkpoint_extras"] = [RunIdentity(cfg), *kwargs.get("checkpoint_extras", ())]  # whose checkpoint
     trainer = MoteTrainer(
         model=arm.model,
         args=args,
