@@ -63,7 +63,6 @@ def output_lock(target: str | os.PathLike) -> Iterator[None]:
         except BlockingIOError:
             os.close(fd)
             raise OutputLockedError(
-                errno.EBUSY,
                 f"{target} is being written by another process (it holds {file}); wait for it to finish, or choose "
                 "another output",
             ) from None

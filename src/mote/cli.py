@@ -83,6 +83,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         raise ValueError(f"--output must end in .npy (float32 [N, dim]), got {str(out)!r}")
     if out.is_dir():
         raise ValueError(f"--output {str(out)!r} is a folder; name a .npy file")
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; choose another --output or pass --overwrite")
     texts = read_texts(args.input, field=args.field)
     model = load_model(args.model)
     if _is_tsembed(model):
@@ -118,19 +120,24 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(export_multitask(args.model, args.out, overwrite=args.overwrite))
         return 0
     model = load_model(args.model)
+    reports = []
+    then = None
+    if args.onnx:  # written into the staged dense folder: both are published together, in one atomic step
+        from mote.onnx import export_onnx
+
+        def then(folder: Path) -> None:
+            reports.append(export_onnx(folder, quantize=args.quantize, staged_for=args.out))
+
     if _is_tsembed(model):
         from mote.lora.st import export_task
 
-        out = export_task(model, args.task, args.out, overwrite=args.overwrite)
+        out = export_task(model, args.task, args.out, overwrite=args.overwrite, then=then)
     else:
         from mote.export import export_dense
 
-        out = export_dense(model, args.task, args.out, overwrite=args.overwrite)
+        out = export_dense(model, args.task, args.out, overwrite=args.overwrite, then=then)
     print(f"Exported task {args.task!r} as a plain sentence-transformers model: {out}")
-    if args.onnx:
-        from mote.onnx import export_onnx
-
-        report = export_onnx(out, quantize=args.quantize)
+    for report in reports:
         print(report)
     return 0
 
@@ -216,6 +223,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mote", description="Task-specialised embeddings with mixtures of experts.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also MOTE_DEBUG=1); accepted anywhere on the line")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("convert", help="upcycle a dense encoder into a MoTE model")
@@ -238,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
     p.add_argument("--output", required=True, help="output .npy (float32, [N, dim])")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser(
@@ -280,7 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What the library raises for bad input, a damaged file or folder, a busy or existing output, a missing extra:
+# one line naming the fix, exit 2. Anything else (a TypeError, an IndexError) is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, ImportError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. The one place where the library's errors become a one-line ``error: ...`` and exit 2; the
+    traceback is shown only with ``--debug`` (anywhere on the line) or ``MOTE_DEBUG=1``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or bool(os.environ.get("MOTE_DEBUG"))
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_hf()
@@ -289,8 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:  # bad input; a TypeError is a bug
-        if os.environ.get("MOTE_DEBUG"):
+    except USER_ERRORS as e:
+        if debug:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
