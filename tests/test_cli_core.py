@@ -32,7 +32,9 @@ def test_convert_info_encode_export(tiny_bert, tmp_path, capsys):
 
     jsonl = tmp_path / "in.jsonl"
     jsonl.write_text("\n".join(json.dumps({"text": s}) for s in SENTENCES))
-    assert main(["encode", str(out), "--task", "query", "--input", str(jsonl), "--output", str(npy)]) == 0
+    assert main(["encode", str(out), "--task", "query", "--input", str(jsonl), "--output", str(npy)]) == 2  # exists
+    assert main(["encode", str(out), "--task", "query", "--input", str(jsonl), "--output", str(npy),
+                 "--overwrite"]) == 0
     assert np.load(npy).shape == (len(SENTENCES), 32)
 
     dense_dir = tmp_path / "dense-query"
@@ -152,7 +154,8 @@ def test_token_routed_models_refuse_export_and_describe_themselves(tiny_bert, tm
         assert main(["info", str(folder)]) == 0
         info = capsys.readouterr().out
         assert f"top-1 {routing} routing" in info or f"{routing} routing" in info
-        assert main(["encode", str(folder), "--task", "query", "--input", str(texts), "--output", str(npy)]) == 0
+        assert main(["encode", str(folder), "--task", "query", "--input", str(texts), "--output", str(npy),
+                     "--overwrite"]) == 0
         np.testing.assert_allclose(np.load(npy), model.encode(SENTENCES, task="query"), atol=1e-6)
         out = tmp_path / f"dense-{routing}"
         if routing == "token":

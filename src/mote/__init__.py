@@ -15,6 +15,7 @@ an ``ImportError`` that says so.
 import importlib
 
 from mote.base_models import DEFAULT_BASE_MODEL, resolve_model_path
+from mote.files import ModelFolderError
 from mote.routing import DEFAULT_TASKS, RoutingTable, UnknownTaskError
 
 # Submodules that load on first use (``mote.lora`` imports PEFT; ``mote.io`` and ``mote.tlr`` are old names):
@@ -59,6 +60,7 @@ __all__ = [
     "DEFAULT_BASE_MODEL",
     "DEFAULT_TASKS",
     "MoTETransformer",
+    "ModelFolderError",
     "NotAMoTEModelError",
     "RoutingTable",
     "UnknownTaskError",
