@@ -227,3 +227,83 @@ def test_readme_does_not_send_users_to_trust_remote_code_for_foreign_folders():
     section = section[: section.index("\n\n")]
     assert "import mote" in section and "never" in section.lower()
     assert "did not make" in section or "do not trust" in section
+
+
+# ------------------------------------------------------------------------------------------------ 3. one publish
+def test_a_killed_export_with_onnx_keeps_the_previous_output(saved_mote, tmp_path, monkeypatch):
+    import mote.onnx
+    from mote.cli import main
+
+    out = tmp_path / "query"
+    assert main(["export", str(saved_mote), str(out), "--task", "query", "--onnx"]) == 0
+    assert (out / "onnx" / "model.onnx").is_file() and (out / "model.safetensors").is_file()
+    meta = json.loads((out / "onnx" / "mote_onnx.json").read_text())
+    assert meta["exported_from"] == str(out.resolve())  # the published folder, not the staging one
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def killed(folder, **kwargs):  # the ONNX step dies after the dense folder is complete
+        (Path(folder) / "onnx").mkdir()
+        (Path(folder) / "onnx" / "model.onnx").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mote.onnx, "export_onnx", killed)
+    assert main(["export", str(saved_mote), str(out), "--task", "document", "--onnx", "--overwrite"]) == 130
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # old: the new dense folder was already swapped in, the old onnx/ gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["query"]  # no staging or lock file left behind
+
+
+# ------------------------------------------------------------------------------------------------ 4. one writer
+LOCK_HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o666)  # what mote.atomic.output_lock takes, in another process
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_second_writer_of_one_output_gets_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    from mote.atomic import OutputLockedError, atomic_dir, lock_path
+
+    target = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(lock_path(target))], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputLockedError, match="being written by another process"), atomic_dir(target) as tmp:
+            (tmp / "x").write_text("second writer")  # old: both writers published, the last one won
+        assert not target.exists()
+    finally:
+        holder.communicate("")
+    assert holder.returncode == 0
+    with atomic_dir(target) as tmp:  # released with its holder
+        (tmp / "x").write_text("now")
+    with pytest.raises(FileExistsError), atomic_dir(target):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_two_exports_into_one_folder(saved_mote, tmp_path, capsys):
+    from mote.atomic import output_lock
+    from mote.cli import main
+
+    out = tmp_path / "dense"
+    with output_lock(out):  # another `mote export` is writing it
+        assert main(["export", str(saved_mote), str(out), "--task", "query"]) == 2
+    assert "being written by another process" in capsys.readouterr().err and not out.exists()
+
+
+def test_encode_refuses_an_existing_output(saved_mote, tmp_path, capsys):
+    from mote.cli import main
+
+    texts, npy = tmp_path / "in.txt", tmp_path / "e.npy"
+    texts.write_text("a\nb\n")
+    npy.write_bytes(b"precious")
+    args = ["encode", str(saved_mote), "--task", "query", "--input", str(texts), "--output", str(npy)]
+    assert main(args) == 2  # old: overwritten
+    assert "--overwrite" in capsys.readouterr().err and npy.read_bytes() == b"precious"
+    assert main([*args, "--overwrite"]) == 0 and np.load(npy).shape == (2, 32)
