@@ -152,7 +152,7 @@ def test_task_names_and_dimensions_are_checked():
         assert e.value.status == 400
 
 
-def test_write_config_is_a_serve_deploy_config_naming_the_app_builder(folders, tmp_path):
+def test_write_config_is_a_serve_deploy_config_naming_the_app_builder(folders, tmp_path, capsys):
     from ray.serve.schema import ServeDeploySchema
 
     from mote.cli import main
@@ -169,13 +169,34 @@ def test_write_config_is_a_serve_deploy_config_naming_the_app_builder(folders, t
     assert (args.model, args.replicas, args.max_batch_size) == (str(folders["root"] / "mote"), 3, 8)
     assert config["http_options"]["port"] == 9000
     build_app(app["args"])  # what Ray Serve calls on the cluster (it checks the folder)
+    capsys.readouterr()
     assert main(["serve", str(tmp_path / "missing"), "--write-config", str(tmp_path / "other.yaml")]) != 0
     assert not (tmp_path / "other.yaml").exists()
+    err = capsys.readouterr().err.strip()
+    assert "does not exist" in err and len(err.splitlines()) == 1, err
 
 
 # ------------------------------------------------------------------------------------------------ Ray Serve
 @pytest.fixture(scope="module")
-def server(folders):
+def cli_serve(folders):
+    """`mote serve` as a user runs it (the TSEmbed folder, torch), started once and early: it comes up while the
+    in-process Serve below starts; the last test stops it."""
+    port = free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen(
+        [MOTE, "serve", str(folders["root"] / "tsembed"), "--port", str(port), "--num-cpus", "0", "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
+    )
+    try:
+        yield proc, f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(folders, cli_serve):
     """One Ray Serve on a free loopback port: /torch (the MoTE folder) and /onnx (its multi-task export, with a
     queue of one request in flight + one waiting and batches of one text, to overload it)."""
     import ray
@@ -326,39 +347,20 @@ def test_a_full_queue_answers_503_with_retry_after_and_the_service_recovers(serv
 
 
 # ------------------------------------------------------------------------------------------------ the verb
-def test_mote_serve_answers_and_sigterm_leaves_no_ray_process(folders, tmp_path):
-    """`mote serve` as a user runs it (a TSEmbed folder, on torch): it answers, then SIGTERM stops it and every
-    process it started (Ray's GCS, raylet, agents, controller, proxy, replica) is gone."""
-    port = free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    proc = subprocess.Popen(
-        [MOTE, "serve", str(folders["root"] / "tsembed"), "--port", str(port),
-         "--num-cpus", "0", "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc)
-        started = psutil.Process(proc.pid).children(recursive=True)
-        names = " ".join(p.name() for p in started)
-        assert "raylet" in names and "gcs_server" in names
-        got = vectors(post(url, {"input": TEXTS[:3], "input_type": "search_document"}))
-        want = folders["tsembed"].encode(TEXTS[:3], task="document")
-        assert np.abs(got - want).max() <= 1e-5
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0, out
-        assert "Stopped." in out
-        _, alive = psutil.wait_procs(started, timeout=30)
-        assert not alive, [p.name() for p in alive]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def test_mote_serve_fails_in_one_line_for_a_missing_folder(tmp_path):
-    r = subprocess.run([MOTE, "serve", str(tmp_path / "nope")], capture_output=True,
-                       text=True, timeout=120)
-    assert r.returncode != 0 and "does not exist" in r.stderr
-    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+def test_mote_serve_answers_and_sigterm_leaves_no_ray_process(cli_serve, folders):
+    """It answers; then SIGTERM stops it and every process it started (Ray's GCS, raylet, agents, controller,
+    proxy, replica) is gone."""
+    proc, url = cli_serve
+    wait_ready(url, proc)
+    started = psutil.Process(proc.pid).children(recursive=True)
+    names = " ".join(p.name() for p in started)
+    assert "raylet" in names and "gcs_server" in names
+    got = vectors(post(url, {"input": TEXTS[:3], "input_type": "search_document"}))
+    want = folders["tsembed"].encode(TEXTS[:3], task="document")
+    assert np.abs(got - want).max() <= 1e-5
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "Stopped." in out
+    _, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, [p.name() for p in alive]
