@@ -117,7 +117,7 @@ def _torch_routed(path, kind: str) -> Backend:
     model.eval()
     module = model[0]
     routing = module.routing
-    tokenizer = getattr(module, "tokenizer", None) or model.tokenizer
+    counter = _hf_counter(getattr(module, "tokenizer", None) or model.tokenizer)
     lower = bool(getattr(module, "do_lower_case", False))
 
     @torch.inference_mode()
@@ -127,7 +127,7 @@ def _torch_routed(path, kind: str) -> Backend:
 
     def count(texts: list[str], tasks: list[str]) -> list[int]:
         strings = [routing.resolve(t)[1] + x for x, t in zip(texts, tasks)]
-        return _hf_counts(tokenizer, [s.lower() for s in strings] if lower else strings)
+        return counter([s.lower() for s in strings] if lower else strings)
 
     if kind == "mote" and getattr(module, "routing_mode", "sequence") == "token":
         kind = "tlr"
@@ -147,6 +147,7 @@ def _torch_dense(path) -> Backend:
     model.eval()
     task, prefix = _dense_task(model.prompts, model.default_prompt_name, path)
     lower = bool(getattr(model[0], "do_lower_case", False))
+    counter = _hf_counter(model.tokenizer)
 
     @torch.inference_mode()
     def embed(texts: list[str], tasks: list[str]) -> np.ndarray:
@@ -155,7 +156,7 @@ def _torch_dense(path) -> Backend:
 
     def count(texts: list[str], tasks: list[str]) -> list[int]:
         strings = [prefix + x for x in texts]
-        return _hf_counts(model.tokenizer, [s.lower() for s in strings] if lower else strings)
+        return counter([s.lower() for s in strings] if lower else strings)
 
     meta = _export_meta(path)
     return Backend(
@@ -165,9 +166,18 @@ def _torch_dense(path) -> Backend:
     )
 
 
-def _hf_counts(tokenizer, strings: list[str]) -> list[int]:
-    ids = tokenizer(strings, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-    return [len(x) for x in ids]
+def _hf_counter(tokenizer):
+    """A token counter of its own for a Hugging Face tokenizer: the request handler counts while a worker thread
+    tokenises a batch, and a fast tokenizer's truncation / padding settings are state shared by its callers."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        counter = _untruncated(backend)
+        return lambda strings: [len(e.ids) for e in counter.encode_batch(strings)]
+    import copy
+
+    counter = copy.deepcopy(tokenizer)
+    return lambda strings: [len(x) for x in counter(strings, add_special_tokens=True, truncation=False,
+                                                    verbose=False)["input_ids"]]
 
 
 def _dense_task(prompts: dict[str, str] | None, default: str | None, path) -> tuple[str, str]:
