@@ -173,3 +173,48 @@ def test_the_default_recipe_trains_exactly_the_headlines_mote_experts_run():
         "model": {k: v for k, v in c.model_dump()["model"].items() if k != "trainable"},
         "snapshots": c.select.snapshot_steps(c.train.steps)}
     assert shape(ours) == shape(theirs)
+
+
+def test_the_labs_trainings_never_select_and_its_recipe_budget_selects_on_own_rows():
+    """The lab trains and selects as separate steps (a selected arm selects its source arm's run), whatever the
+    library's defaults: every trained run of every budget resolves with selection off; the `recipe` budget's
+    selected arm uses the default (own held-out rows), the headline's the shared suite."""
+    import yaml
+
+    from mote.experiment.config import load_experiment
+
+    budgets = yaml.safe_load((ROOT / "configs" / "reproduce.yaml").read_text(encoding="utf-8"))["budgets"]
+    for budget in budgets:
+        exp = load_experiment(ROOT / "configs" / "reproduce.yaml", budget=budget, check_files=False)
+        for model, block in exp.enabled_models().items():
+            for arm in block.arms:
+                if exp.source_arm(arm) == arm:
+                    assert not exp.run_config(model, arm, block.seeds_of(arm)[0], check_files=False).selects()
+    recipe = load_experiment(ROOT / "configs" / "reproduce.yaml", budget="recipe", check_files=False)
+    headline = load_experiment(ROOT / "configs" / "reproduce.yaml", budget="headline", check_files=False)
+    assert recipe.select_config("minilm-l6", "mote-own", 42).suite == "recipe"
+    assert headline.select_config("minilm-l6", "mote-sel", 42).suite == "shared"
+
+
+def test_a_run_that_cannot_be_selected_keeps_its_weights_and_names_the_fix(tmp_path, capsys):
+    """Too few held-out rows to validate on: `mote train` trains, keeps run/trained, and ends with one line that
+    says why selection failed and what to run once it is fixed (exit 2, no traceback)."""
+    import yaml
+
+    from mote.cli import main
+    from mote.train.testing import write_tiny_model
+
+    base = write_tiny_model(tmp_path / "bert", layers=2)
+    write_user_data(tmp_path, "few.csv", "few.jsonl", n=12)
+    recipe = {"model": {"base": str(base), "max_seq_length": 32}, "train": {"steps": 2, "batch_size": 4},
+              "log": {"progress": False},
+              "tasks": {"retrieval": {"datasets": [{"path": str(tmp_path / "few.csv"),
+                                                    "columns": {"query": "question", "positive": "answer"}}]}}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    code = main(["train", str(tmp_path / "recipe.yaml"), "--output", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: training finished") and f"mote select {tmp_path / 'run'}" in last
+    assert "raise data.holdout" in last and "Traceback" not in err
+    assert (tmp_path / "run" / "trained" / "modules.json").is_file() and not (tmp_path / "run" / "model").exists()

@@ -390,12 +390,13 @@ def test_train_then_select_end_to_end_on_the_real_validation_suite(tmp_path, one
     cfg = parse_config(raw, check_files=True)
     result = run_training(cfg, tmp_path / "run")
     assert list(list_snapshots(tmp_path / "run")) == ["step-2"]  # select.snapshots [0.5] of 4 steps
-    assert result.model_dir == tmp_path / "run" / "trained"  # the run selects: model/ will be the selection
+    assert result.model_dir == tmp_path / "run" / "model"  # trained without selection: model/ is the trained model
 
     select_cfg = SelectConfig(alphas=[1.0], snapshots=[0.5], consolidate={"max_pairs": 1}, suite="shared")
     out = select_run(result.output_dir, None, select_cfg, data_dir=SHARED_DATA, cache=tmp_path / "cache",
                      log=lambda m: None)
     assert out == tmp_path / "run" / "model"
+    assert (tmp_path / "run" / "trained" / "modules.json").is_file()  # the raw weights moved aside, not lost
     record = json.loads((out / "selection.json").read_text())
     ref, sel = record["reference"]["categories"], record["selected"]["categories"]
     assert set(ref) == {"in-domain/Classification", "in-domain/Clustering", "in-domain/Reranking",

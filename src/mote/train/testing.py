@@ -101,7 +101,8 @@ def tiny_config(base: str, data_root: str | Path, **overrides: Any) -> dict[str,
         "arm": "mote",
         "seed": 7,
         "model": {"base": base, "placement": "every", "max_seq_length": 32},
-        "data": {"data_dir": str(data_root)},
+        "data": {"data_dir": str(data_root), "holdout": 0.0},
+        "select": {"enabled": False},  # the trainer's tests train only; selection's tests turn it on
         "tasks": {
             "retrieval": {"datasets": ["train-toyqa"]},
             "symmetric": {"datasets": ["train-toynli"]},
