@@ -88,6 +88,7 @@ DELETE = object()
 
 # ------------------------------------------------------------------------------------------------ 5. damaged folders
 def test_config_that_disagrees_with_the_weights_is_refused_before_loading(folder, tiny_base):
+    edit_json(folder / "mote_config.json", files_sha256=DELETE)  # as hand-assembled: shapes are still checked
     edit_json(folder / "config.json", hidden_size=48)  # old: a RuntimeError of load_state_dict (size mismatch)
     with pytest.raises(ModelFolderError, match=r"safetensors does not match .*hidden_size 48.*save \(or copy\)"):
         mote.load(folder)
@@ -100,7 +101,7 @@ def test_weights_of_another_model_are_refused(folder, tiny_base, tmp_path):
     shutil.copy(tmp_path / "other" / "model.safetensors", folder / "model.safetensors")
     with pytest.raises(ModelFolderError, match="different saves|SHA-256|does not match"):
         mote.load(folder)
-    edit_json(folder / "mote_config.json", mote_save_id=DELETE, weights_sha256=DELETE)  # no save id to compare
+    edit_json(folder / "mote_config.json", mote_save_id=DELETE, files_sha256=DELETE)  # no save id to compare
     with pytest.raises(ModelFolderError, match=r"is \[3, 32\] in the weights, \[4, 32\] by the configs"):
         mote.load(folder)
 
@@ -132,6 +133,9 @@ def test_routing_with_fewer_tasks_than_the_experts_is_refused(folder):
 def test_truncated_tokenizer_json_names_the_file(folder):
     data = (folder / "tokenizer.json").read_bytes()
     (folder / "tokenizer.json").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFolderError, match=r"tokenizer\.json is not the file .* saved with"):
+        mote.load(folder)
+    edit_json(folder / "mote_config.json", files_sha256=DELETE)  # as hand-assembled: the tokenizer's own error
     with pytest.raises(ModelFolderError, match=r"tokenizer\.json.*cannot be read"):
         mote.load(folder)
 

@@ -51,7 +51,8 @@ from mote.routing import RoutingTable, UnknownTaskError
 
 CONFIG_NAME = "mote_config.json"
 WEIGHTS_NAME = "model.safetensors"
-WEIGHTS_SHA256 = "weights_sha256"  # in mote_config.json: the weights file it was saved with, byte for byte
+FILES_SHA256 = "files_sha256"  # in mote_config.json: {file: SHA-256} of the files saved with it (weights, configs,
+# tokenizer), so that any damage to one of them is refused on load
 FORMAT_VERSION = 1
 _REQUIRED_KEYS = ("routing", "expert_layers", "num_experts")
 
@@ -393,7 +394,8 @@ class MoTETransformer(InputModule):
             self.auto_model.config.save_pretrained(tmp)
             save_model(self.auto_model, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", SAVE_ID: save_id})
             self.tokenizer.save_pretrained(tmp)
-            saved = {**self.get_config_dict(), SAVE_ID: save_id, WEIGHTS_SHA256: file_sha256(tmp / WEIGHTS_NAME)}
+            files = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+            saved = {**self.get_config_dict(), SAVE_ID: save_id, FILES_SHA256: files}
             (tmp / CONFIG_NAME).write_text(json.dumps(saved, indent=2), encoding="utf-8")
 
     @classmethod
@@ -493,19 +495,39 @@ class MoTETransformer(InputModule):
         if dims is not None and (not isinstance(dims, list) or not all(whole(d, 1) for d in dims)):
             raise NotAMoTEModelError(f"{where}: matryoshka_dims must be a list of whole numbers >= 1, got "
                                      f"{dims!r}; {fix}")
-        for key in (SAVE_ID, WEIGHTS_SHA256):
-            if config.get(key) is not None and not isinstance(config[key], str):
-                raise NotAMoTEModelError(f"{where}: {key} must be a string, got {config[key]!r}; {fix}")
+        if config.get(SAVE_ID) is not None and not isinstance(config[SAVE_ID], str):
+            raise NotAMoTEModelError(f"{where}: {SAVE_ID} must be a string, got {config[SAVE_ID]!r}; {fix}")
+        files = config.get(FILES_SHA256)
+        if files is not None and not (isinstance(files, dict) and all(
+            isinstance(k, str) and isinstance(v, str) and k and not k.startswith("/") and ".." not in k.split("/")
+            for k, v in files.items()
+        )):
+            raise NotAMoTEModelError(f"{where}: {FILES_SHA256} must map file names inside the folder to SHA-256 "
+                                     f"hashes; {fix}")
         return config
 
     @classmethod
     def _checked_weights(cls, folder: Path, config: dict):
         """The folder's encoder config (``config.json``), once it and ``mote_config.json`` agree with the weights:
-        the bytes (``weights_sha256``) and every tensor's name and shape, read from the safetensors header only (no
-        tensor is loaded), against a shape-only build of the model they describe. :class:`NotAMoTEModelError`
-        naming the file and the fix otherwise."""
+        the same save, the bytes of every file saved with it (``files_sha256``: weights, configs, tokenizer), and
+        every tensor's name and shape, read from the safetensors header only (no tensor is loaded), against a
+        shape-only build of the model they describe. :class:`NotAMoTEModelError` naming the file and the fix
+        otherwise."""
         weights, fix = folder / WEIGHTS_NAME, "save (or copy) the model again"
         hf_file = folder / "config.json"
+        found, metadata = safetensors_header(weights, NotAMoTEModelError)
+        if config.get(SAVE_ID) is not None and metadata.get(SAVE_ID) != config[SAVE_ID]:
+            raise NotAMoTEModelError(f"{weights} and {folder / CONFIG_NAME} come from different saves (an interrupted "
+                                     f"save?); {fix}")
+        for name, digest in (config.get(FILES_SHA256) or {}).items():
+            file = folder / name
+            if not file.is_file():
+                raise NotAMoTEModelError(f"{file} is missing: the model folder is incomplete; {fix}")
+            if file_sha256(file) != digest:
+                raise NotAMoTEModelError(
+                    f"{file} is not the file {folder / CONFIG_NAME} was saved with (its SHA-256 differs): damaged or "
+                    f"replaced; {fix}"
+                )
         try:
             hf_config = AutoConfig.from_pretrained(str(folder))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
@@ -519,16 +541,6 @@ class MoTETransformer(InputModule):
             raise NotAMoTEModelError(
                 f"{folder / CONFIG_NAME}: expert_layers {bad} are out of range: the encoder ({hf_file}) has layers "
                 f"0..{layers - 1}; {fix}"
-            )
-        found, metadata = safetensors_header(weights, NotAMoTEModelError)
-        if config.get(SAVE_ID) is not None and metadata.get(SAVE_ID) != config[SAVE_ID]:
-            raise NotAMoTEModelError(f"{weights} and {folder / CONFIG_NAME} come from different saves (an interrupted "
-                                     f"save?); {fix}")
-        expected_hash = config.get(WEIGHTS_SHA256)
-        if expected_hash is not None and file_sha256(weights) != expected_hash:
-            raise NotAMoTEModelError(
-                f"{weights} is not the file {folder / CONFIG_NAME} was saved with (its SHA-256 differs): damaged or "
-                f"replaced; {fix}"
             )
         try:
             with torch.device("meta"):
@@ -644,7 +656,8 @@ def load(path: str | os.PathLike, device: str | None = None) -> SentenceTransfor
     path = resolve_model_path(path)
     local = Path(path)
     if local.exists() and not (local / "modules.json").is_file():
-        raise NotAMoTEModelError(f"{path!r} has no modules.json: it is not a sentence-transformers / MoTE model")
+        raise NotAMoTEModelError(f"{path!r} has no modules.json: it is not a sentence-transformers / MoTE model "
+                                 "(or it lost that file: save (or copy) the model again)")
     if local.is_dir():
         check_modules_file(local, NotAMoTEModelError)
     if local.is_dir() and not (local / CONFIG_NAME).is_file():
@@ -657,7 +670,18 @@ def load(path: str | os.PathLike, device: str | None = None) -> SentenceTransfor
             f"{path!r} has no {CONFIG_NAME}: it is not a MoTE model. Create one with `mote convert BASE OUT`."
         )
     with hub_errors(path):
-        model = SentenceTransformer(path, device=device)
+        try:
+            model = SentenceTransformer(path, device=device)
+        # sentence-transformers' own files of the folder (modules, prompts, module configs): their damage surfaces
+        # as these (a bad JSON value, a key that is no argument of the module class, a class name that is none)
+        except (ValueError, OSError, TypeError, KeyError, ImportError) as e:
+            if isinstance(e, ModelFolderError) or not local.is_dir():
+                raise
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise NotAMoTEModelError(
+                f"{path}: its sentence-transformers files (modules.json, config_sentence_transformers.json, the "
+                f"module folders) cannot be read ({first}): damaged; save (or copy) the model again"
+            ) from None
     mote_module(model)
     return model
 
