@@ -116,9 +116,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 pass
             print("Stopping: finishing the requests in flight ...", file=sys.stderr, flush=True)
         finally:
-            try:
-                serve.shutdown()
+            try:  # the app first, while the proxy still holds the clients' connections: its replicas stop
+                serve.delete("mote")  # taking requests and finish those in flight (graceful_shutdown_timeout_s)
             finally:
-                ray.shutdown()
+                try:
+                    serve.shutdown()
+                finally:
+                    ray.shutdown()
     print("Stopped.", file=sys.stderr, flush=True)
     return 0
