@@ -89,7 +89,7 @@ def build_models(root: Path, onnx: bool) -> dict[str, Path]:
 
 # ------------------------------------------------------------------------------------------------ load
 async def closed_loop(routes: dict[str, str], texts: list[str], concurrency: int, seconds: float,
-                      tasks: list[str]) -> dict:
+                      tasks: list[str], per: int = 1) -> dict:
     import aiohttp
 
     latencies: list[float] = []
@@ -101,7 +101,7 @@ async def closed_loop(routes: dict[str, str], texts: list[str], concurrency: int
         nonlocal errors
         while time.perf_counter() < stop:
             task = rng.choice(tasks)
-            body = {"input": [rng.choice(texts)], "input_type": task}
+            body = {"input": rng.sample(texts, per), "input_type": task}
             t0 = time.perf_counter()
             async with session.post(routes[task], json=body) as r:
                 await r.read()
@@ -118,7 +118,8 @@ async def closed_loop(routes: dict[str, str], texts: list[str], concurrency: int
     return summary(latencies, errors, wall)
 
 
-async def open_loop(routes: dict[str, str], texts: list[str], rate: float, seconds: float, tasks: list[str]) -> dict:
+async def open_loop(routes: dict[str, str], texts: list[str], rate: float, seconds: float, tasks: list[str],
+                    per: int = 1) -> dict:
     """Poisson arrivals at ``rate`` requests/s for ``seconds``; latencies of the answers (bounded: at most
     ``rate * seconds`` requests are ever sent)."""
     import aiohttp
@@ -127,11 +128,11 @@ async def open_loop(routes: dict[str, str], texts: list[str], rate: float, secon
     errors = 0
     rng = random.Random(int(rate))
 
-    async def one(session, task: str, text: str) -> None:
+    async def one(session, task: str, batch: list[str]) -> None:
         nonlocal errors
         t0 = time.perf_counter()
         try:
-            async with session.post(routes[task], json={"input": [text], "input_type": task}) as r:
+            async with session.post(routes[task], json={"input": batch, "input_type": task}) as r:
                 await r.read()
                 if r.status == 200:
                     latencies.append(time.perf_counter() - t0)
@@ -150,7 +151,7 @@ async def open_loop(routes: dict[str, str], texts: list[str], rate: float, secon
             delay = t0 + at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            pending.append(asyncio.create_task(one(session, rng.choice(tasks), rng.choice(texts))))
+            pending.append(asyncio.create_task(one(session, rng.choice(tasks), rng.sample(texts, per))))
             at += rng.expovariate(rate)
         await asyncio.gather(*pending)
         wall = time.perf_counter() - t0
@@ -212,7 +213,7 @@ def deploy(setup: str, paths: dict[str, Path], cpus: int, batch: int) -> tuple[d
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="3 s per point, rates 10..160 (a few minutes)")
+    p.add_argument("--quick", action="store_true", help="3 s per point (a few minutes)")
     p.add_argument("--cpus", type=int, default=min(2, os.cpu_count() or 1), help="CPU budget of every setup")
     p.add_argument("--seconds", type=float, default=8.0, help="seconds per measured point")
     p.add_argument("--concurrency", default="1,8,32")
@@ -221,10 +222,12 @@ def main() -> None:
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--setups", default=",".join(SETUPS))
     p.add_argument("--n-texts", type=int, default=2000)
+    p.add_argument("--texts-per-request", type=int, default=1, help="inputs per request (default 1)")
     a = p.parse_args()
     if a.quick:
         a.seconds = min(a.seconds, 3.0)
     setups = a.setups.split(",")
+    per = a.texts_per_request
     conc = [int(x) for x in a.concurrency.split(",")]
     rates = [float(x) for x in a.rates.split(",")]
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -258,11 +261,11 @@ def main() -> None:
                 asyncio.run(closed_loop(routes, texts, 4, 1.0, tasks))  # warm-up
                 res = {"rss": replica_rss(apps), "closed": {}, "open": []}
                 for c in conc:
-                    res["closed"][c] = r = asyncio.run(closed_loop(routes, texts, c, a.seconds, tasks))
+                    res["closed"][c] = r = asyncio.run(closed_loop(routes, texts, c, a.seconds, tasks, per))
                     print(f"  {setup:13s} closed c={c:<3d} {r['rps']:8.1f} req/s  p50 {r['p50']:7.1f} ms  "
                           f"p99 {r['p99']:7.1f} ms  errors {r['errors']}", flush=True)
                 for rate in rates:
-                    r = asyncio.run(open_loop(routes, texts, rate, a.seconds, tasks))
+                    r = asyncio.run(open_loop(routes, texts, rate, a.seconds, tasks, per))
                     res["open"].append((rate, r))
                     print(f"  {setup:13s} open {rate:6.0f}/s   {r['rps']:8.1f} req/s  p50 {r['p50']:7.1f} ms  "
                           f"p99 {r['p99']:7.1f} ms  errors {r['errors']}", flush=True)
@@ -280,7 +283,8 @@ def main() -> None:
 def report(results: dict[str, dict], conc: list[int], a, started: str) -> None:
     print()
     print(f"# mote serve benchmark, {started}; CPU budget {a.cpus} per setup, {a.seconds:g} s per point, "
-          f"max batch {a.max_batch_size}, one text per request, mixed four-task traffic (dense1: one task)")
+          f"max batch {a.max_batch_size}, {a.texts_per_request} text(s) per request, mixed four-task traffic "
+          "(dense1: one task); req/s = requests per second (x texts per request = texts/s)")
     head = f"{'setup':13s} {'RSS MiB':>8s}" + "".join(f" | c={c:<3d} req/s  p50  p99" for c in conc) \
         + " | open: best rate within SLO (p99)"
     print(head)
