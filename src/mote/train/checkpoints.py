@@ -157,7 +157,6 @@ def check_resumed_config(cfg: RunConfig, output: Path) -> None:
             f"resume. Use that model (`mote select {output}` if its selection did not finish), or train again into "
             "another --output"
         )
-    check_resumed_run(cfg, output)
     saved = output / CONFIG_FILE
     if saved.is_file():
         import yaml
@@ -172,3 +171,4 @@ def check_resumed_config(cfg: RunConfig, output: Path) -> None:
                 [f"section {k!r} differs from the run being resumed ({saved}); exact resume needs the same config"
                  for k in diff]
             )
+    check_resumed_run(cfg, output)  # also without train_config.yaml: each checkpoint names its run
