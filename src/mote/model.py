@@ -798,8 +798,9 @@ def register_module_class(cls: type) -> None:
     sentence-transformers 6 imports a ``modules.json`` class outside its own namespace only with
     ``trust_remote_code=True``, unless the class is registered as already imported
     (:mod:`mote.adapters.sentence_transformers`). The code that runs is then the installed ``mote`` the user
-    imported, never code shipped inside a model folder. Without ``import mote``,
-    ``SentenceTransformer(path, trust_remote_code=True)`` imports it the same way.
+    imported, never code shipped inside a model folder. Import mote first rather than passing
+    ``trust_remote_code=True``: that flag also lets a folder name modules of its own to import, so never pass it for
+    a folder you did not make.
     """
     from mote.adapters.sentence_transformers import register_module_class as register
 
