@@ -183,30 +183,32 @@ def replica_rss(app_names: list[str]) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ setups
-def deploy(setup: str, paths: dict[str, Path], cpus: int, batch: int) -> tuple[dict[str, str], list[str], list[str]]:
-    """Deploy one setup; returns (task -> URL path, app names, the tasks its traffic uses)."""
+def deploy(setup: str, paths: dict[str, Path], cpus: int, batch: int,
+           replicas: int = 1) -> tuple[dict[str, str], list[str], list[str]]:
+    """Deploy one setup; returns (task -> URL path, app names, the tasks its traffic uses). ``replicas``: of the
+    one-deployment setups (each replica a 1/replicas share of the budget); dense4 is four one-replica deployments."""
     from ray import serve
 
     from mote.serve.app import build_app
 
-    def run(name: str, model: Path, share: float, backend: str = "torch") -> None:
-        args = {"model": str(model), "name": name, "backend": backend, "num_cpus": share,
-                "threads": max(1, int(share)), "max_batch_size": batch, "max_queued_requests": -1,
+    def run(name: str, model: Path, share: float, backend: str = "torch", n: int = 1) -> None:
+        args = {"model": str(model), "name": name, "backend": backend, "num_cpus": share / n, "replicas": n,
+                "threads": max(1, int(share / n)), "max_batch_size": batch, "max_queued_requests": -1,
                 "max_ongoing_requests": 4 * batch}
         serve.run(build_app(args), name=name, route_prefix=f"/{name}")
 
     if setup == "mote-torch":
-        run("mote", paths["mote"], cpus)
+        run("mote", paths["mote"], cpus, n=replicas)
         return {t: "/mote/v1/embeddings" for t in TASKS}, ["mote"], TASKS
     if setup == "mote-onnx":
-        run("onnx", paths["onnx"], cpus, "onnx")
+        run("onnx", paths["onnx"], cpus, "onnx", n=replicas)
         return {t: "/onnx/v1/embeddings" for t in TASKS}, ["onnx"], TASKS
     if setup == "dense4-torch":
         for t in TASKS:
             run(t, paths[t], cpus / len(TASKS))
         return {t: f"/{t}/v1/embeddings" for t in TASKS}, list(TASKS), TASKS
     if setup == "dense1-torch":
-        run("dense1", paths["query"], cpus)
+        run("dense1", paths["query"], cpus, n=replicas)
         return {"query": "/dense1/v1/embeddings"}, ["dense1"], ["query"]
     raise SystemExit(f"unknown setup {setup!r}; choose from {SETUPS}")
 
@@ -223,6 +225,8 @@ def main() -> None:
     p.add_argument("--setups", default=",".join(SETUPS))
     p.add_argument("--n-texts", type=int, default=2000)
     p.add_argument("--texts-per-request", type=int, default=1, help="inputs per request (default 1)")
+    p.add_argument("--replicas", type=int, default=1,
+                   help="replicas of the one-deployment setups (mote-torch, dense1-torch, mote-onnx), sharing --cpus")
     a = p.parse_args()
     if a.quick:
         a.seconds = min(a.seconds, 3.0)
@@ -256,7 +260,7 @@ def main() -> None:
         results: dict[str, dict] = {}
         try:
             for setup in setups:
-                routes, apps, tasks = deploy(setup, paths, a.cpus, a.max_batch_size)
+                routes, apps, tasks = deploy(setup, paths, a.cpus, a.max_batch_size, a.replicas)
                 routes = {t: base + r for t, r in routes.items()}
                 asyncio.run(closed_loop(routes, texts, 4, 1.0, tasks))  # warm-up
                 res = {"rss": replica_rss(apps), "closed": {}, "open": []}
@@ -282,7 +286,8 @@ def main() -> None:
 
 def report(results: dict[str, dict], conc: list[int], a, started: str) -> None:
     print()
-    print(f"# mote serve benchmark, {started}; CPU budget {a.cpus} per setup, {a.seconds:g} s per point, "
+    print(f"# mote serve benchmark, {started}; CPU budget {a.cpus} per setup, {a.replicas} replica(s) of "
+          f"mote / dense1 / onnx, {a.seconds:g} s per point, "
           f"max batch {a.max_batch_size}, {a.texts_per_request} text(s) per request, mixed four-task traffic "
           "(dense1: one task); req/s = requests per second (x texts per request = texts/s)")
     head = f"{'setup':13s} {'RSS MiB':>8s}" + "".join(f" | c={c:<3d} req/s  p50  p99" for c in conc) \
