@@ -12,7 +12,6 @@ import pytest
 from mote.data.holdout import split_rows
 from mote.data.pairs import pair_rows
 from mote.data.sources import Source, load_records
-from mote.eval import datasets as ds
 from mote.select.config import SelectConfig, recipe_problems
 from mote.select.holdout_sets import MIN_ITEMS, build_recipe_sets
 from mote.select.weights import SelectionError

@@ -37,6 +37,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -265,7 +266,10 @@ def evaluate_dataset(
         )
         return truncate(emb, dims)
 
-    scored = SCORERS[info.task_type](data, embed, encoder, task)
+    with warnings.catch_warnings():  # mteb's protocol on small sets: labels a fit never predicts score 0, as in mteb
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"sklearn\.")
+        warnings.filterwarnings("ignore", message=".*(ill-defined|did not converge|least populated class).*")
+        scored = SCORERS[info.task_type](data, embed, encoder, task)
     entry = {
         "task_type": info.task_type,
         "main_metric": scored.main_metric,

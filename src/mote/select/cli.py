@@ -34,9 +34,8 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from mote.select.run import select_run
-
     from mote.select.record import read_selection, summary_lines
+    from mote.select.run import select_run
 
     out = select_run(args.run, args.output, _config(args), data_dir=args.data_dir, overwrite=args.overwrite)
     print(f"selected model: {out} (see {out}/selection.md)")

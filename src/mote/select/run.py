@@ -190,11 +190,28 @@ def train_and_select(cfg: Any, output: str | os.PathLike, resume: bool = False, 
     A selection that fails leaves the trained weights where they are and raises :class:`SelectionError` naming
     ``mote select RUN``, to run again once the cause is fixed.
     """
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    with run_lock(output):  # one writer per run folder: a second `mote train --output` is refused at once
+        return _train_and_select(cfg, output, resume, callbacks, log)
+
+
+def run_lock(output: str | os.PathLike):
+    """The exclusive lock of the run folder ``output`` (:func:`mote.atomic.output_lock`), held by the main process
+    (under torchrun every rank writes the same run)."""
+    import contextlib
+
+    from mote.atomic import output_lock
+    from mote.train.distributed import world
+
+    return output_lock(output) if world()[0] == 0 else contextlib.nullcontext()
+
+
+def _train_and_select(cfg: Any, output: str | os.PathLike, resume: bool, callbacks: list | None,
+                      log: Callable[[str], None]) -> dict[str, Any]:
     from mote.select.record import read_selection, summary_lines
     from mote.train.distributed import world
     from mote.train.trainer import describe_result, run_training
 
-    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     result = run_training(cfg, output, resume=resume, callbacks=callbacks)
     summary = describe_result(result)
     if result.model_dir is None:

@@ -133,7 +133,8 @@ def user_sets(named: Iterable[Any], data_root: str | Path | None = None, group: 
             if not meta.is_file():
                 raise SelectionError(f"validation set {item.path!r}: no {meta} (a folder in the layout `mote eval` "
                                      "reads: meta.json with its task type, and the split's file)")
-            available = {i.name: i for i in ds.discover(folder.parent).values() if i.path.resolve() == folder.resolve()}
+            found = ds.discover(folder.parent).values()
+            available = {i.name: i for i in found if i.path.resolve() == folder.resolve()}
             out.append(_named_set(available, folder.name, item.split, group))
         else:
             from mote.data import data_dir

@@ -122,10 +122,9 @@ class WeightSpace:
         import yaml
         from safetensors.torch import load_file
 
-        from mote.train.config import CONFIG_FILE, parse_config
-
         from mote.select.record import SELECTION_FILE
         from mote.train.checkpoints import MODEL, TRAINED
+        from mote.train.config import CONFIG_FILE, parse_config
 
         run = Path(run_dir)
         model_dir = run / TRAINED if (run / TRAINED).is_dir() else run / MODEL  # the raw final weights

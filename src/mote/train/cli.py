@@ -19,7 +19,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.steps is not None or args.data_dir is not None:
         from mote.train.config import parse_config
 
-        raw = cfg.model_dump(mode="json", exclude_unset=False)
+        raw = cfg.model_dump(mode="json")
         if args.steps is not None:
             from mote.train.config import rescale_stage_steps
 
@@ -30,24 +30,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if "enabled" not in cfg.select.model_fields_set:  # the default stays a default (see RunConfig.selects)
             raw["select"].pop("enabled")
         cfg = parse_config(raw, args.config)
-    with run_lock(args.output):  # one writer per run folder: a second `mote train --output` is refused at once
-        summary = train_and_select(cfg, args.output, resume=args.resume)
+    summary = train_and_select(cfg, args.output, resume=args.resume)  # holds the run folder's lock
     lines = summary.pop("selection", None)
     print(json.dumps(summary, indent=2))
     if lines:
         print("\n".join(lines))
     return 130 if summary["interrupted"] else 0
-
-
-def run_lock(output: str):
-    """The exclusive lock of the run folder ``output`` (:func:`mote.atomic.output_lock`), held by the main process
-    (under torchrun every rank writes the same run)."""
-    import contextlib
-
-    from mote.atomic import output_lock
-    from mote.train.distributed import world
-
-    return output_lock(output) if world()[0] == 0 else contextlib.nullcontext()
 
 
 def register(subparsers) -> None:

@@ -408,7 +408,8 @@ def _dataset_problems(
         problems.append(
             f"{where}: rows of {path.name} are {schema or 'of an unknown layout'} (columns {sorted(first)}), but a "
             f"{kind.name} task needs {fields}; if your columns carry other names, map them, e.g. columns: "
-            + ("{query: question, positive: answer}" if kind.pair_kind == "pairs" else "{text: utterance, label: intent}")
+            + ("{query: question, positive: answer}" if kind.pair_kind == "pairs"
+               else "{text: utterance, label: intent}")
         )
     if ds.split_by and ds.split_by not in first:
         problems.append(f"{where}: split_by field {ds.split_by!r} is not a field of its rows ({sorted(first)})")

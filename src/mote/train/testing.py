@@ -100,7 +100,7 @@ def tiny_config(base: str, data_root: str | Path, **overrides: Any) -> dict[str,
     cfg: dict[str, Any] = {
         "arm": "mote",
         "seed": 7,
-        "model": {"base": base, "placement": "every", "max_seq_length": 32},
+        "model": {"base": base, "placement": "every", "max_seq_length": 32, "trainable": "all"},
         "data": {"data_dir": str(data_root), "holdout": 0.0},
         "select": {"enabled": False},  # the trainer's tests train only; selection's tests turn it on
         "tasks": {

@@ -162,10 +162,10 @@ def run_training(
     the final weights (a MoTE folder for ``mote``/``static``/``tlr``, a plain sentence-transformers folder with the
     task prompts for ``ic``/``ic-matched``; ``train_config.yaml`` is copied next to them): in ``trained/`` when the
     run selects (:meth:`RunConfig.selects`; :func:`mote.select.run.train_and_select` then writes ``model/``), else
-    in ``model/``. This function trains only; ``mote train`` is :func:`mote.select.run.train_and_select`. ``callbacks`` are extra
-    ``TrainerCallback`` s. A method may bring its own loop (:meth:`~mote.methods.base.Method.training_loop`): the
-    TSEmbed arms train in stages, ``stage1/``, ``stage2/`` replacing ``checkpoints/``
-    (see :func:`mote.train.tsembed.run_tsembed`).
+    in ``model/``. This function trains only; ``mote train`` is :func:`mote.select.run.train_and_select`.
+    ``callbacks`` are extra ``TrainerCallback`` s. A method may bring its own loop
+    (:meth:`~mote.methods.base.Method.training_loop`): the TSEmbed arms train in stages, ``stage1/``, ``stage2/``
+    replacing ``checkpoints/`` (see :func:`mote.train.tsembed.run_tsembed`).
     """
     loop = training_loop(cfg)
     if loop is not None:
