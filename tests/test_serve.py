@@ -181,15 +181,16 @@ def test_write_config_is_a_serve_deploy_config_naming_the_app_builder(folders, t
 def cli_serve(folders):
     """`mote serve` as a user runs it (the TSEmbed folder, torch), started once and early: it comes up while the
     in-process Serve below starts; the last test stops it."""
-    port = free_port()
+    port, metrics = free_port(), free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     proc = subprocess.Popen(
         [MOTE, "serve", str(folders["root"] / "tsembed"), "--port", str(port), "--num-cpus", "0", "--threads", "1",
-         "--max-batch-size", "1"],  # one text per forward: a request of 2,048 texts stays in flight a while
+         "--max-batch-size", "1",  # one text per forward: a request of 2,048 texts stays in flight a while
+         "--metrics-port", str(metrics)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
     )
     try:
-        yield proc, f"http://127.0.0.1:{port}"
+        yield proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics}/metrics"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -349,9 +350,10 @@ def test_a_full_queue_answers_503_with_retry_after_and_the_service_recovers(serv
 
 # ------------------------------------------------------------------------------------------------ the verb
 def test_mote_serve_answers_finishes_in_flight_requests_on_sigterm_and_leaves_no_ray_process(cli_serve, folders):
-    """It answers; SIGTERM during a long request lets that request finish (200, every embedding), then every
-    process it started (Ray's GCS, raylet, agents, controller, proxy, replica) is gone."""
-    proc, url = cli_serve
+    """It answers and exports Ray Serve's metrics; SIGTERM during a long request lets that request finish (200,
+    every embedding), then every process it started (Ray's GCS, raylet, agents, controller, proxy, replica) is
+    gone."""
+    proc, url, metrics = cli_serve
     wait_ready(url, proc)
     started = psutil.Process(proc.pid).children(recursive=True)
     names = " ".join(p.name() for p in started)
@@ -359,6 +361,10 @@ def test_mote_serve_answers_finishes_in_flight_requests_on_sigterm_and_leaves_no
     got = vectors(post(url, {"input": TEXTS[:3], "input_type": "search_document"}))
     want = folders["tsembed"].encode(TEXTS[:3], task="document")
     assert np.abs(got - want).max() <= 1e-5
+    deadline = time.monotonic() + 60  # Ray Serve's Prometheus metrics, on --metrics-port
+    while "ray_serve_num_http_requests" not in (text := requests.get(metrics, timeout=10).text):
+        assert time.monotonic() < deadline, "no ray_serve_num_http_requests metric: " + text[:300]
+        time.sleep(1)
     many = [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(2048)]
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(lambda: (post(url, {"input": many, "input_type": "query"}), time.monotonic()))
