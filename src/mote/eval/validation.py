@@ -81,6 +81,18 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
+def write_beir(out: Path, doc_ids: dict[str, str], queries: list[dict[str, str]],
+               qrels: list[tuple[str, str]]) -> None:
+    """A retrieval folder's files (BEIR layout, split ``validation``): ``doc_ids`` text -> id, ``queries``
+    ``{_id, text}``, ``qrels`` ``(query id, doc id)`` pairs (relevance 1)."""
+    write_jsonl(out / "corpus.jsonl.gz", ({"_id": d, "title": "", "text": t} for t, d in doc_ids.items()))
+    write_jsonl(out / "queries.jsonl.gz", queries)
+    (out / "qrels").mkdir()
+    (out / "qrels" / f"{SPLIT}.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels), encoding="utf-8"
+    )
+
+
 def _rows(folder: str, data_root: Path, split: str = "train") -> list[dict[str, Any]]:
     return load_records(Source(folder, folder=folder, split=split), data_root)
 
@@ -197,12 +209,7 @@ def _retrieval(
         if len(doc_ids) >= len(set(d for _, d in qrels)) + distractors:
             break
         doc_ids.setdefault(text, f"d{len(doc_ids)}")
-    write_jsonl(out / "corpus.jsonl.gz", ({"_id": d, "title": "", "text": t} for t, d in doc_ids.items()))
-    write_jsonl(out / "queries.jsonl.gz", queries)
-    (out / "qrels").mkdir()
-    (out / "qrels" / f"{SPLIT}.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels), encoding="utf-8"
-    )
+    write_beir(out, doc_ids, queries, qrels)
     note = f"held-out questions (fraction {fraction}); corpus = their positives and distractors ({len(doc_ids)} texts)"
     meta = _meta("Retrieval", note, {SPLIT: len(queries), "corpus": len(doc_ids)}, folders, fraction)
     if distractor_source is not None:  # rows held out at DISTRACTOR_FRACTION: never trained on

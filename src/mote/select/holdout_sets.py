@@ -42,7 +42,7 @@ from mote.data.holdout import split_rows
 from mote.data.pairs import labelled_rows, pair_rows
 from mote.data.sources import load_records
 from mote.eval import datasets as ds
-from mote.eval.validation import PROTOCOL, SPLIT, write_jsonl
+from mote.eval.validation import PROTOCOL, SPLIT, write_beir, write_jsonl
 
 GROUP = "in-domain"
 MIN_ITEMS = 5  # fewer held-out queries / rows than this decide nothing: the set is skipped (and said)
@@ -75,11 +75,7 @@ def _retrieval(out: Path, kept: list[dict], held: list[dict], cap: int) -> dict[
         if len(doc_ids) >= 3 * len(queries):
             break
         doc_ids.setdefault(text, f"d{len(doc_ids)}")
-    write_jsonl(out / "corpus.jsonl.gz", ({"_id": d, "title": "", "text": t} for t, d in doc_ids.items()))
-    write_jsonl(out / "queries.jsonl.gz", queries)
-    (out / "qrels").mkdir()
-    (out / "qrels" / f"{SPLIT}.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels), encoding="utf-8")
+    write_beir(out, doc_ids, queries, qrels)
     return {"task": "Retrieval", "splits": {SPLIT: len(queries), "corpus": len(doc_ids)},
             "note": f"{len(queries)} held-out queries; corpus = their positives + distractors ({len(doc_ids)} texts)"}
 
