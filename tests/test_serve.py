@@ -169,6 +169,9 @@ def test_write_config_is_a_serve_deploy_config_naming_the_app_builder(folders, t
     assert (args.model, args.replicas, args.max_batch_size) == (str(folders["root"] / "mote"), 3, 8)
     assert config["http_options"]["port"] == 9000
     build_app(app["args"])  # what Ray Serve calls on the cluster (it checks the folder)
+    with pytest.raises(ValueError, match="--all-tasks"):  # ONNX from a MoTE folder: export it first
+        build_app({**app["args"], "backend": "onnx"})
+    assert main(["serve", str(folders["root"] / "mote"), "--backend", "onnx", "--write-config", str(out)]) != 0
     capsys.readouterr()
     assert main(["serve", str(tmp_path / "missing"), "--write-config", str(tmp_path / "other.yaml")]) != 0
     assert not (tmp_path / "other.yaml").exists()

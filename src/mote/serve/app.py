@@ -173,7 +173,11 @@ def build_app(args: dict[str, Any]) -> serve.Application:
 
     if a.backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {a.backend!r}")
-    folder_kind(a.model)  # a missing or unknown folder fails here, not in every replica
+    kind = folder_kind(a.model)  # a missing or unknown folder fails here, not in every replica
+    if a.backend == "onnx" and kind not in ("onnx-multitask", "dense"):
+        raise ValueError(f"backend 'onnx' serves a multi-task ONNX export (or a dense export with onnx/); "
+                         f"{a.model} is a {kind} folder: `mote export {a.model} --onnx --all-tasks OUT`, then "
+                         "serve OUT")
     return MoteEmbeddings.options(
         num_replicas=a.replicas,
         max_ongoing_requests=a.max_ongoing_requests or 2 * a.max_batch_size,

@@ -65,6 +65,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mote.serve.backends import folder_kind
 
     kind = folder_kind(args.model)  # a missing folder fails before Ray starts
+    if args.write_config and args.backend == "onnx" and kind != "onnx-multitask":
+        raise ValueError(f"a cluster config needs the ONNX export itself: `mote export {args.model} --onnx "
+                         "--all-tasks OUT`, then `mote serve OUT --write-config FILE`")
     if args.write_config:
         from mote.atomic import atomic_write_bytes
         from mote.serve.config import deploy_config
@@ -86,7 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ImportError("mote serve needs Ray Serve: pip install 'mote[serve]'") from None
     with tempfile.TemporaryDirectory(prefix="mote-serve-") as tmp:
         model = str(Path(args.model).resolve())
-        if args.backend == "onnx" and kind in ("mote", "tsembed"):
+        if args.backend == "onnx" and kind == "mote":
             from mote.onnx import export_multitask
 
             print(f"Exporting {args.model} as one multi-task ONNX graph (once, into {tmp}) ...", flush=True)
