@@ -115,7 +115,24 @@ def test_caps_bound_each_set(tmp_path):
     pairs = {"path": str(tmp_path / "acme.csv"), "columns": {"query": "question", "positive": "answer"}}
     _, sets = _sets(tmp_path, {"retrieval": {"datasets": [pairs]}}, max_examples=10)
     meta = json.loads((sets[0].info.path / "meta.json").read_text())
-    assert meta["splits"]["validation"] == 10 and meta["splits"]["corpus"] == 30
+    assert meta["splits"]["validation"] == 10 and meta["splits"]["corpus"] == 20
+    # the budget is per task: two datasets share it
+    write_user_data(tmp_path, "acme2.csv", "zorb2.jsonl", n=600)
+    pairs2 = {**pairs, "path": str(tmp_path / "acme2.csv")}
+    _, sets = _sets(tmp_path, {"retrieval": {"datasets": [pairs, pairs2]}}, max_examples=40)
+    assert [json.loads((v.info.path / "meta.json").read_text())["splits"]["validation"] for v in sets] == [20, 20]
+
+
+def test_a_scored_set_with_two_of_many_labels_is_skipped(tmp_path):
+    """mteb scores a two-label set as binary (average precision of label code 1): a held-out share that sees only
+    two labels of a larger label space is skipped, not scored wrongly (or crashed on)."""
+    from mote.select.holdout_sets import _classification
+
+    kept = [{"text": f"t{i}", "label": lab} for i, lab in enumerate(["a", "b", "c"] * 10)]
+    held = [{"text": f"h{i}", "label": lab} for i, lab in enumerate(["b", "c"] * 5)]
+    assert _classification(tmp_path, kept, held, 10) is None
+    held3 = held + [{"text": "h-a", "label": "a"}]
+    assert _classification(tmp_path, kept, held3, 10)["splits"]["validation"] == 10
 
 
 def test_too_few_held_out_rows_are_skipped_and_said_then_refused(tmp_path):

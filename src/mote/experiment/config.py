@@ -296,7 +296,7 @@ LAB_BASE: dict[str, Any] = {
     "model": {"max_seq_length": 128, "trainable": "all"},
     "train": {"steps": 200, "batch_size": 32, "learning_rate": 2e-5},
     "data": {"holdout": 0.0},
-    "select": {"enabled": False, "suite": "shared"},
+    "select": {"enabled": False, "suite": "shared", "consolidate": {"scored": True}},
 }
 
 

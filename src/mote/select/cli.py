@@ -67,7 +67,8 @@ def register(subparsers) -> None:
     p.add_argument("--tolerance", type=float, default=None, help="points a category may fall below the base")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-examples", type=int, default=None,
-                   help="per in-domain validation set: queries / scored rows / sentences (default 200)")
+                   help="per training task: in-domain validation queries / scored rows / sentences, shared by the "
+                   "task's datasets (default 100)")
     p.add_argument("--suite", choices=("recipe", "shared"), default=None,
                    help="in-domain validation: the recipe's own held-out rows (recipe, the default) or the fixed "
                    "suite built from the data root (shared)")

@@ -10,8 +10,8 @@ Example::
       validation: both               # in-domain | ood | both (the groups the choice is made on)
       suite: recipe                  # in-domain = the recipe's own held-out rows; "shared": the fixed lab suite
       datasets: [{path: my-dev-set}] # out-of-domain sets of yours (folders mote eval reads, validation split)
-      max_examples: 200              # per validation set: queries / scored rows / sentences (a decision's size)
-      consolidate: {enabled: true, tolerance: 0.25}
+      max_examples: 100              # per task: queries / scored rows / sentences, shared by its datasets
+      consolidate: {enabled: true, scored: false}   # merge identical experts (free); scored: also close ones
 
     >>> SelectConfig().candidate_grid(["step-50"])
     [('base', 0.0), ('final', 0.5), ('final', 1.0), ('step-50', 1.0)]
@@ -70,10 +70,14 @@ class ValidationSet(_Strict):
 
 
 class ConsolidateConfig(_Strict):
-    """Expert consolidation: merge two experts (many-to-one routing, averaged weights) when validation says the
-    merge costs at most ``tolerance`` points on the categories of both (and no category falls below the base)."""
+    """Expert consolidation: merge two experts (many-to-one routing, averaged weights). Experts whose weights are
+    identical (two tasks both kept at the base, say) merge at no cost; with ``scored``, the closest other pairs are
+    scored too and merged when validation says the merge costs at most ``tolerance`` points on the categories of
+    both (and no category falls below the base). Scoring re-encodes the validation sets of both experts per pair
+    (about a third of a selection's time), so the default merges only the free ones."""
 
     enabled: bool = True
+    scored: bool = False
     tolerance: float = Field(default=0.25, ge=0)
     max_pairs: int = Field(default=2, ge=1)  # per round, the closest expert pairs (by weight distance) scored
 
@@ -100,7 +104,8 @@ class SelectConfig(_Strict):
     # sets in `datasets`; "shared": the fixed suite built from ../shared/data (mote.eval.validation; the lab's)
     suite: Literal["recipe", "shared"] = "recipe"
     datasets: list[ValidationSet] = Field(default_factory=list)  # out-of-domain folders (their validation splits)
-    max_examples: int = Field(default=200, gt=0)  # suite "recipe": per set, queries / scored rows / sentences
+    # suite "recipe": per training task, queries / scored rows / sentences, shared by the task's datasets
+    max_examples: int = Field(default=100, gt=0)
     batch_size: int = Field(default=64, gt=0)
 
     @field_validator("snapshots")

@@ -15,12 +15,13 @@ classification  Classification  held-out rows scored; the classifier is fitted o
 clustering      Clustering      the held-out sentences as one set, clustered by their labels
 ==============  ==============  ==============================================================================
 
-Each set is sized for a decision, not a benchmark: at most ``max_examples`` queries or scored rows (default 200,
-``select.max_examples``), a corpus of at most three times the queries, at most four times ``max_examples``
-classifier rows (spread over the labels) and twice ``max_examples`` clustering sentences. A dataset whose
-held-out rows are too few for its task (under :data:`MIN_ITEMS` queries / rows, or a single label) is skipped
-and named in the log; a recipe with no usable set gets a :class:`~mote.select.weights.SelectionError` naming the
-fix. Nothing here reads ``../shared``: the sets come from the recipe's own sources.
+Each task's sets are sized for a decision, not a benchmark: ``max_examples`` (default 100, ``select.max_examples``)
+queries or scored rows per *task*, shared evenly by its datasets (at least 10 each), so that a recipe with many
+datasets validates no longer than one with few; per dataset, a corpus of at most twice its queries, classifier rows
+of at most twice its share or 4 per label where that is more, and twice its share of clustering sentences. A
+dataset whose held-out rows are too few for its task (under :data:`MIN_ITEMS` queries / rows, or a single label) is
+skipped and named in the log; a recipe with no usable set gets a :class:`~mote.select.weights.SelectionError`
+naming the fix. Nothing here reads ``../shared``: the sets come from the recipe's own sources.
 
 Example:
     >>> sets = build_recipe_sets(load_config("my-recipe.yaml"), "runs/mine/validation")   # doctest: +SKIP
@@ -45,8 +46,9 @@ from mote.eval import datasets as ds
 from mote.eval.validation import PROTOCOL, SPLIT, write_beir, write_jsonl
 
 GROUP = "in-domain"
+CORPUS_FACTOR = 2  # a retrieval set's corpus: at most this many texts per query (its positives + distractors)
 MIN_ITEMS = 5  # fewer held-out queries / rows than this decide nothing: the set is skipped (and said)
-_VERSION = 1  # bump when what a folder holds changes: existing folders are rebuilt
+_VERSION = 2  # bump when what a folder holds changes: existing folders are rebuilt
 
 
 def _folder_name(task: str, label: str) -> str:
@@ -55,7 +57,7 @@ def _folder_name(task: str, label: str) -> str:
 
 def _retrieval(out: Path, kept: list[dict], held: list[dict], cap: int) -> dict[str, Any] | None:
     """BEIR layout: held-out queries (the first ``cap`` distinct ones) -> their positives; the corpus also holds
-    positives of further held-out queries and of trained rows as distractors, up to three times the queries."""
+    positives of further held-out queries and of trained rows as distractors, up to CORPUS_FACTOR times the queries."""
     positives: dict[str, list[str]] = {}
     for anchor, positive, _ in pair_rows(held):
         if positive not in positives.setdefault(anchor, []):
@@ -72,7 +74,7 @@ def _retrieval(out: Path, kept: list[dict], held: list[dict], cap: int) -> dict[
             qrels.append((qid, doc_ids.setdefault(text, f"d{len(doc_ids)}")))
     more = [t for _, docs in list(positives.items())[cap:] for t in docs] + [p for _, p, _ in pair_rows(kept)]
     for text in more:
-        if len(doc_ids) >= 3 * len(queries):
+        if len(doc_ids) >= CORPUS_FACTOR * len(queries):
             break
         doc_ids.setdefault(text, f"d{len(doc_ids)}")
     write_beir(out, doc_ids, queries, qrels)
@@ -97,9 +99,13 @@ def _spread(rows: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
 
 
 def _classification(out: Path, kept: list[dict], held: list[dict], cap: int) -> dict[str, Any] | None:
-    scored = labelled_rows(held)[:cap]
-    fit = _spread(labelled_rows(kept), 4 * cap)
-    if len(scored) < MIN_ITEMS or len({label for _, label in fit}) < 2:
+    scored = _spread(labelled_rows(held), cap)  # every label scored while rows last
+    trained = labelled_rows(kept)
+    labels = {label for _, label in trained}  # every label gets a few rows to fit on (mteb's protocol takes 8)
+    fit = _spread(trained, max(2 * cap, 4 * len(labels)))
+    seen = {label for _, label in scored}
+    # mteb scores two labels as a binary task (average precision of label code 1): only a two-label dataset may
+    if len(scored) < MIN_ITEMS or len(labels) < 2 or (len(seen) == 2 and len(labels | seen) > 2):
         return None
     write_jsonl(out / "train.jsonl.gz", ({"text": t, "label": label} for t, label in fit))
     write_jsonl(out / f"{SPLIT}.jsonl.gz", ({"text": t, "label": label} for t, label in scored))
@@ -130,7 +136,7 @@ def _digest(recipe: Any, task: str, dataset: Any, cap: int) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_recipe_sets(recipe: Any, output: str | Path, max_examples: int = 200, data_root: str | Path | None = None,
+def build_recipe_sets(recipe: Any, output: str | Path, max_examples: int = 100, data_root: str | Path | None = None,
                       log: Callable[[str], None] | None = None) -> list[Any]:
     """Write one validation folder per training dataset of ``recipe`` (a :class:`mote.train.RunConfig` trained
     with ``data.holdout`` > 0) under ``output`` and return them as
@@ -152,16 +158,18 @@ def build_recipe_sets(recipe: Any, output: str | Path, max_examples: int = 200, 
     for task in recipe.tasks:
         kind = recipe.task_kind(task)
         build, sides = _BUILDERS[kind.name]
-        for dataset in recipe.tasks[task].dataset_configs():
+        datasets = recipe.tasks[task].dataset_configs()
+        cap = max(2 * MIN_ITEMS, -(-max_examples // len(datasets)))  # the task's budget, shared by its datasets
+        for dataset in datasets:
             source = dataset.source()
             folder = output / _folder_name(task, dataset.label)
-            digest = _digest(recipe, task, dataset, max_examples)
+            digest = _digest(recipe, task, dataset, cap)
             meta_path = folder / "meta.json"
             meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else None
             if meta is None or meta.get("digest") != digest:
                 kept, held = split_rows(load_records(source, root), recipe.data.holdout)
                 with atomic_dir(folder, overwrite=True) as tmp:
-                    built = build(tmp, kept, held, max_examples)
+                    built = build(tmp, kept, held, cap)
                     meta = {**(built or {"task": None}), "role": "eval" if built else "skipped", "group": GROUP,
                             "source": source.describe(), "training_task": task, "digest": digest,
                             "holdout": recipe.data.holdout}

@@ -18,9 +18,9 @@ only (:mod:`mote.eval.validation`; never a test split):
    on the sets that route to them, and the admissible one with the best mean over its categories is kept. An
    expert at the base weights with the shared weights at the base is exactly the base model for its tasks, so its
    prefix is not prepended (the base was trained without instructions).
-4. **Consolidation**: two experts are merged (one expert, the mean of their weights, routed from both tasks)
-   when that costs at most ``consolidate.tolerance`` points on the categories of both and stays admissible;
-   repeated while a merge qualifies.
+4. **Consolidation**: two experts with identical weights are merged (one expert routed from both tasks); with
+   ``consolidate.scored``, also two whose mean costs at most ``consolidate.tolerance`` points on the categories of
+   both and stays admissible; repeated while a merge qualifies.
 
 Only what a candidate changes is encoded: the embedding cache keys each task by the digest of its expert's dense
 function (:func:`mote.eval.encoders.function_digests`), so a query-expert candidate re-encodes no classification
@@ -453,11 +453,11 @@ class _Search:
             pairs = sorted(itertools.combinations(sorted(members), 2),
                            key=lambda p: distance(members[p[0]], members[p[1]]))
             best: tuple[float, int, int] | None = None
-            for a, b in pairs[: self.cfg.consolidate.max_pairs]:
+            free = [p for p in pairs if distance(members[p[0]], members[p[1]]) == 0]
+            if free:  # identical experts: the merge changes nothing
+                best = (0.0, *free[0])
+            for a, b in [] if free or not self.cfg.consolidate.scored else pairs[: self.cfg.consolidate.max_pairs]:
                 group = members[a] + members[b]
-                if distance(members[a], members[b]) == 0:  # identical experts: the merge changes nothing
-                    best = (0.0, a, b)
-                    break
                 write(group)
                 sets = [v for v in self.sets if self._uses(v) & set(group)]
                 cand = self._score({"merge": f"{'+'.join(map(str, sorted(group)))}"}, sets)
