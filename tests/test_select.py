@@ -304,7 +304,9 @@ def test_consolidated_experts_share_one_expert_and_load_in_sentence_transformers
     rules = {"r": lambda cur: 60 + 5 * (cur[0] == "final") + 3 * (cur[1] == "base"),
              "c": lambda cur: 50 + 4 * (cur[2] in trained),
              "k": lambda cur: 40 + 4 * (cur[3] in trained) - 0.1 * (cur[3] == "merged")}
-    cfg = SelectConfig(consolidate={"enabled": True, "tolerance": 0.25, "max_pairs": 6})
+    free_only = search(space, SETS, SelectConfig(), evaluator=StubEvaluator(space, rules), log=lambda m: None)
+    assert free_only.choice.merges == []  # the default merges only identical experts: these differ
+    cfg = SelectConfig(consolidate={"enabled": True, "scored": True, "tolerance": 0.25, "max_pairs": 6})
     result = search(space, SETS, cfg, evaluator=StubEvaluator(space, rules), log=lambda m: None)
     assert result.choice.merges == [[2, 3]]
     name = space.stacked[0]
