@@ -131,7 +131,7 @@ def test_a_scored_set_with_two_of_many_labels_is_skipped(tmp_path):
     kept = [{"text": f"t{i}", "label": lab} for i, lab in enumerate(["a", "b", "c"] * 10)]
     held = [{"text": f"h{i}", "label": lab} for i, lab in enumerate(["b", "c"] * 5)]
     assert _classification(tmp_path, kept, held, 10) is None
-    held3 = held + [{"text": "h-a", "label": "a"}]
+    held3 = [*held, {"text": "h-a", "label": "a"}]
     assert _classification(tmp_path, kept, held3, 10)["splits"]["validation"] == 10
 
 
