@@ -30,8 +30,6 @@ from mote.select.record import SELECTION_FILE, SELECTION_MD, selection_markdown
 from mote.select.search import SearchResult, search, validation_sets
 from mote.select.weights import SHARED, SelectionError, WeightSpace
 
-SELECTED = "selected"  # an earlier layout's selected model (<run>/selected); runs now select into <run>/model
-
 
 def compaction(num_experts: int, merges: list[list[int]]) -> tuple[list[int], dict[int, int]]:
     """``(experts kept, {expert: its index in the saved model})`` after consolidation: each merged group keeps its
@@ -259,5 +257,5 @@ def _validation(recipe: Any, cfg: SelectConfig, run: Path, data_dir: Any, log: C
     return suite, sets
 
 
-__all__ = ["SELECTED", "SelectionError", "build_record", "recipe_problems", "select_run", "train_and_select",
+__all__ = ["SelectionError", "build_record", "recipe_problems", "select_run", "train_and_select",
            "write_selected"]
