@@ -105,3 +105,24 @@ def run_in_threads(jobs: dict, repeats: int = 3) -> dict:
     if errors:
         raise errors[0]
     return results
+
+
+def perturbed_routed_models(root):
+    """A TLR and a TSEmbed model over a tiny base, weights perturbed (fresh ones compute the dense model's
+    function), saved to ``root/tlr`` and ``root/tsembed``; returns ``(tlr, tsembed)``."""
+    import torch
+
+    import mote.lora as tl
+    from mote.ablations import tlr
+    from mote.train.testing import write_tiny_model
+
+    base = write_tiny_model(root / "bert", layers=2)
+    token = tlr.convert(base, placement="1")
+    lora = tl.convert(base, tl.MoELoRAConfig(num_experts=4, r=2))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in [*token.parameters(), *lora.parameters()]:
+            p.add_(torch.randn(p.shape, generator=g) * 0.1)
+    token.save(str(root / "tlr"))
+    lora.save(str(root / "tsembed"))
+    return token, lora

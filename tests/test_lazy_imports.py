@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import perturbed_routed_models
 
 import mote
-import mote.lora as tl
 from mote.ablations import tlr
-from mote.train.testing import write_tiny_model
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 LAZY = ("mote.ablations.tlr", "mote.tlr", "mote.lora", "mote.export", "mote.io")
@@ -98,15 +96,7 @@ print(json.dumps({{"before": before, "names": names, "after": sorted(m for m in 
 def folders(tmp_path_factory):
     """A TLR and a TSEmbed folder with perturbed weights (fresh ones compute the dense model's function)."""
     root = tmp_path_factory.mktemp("lazy")
-    base = write_tiny_model(root / "bert", layers=2)
-    token = tlr.convert(base, placement="1")
-    lora = tl.convert(base, tl.MoELoRAConfig(num_experts=4, r=2))
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in [*token.parameters(), *lora.parameters()]:
-            p.add_(torch.randn(p.shape, generator=g) * 0.1)
-    token.save(str(root / "tlr"))
-    lora.save(str(root / "tsembed"))
+    token, lora = perturbed_routed_models(root)
     expected = {name: m.encode(TEXTS, task="query").tolist() for name, m in (("tlr", token), ("tsembed", lora))}
     return root, expected
 

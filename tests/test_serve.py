@@ -25,17 +25,14 @@ import pytest
 import requests
 import torch
 import yaml
-from conftest import SENTENCES, make_tiny_st
+from conftest import SENTENCES, make_tiny_st, perturbed_routed_models
 
 import mote
-import mote.lora as tl
-from mote.ablations import tlr
 from mote.experts import expert_modules
 from mote.export import export_dense
 from mote.onnx import export_multitask
 from mote.serve.api import ApiError, check_dimensions, resolve_task
 from mote.serve.backends import load_backend
-from mote.train.testing import write_tiny_model
 
 TASKS = ["query", "document", "classification", "clustering"]
 COHERE = {"search_query": "query", "search_document": "document", "classification": "classification",
@@ -79,15 +76,7 @@ def folders(tmp_path_factory, minilm_tokenizer):
     model.save(str(root / "mote"))
     export_dense(model, "query", root / "dense-query")
     export_multitask(root / "mote", root / "onnx")
-    base = write_tiny_model(root / "bert", layers=2)
-    token = tlr.convert(base, placement="1")
-    lora = tl.convert(base, tl.MoELoRAConfig(num_experts=4, r=2))
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in [*token.parameters(), *lora.parameters()]:
-            p.add_(torch.randn(p.shape, generator=g) * 0.1)
-    token.save(str(root / "tlr"))
-    lora.save(str(root / "tsembed"))
+    token, lora = perturbed_routed_models(root)
     ref = {t: mote.encode(model, TEXTS, task=t) for t in TASKS}
     for a in TASKS:  # the perturbed experts really differ
         for b in TASKS:
