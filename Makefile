@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: install demo test lint bench reproduce clean
 
 # torch is installed first and pinned (constraints.txt): an unpinned torch pulls several GB of CUDA wheels.
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml lab/pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	$(PIP) install torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
 	$(PIP) install -c constraints.txt -e ".[dev,onnx,minilm,minilm-l3,serve]" 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c "import mote, torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	$(PIP) install -c constraints.txt --no-deps -e lab 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import mote, mote_lab, torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,16 +25,16 @@ test: install
 	$(PY) -m pytest -q tests
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks lab
 
 bench: install
 	$(PY) benchmarks/encode.py
 
-# The MoTE experiment (configs/reproduce.yaml): BUDGET=small (<= 45 min on a 2-core CPU), full (<= 2 h), tune (recipe
+# The MoTE experiment (lab/reproduce.yaml): BUDGET=small (<= 45 min on a 2-core CPU), full (<= 2 h), tune (recipe
 # selection on held-out validation rows, ~26 min), seeds, gpu; resumable. Reports: docs/results*.md.
 BUDGET ?= small
 reproduce: install
-	$(VENV)/bin/mote reproduce configs/reproduce.yaml --budget $(BUDGET)
+	$(VENV)/bin/mote-lab reproduce lab/reproduce.yaml --budget $(BUDGET)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -9,7 +9,7 @@ Prints one JSON object: seconds cold/warm (in all and per dataset, with the spli
 machine's load average (1, 5, 15 min) before, between and after the runs, and a throughput probe (texts/s of the
 bare model on 256 STSBenchmark sentences), so timings taken on a shared machine can be judged. ``--record FILE``
 also writes it (with the date and the command) atomically: docs/mteb-anchor.md's Speed section is generated from
-such records (``python -m mote.eval.anchors``).
+such records (``mote-lab anchors``).
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ EOF
       --cache "$C" --output runs/eval/minilm-tweet-with-empty-row --overwrite
     ;;
   doc)
-    python -m mote.eval.anchors
+    mote-lab anchors
     ;;
   *)
     echo "unknown step $step (imdb imdb-orders speed mteb quick tweet doc)" >&2

@@ -2,7 +2,7 @@
 
 All models are fresh conversions of the same base (MoTE / TLR: experts in layers 1, 3, 5; TSEmbed: the MoE-LoRA of
 configs/tsembed-minilm.yaml, 4 experts, top-2 token routing, r 8 on every linear layer) and encode the same real
-sentences through :func:`mote.experiment.measure.measure` (the models take turns on small chunks; single = every
+sentences through :func:`mote_lab.measure.measure` (the models take turns on small chunks; single = every
 text as task ``query``, mixed = the four tasks interleaved; median over rounds).
 
     python benchmarks/routed_encode.py [--n 512] [--rounds 3] [--batch-size 32] [--threads 1,2]
@@ -20,9 +20,9 @@ from encode import load_sentences  # benchmarks/encode.py
 
 import mote
 from mote.ablations import tlr
-from mote.experiment.measure import measure
 from mote.lora import MoELoRAConfig
 from mote.lora import convert as tsembed_convert
+from mote_lab.measure import measure
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The package's shape: one-way layers, no import cycles, methods known only to their registry.
+"""The package's shape: one-way layers, no import cycles, methods known only to their registry, and the lab (the
+``mote_lab`` package in lab/) on top, using the library's public API only.
 
 The layer order is the one docs/architecture.md documents (``LAYERS``, lowest first). A module may import modules of
 its own layer or of lower layers, never of a higher one, at top level or inside a function; imports under
@@ -18,8 +19,11 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
 PACKAGE = SRC / "mote"
+LAB = ROOT / "lab"
+LAB_PACKAGE = LAB / "mote_lab"
 
 # Lowest first. A unit is a subpackage (mote.lora), a top-level module (mote.routing) or every subpackage's cli.py.
 LAYERS: list[tuple[str, ...]] = [
@@ -35,9 +39,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("mote.eval", "mote.mteb"),
     ("mote.methods",),
     ("mote.train", "mote.select"),  # peers: training keeps snapshots for selection, selection reads them
-    ("mote.experiment",),
     ("mote.serve",),  # `mote serve` on Ray Serve: below the verbs, above every library part it serves
     ("mote.demo", "mote.cli", "mote.*.cli"),
+    ("mote_lab",),  # the lab (lab/mote_lab): the experiments, on the library's public API (test below)
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 
@@ -46,19 +50,20 @@ RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 METHOD_NAMES = ("mote", "ic", "static", "tlr", "ic-matched", "tsembed", "tsembed-noeans")
-NO_METHOD_NAMES = ["mote/train/trainer.py", "mote/train/parts.py", "mote/train/mote_trainer.py",
-                   "mote/train/tsembed.py", "mote/train/cli.py", "mote/experiment/runner.py",
-                   "mote/experiment/plan.py", "mote/experiment/report.py", "mote/experiment/summary.py",
-                   "mote/experiment/significance.py", "mote/cli.py"]
+NO_METHOD_NAMES = ["src/mote/train/trainer.py", "src/mote/train/parts.py", "src/mote/train/mote_trainer.py",
+                   "src/mote/train/tsembed.py", "src/mote/train/cli.py", "lab/mote_lab/runner.py",
+                   "lab/mote_lab/plan.py", "lab/mote_lab/report.py", "lab/mote_lab/summary.py",
+                   "lab/mote_lab/significance.py", "src/mote/cli.py", "src/mote/serve/backends.py"]
 
 
 def _modules() -> dict[str, Path]:
     out = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = list(path.relative_to(SRC).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        out[".".join(parts)] = path
+    for root, package in ((SRC, PACKAGE), (LAB, LAB_PACKAGE)):
+        for path in package.rglob("*.py"):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = path
     return out
 
 
@@ -66,6 +71,8 @@ MODULES = _modules()
 
 
 def _unit(module: str) -> str:
+    if module.split(".")[0] == "mote_lab":
+        return "mote_lab"
     parts = module.split(".")
     if len(parts) >= 2 and (PACKAGE / parts[1]).is_dir():
         return "mote.*.cli" if len(parts) >= 3 and parts[2] == "cli" else f"mote.{parts[1]}"
@@ -102,7 +109,7 @@ def _imports(tree: ast.Module) -> list[tuple[str, bool]]:
             visit(list(ast.iter_child_nodes(child)), inner)
 
     visit(tree.body, True)
-    return [(name, top) for name, top in out if name == "mote" or name.startswith("mote.")]
+    return [(name, top) for name, top in out if name.split(".")[0] in ("mote", "mote_lab")]
 
 
 def _graph(top_level_only: bool) -> dict[str, set[str]]:
@@ -110,7 +117,7 @@ def _graph(top_level_only: bool) -> dict[str, set[str]]:
     for module, path in MODULES.items():
         for name, top in _imports(ast.parse(path.read_text(encoding="utf-8"))):
             target = _target(name)
-            if target and target not in (module, "mote") and (top or not top_level_only):
+            if target and target not in (module, "mote", "mote_lab") and (top or not top_level_only):
                 graph[module].add(target)
     return graph
 
@@ -162,7 +169,7 @@ def test_the_readme_layout_names_every_top_level_module_and_package():
 
 
 def test_every_module_has_a_layer():
-    missing = sorted({_unit(m) for m in MODULES if m != "mote"} - set(RANK))
+    missing = sorted({_unit(m) for m in MODULES if m not in ("mote", "mote_lab")} - set(RANK))
     assert not missing, f"add these to LAYERS (and docs/architecture.md): {missing}"
 
 
@@ -178,8 +185,8 @@ def test_no_import_cycles_but_the_known_ones():
 def test_the_graph_sees_imports_inside_functions_and_skips_type_checking():
     # the checks above can fail: the walk finds a function-level import, and ignores annotation-only ones
     tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from mote.train import x\n"
-                     "def f():\n    from mote.experiment.runner import y\n")
-    assert _imports(tree) == [("mote.experiment.runner", False)]
+                     "def f():\n    from mote_lab.runner import y\n")
+    assert _imports(tree) == [("mote_lab.runner", False)]
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [{"a", "b"}]
 
 
@@ -196,7 +203,7 @@ def test_the_recipe_and_selection_share_only_the_select_section():
 def test_layers_import_only_downwards():
     wrong = []
     for module, targets in _graph(top_level_only=False).items():
-        if module == "mote":
+        if module in ("mote", "mote_lab"):
             continue
         for target in targets:
             if RANK[_unit(target)] > RANK[_unit(module)]:
@@ -211,12 +218,13 @@ def test_importing_a_layer_loads_no_higher_layer():
     ``import mote`` (which any ``import mote.x`` runs first) loads the core, up to ``mote.model``, and registers the
     MoTE module class with sentence-transformers (TLR and TSEmbed lazily, tests/test_lazy_imports.py); it must load
     nothing above that."""
-    layers = [[m for m in sorted(MODULES) if m != "mote" and RANK[_unit(m)] == i] for i in range(len(LAYERS))]
-    skip = {"mote.onnx.runtime"}  # needs onnxruntime, an optional extra
+    layers = [[m for m in sorted(MODULES) if m not in ("mote", "mote_lab") and RANK[_unit(m)] == i]
+              for i in range(len(LAYERS))]
+    skip = {"mote.onnx.runtime", "mote_lab.__main__"}  # onnxruntime: an optional extra; __main__ runs the lab
     script = f"""
 import importlib, json, sys
 layers = {json.dumps(layers)}
-rank = {json.dumps({m: RANK[_unit(m)] for m in MODULES if m != "mote"})}
+rank = {json.dumps({m: RANK[_unit(m)] for m in MODULES if m not in ("mote", "mote_lab")})}
 import mote
 facade = set(sys.modules)
 out = [[-1, sorted(k for k in facade if rank.get(k, -1) > {RANK["mote.model"]})]]
@@ -227,7 +235,7 @@ for i, layer in enumerate(layers):
     out.append([i, sorted(k for k in sys.modules if k not in facade and rank.get(k, -1) > i)])
 print(json.dumps(out))
 """
-    env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(LAB), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     loaded_too_early = [(i, mods) for i, mods in json.loads(done.stdout.strip().splitlines()[-1]) if mods]
@@ -237,7 +245,7 @@ print(json.dumps(out))
 @pytest.mark.parametrize("path", NO_METHOD_NAMES)
 def test_the_trainer_runner_and_cli_name_no_method(path):
     """They ask the registry (mote.methods): no ``cfg.arm == "tlr"``, no arm-name tuples."""
-    text = (SRC / path).read_text(encoding="utf-8")
+    text = (ROOT / path).read_text(encoding="utf-8")
     names = "|".join(re.escape(n) for n in METHOD_NAMES)
     hits = [line.strip() for line in text.splitlines()
             if re.search(rf"""(arm|ARMS)\b.*(==|!=|\bin\b|startswith).*["']({names})["']""", line)
@@ -250,3 +258,60 @@ def test_registry_is_the_arm_list():
     from mote.train.config import ARMS
 
     assert tuple(METHODS) == ARMS == METHOD_NAMES
+
+
+# ------------------------------------------------------------------------------------------------ the lab
+def _public_api_uses(path: Path) -> list[tuple[str, str]]:
+    """``(mote module, name)`` for every name the file takes from the library: ``from mote.x import name`` and, for a
+    module imported whole (``from mote.eval import datasets as ds``), every ``ds.attr`` the file reads."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    uses: list[tuple[str, str]] = []
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "mote":
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                if full in MODULES:
+                    aliases[alias.asname or alias.name] = full
+                else:
+                    uses.append((node.module, alias.name))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "mote":
+                    aliases[alias.asname or "mote"] = "mote"
+                elif alias.name.split(".")[0] == "mote":
+                    uses.append((alias.name, "(import)"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+            uses.append((aliases[node.value.id], node.attr))
+    return uses
+
+
+def test_the_lab_uses_the_library_through_its_public_api_only():
+    """Every name the lab takes from ``mote`` is in the ``__all__`` of the module it comes from (a module's
+    ``__all__`` is its public API); no private module, no ``import mote.x`` reaching past it."""
+    import importlib
+
+    wrong = []
+    for path in sorted(LAB_PACKAGE.glob("*.py")):
+        for module, name in _public_api_uses(path):
+            mod = importlib.import_module(module)
+            public = getattr(mod, "__all__", None)
+            if name == "(import)" or public is None or name not in public or any(
+                    part.startswith("_") for part in module.split(".")):
+                wrong.append(f"{path.relative_to(ROOT)}: {module}.{name}")
+    assert wrong == [], "the lab reaches past the library's public API (add the name to that module's " \
+        "__all__ if it is public):\n" + "\n".join(wrong)
+
+
+def test_the_public_api_check_can_fail(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from mote.eval import datasets as ds\nfrom mote.model import NotAName\nds._private\n")
+    assert ("mote.model", "NotAName") in _public_api_uses(bad) and ("mote.eval.datasets", "_private") in \
+        _public_api_uses(bad)
+
+
+def test_the_library_never_imports_the_lab():
+    wrong = [f"{m} -> {t}" for m, targets in _graph(top_level_only=False).items() if m.split(".")[0] == "mote"
+             for t in targets if t.split(".")[0] == "mote_lab"]
+    assert wrong == []

@@ -20,7 +20,7 @@ import mote
 from mote.base_models import offline_model_path
 from mote.data import data_dir
 from mote.eval import evaluate
-from mote.eval.anchors import EXACT, MINILM_PUBLISHED, AnchorDocError, anchor_document, anchor_rows, mteb_view
+from mote_lab.anchors import EXACT, MINILM_PUBLISHED, AnchorDocError, anchor_document, anchor_rows, mteb_view
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = REPO / "docs" / "mteb-anchor" / "raw"
@@ -71,7 +71,7 @@ def test_converted_mote_model_scores_exactly_like_the_ic_baseline(cache):
 def test_anchor_document_is_generated_from_the_committed_raw_files():
     expected = anchor_document(RAW)
     committed = (REPO / "docs" / "mteb-anchor.md").read_text(encoding="utf-8")
-    assert committed == expected, "docs/mteb-anchor.md is stale: run `python -m mote.eval.anchors`"
+    assert committed == expected, "docs/mteb-anchor.md is stale: run `mote-lab anchors`"
 
 
 def test_anchor_rows_mark_only_mteb_rows_of_exact_data_as_anchors():

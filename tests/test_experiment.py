@@ -1,4 +1,4 @@
-"""mote reproduce: experiment validation, plan expansion, a tiny resumable reproduction, and the report's numbers."""
+"""mote-lab reproduce: experiment validation, plan expansion, a tiny resumable reproduction, the report's numbers."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import pytest
 import yaml
 from test_eval_support import make_data_dir
 
-from mote.experiment import ExperimentConfigError, load_experiment, make_plan, parse_experiment
-from mote.experiment.config import deep_merge
-from mote.experiment.report import fmt, write_report
-from mote.experiment.runner import (
+from mote.train.testing import tiny_config, write_tiny_data, write_tiny_model
+from mote_lab import ExperimentConfigError, load_experiment, make_plan, parse_experiment
+from mote_lab.config import deep_merge
+from mote_lab.report import fmt, write_report
+from mote_lab.runner import (
     DONE,
     EVAL_MARKER,
     ReproductionInterrupted,
@@ -24,8 +25,7 @@ from mote.experiment.runner import (
     plan_status,
     run_reproduction,
 )
-from mote.experiment.summary import OVERALL, mean_std, summarize
-from mote.train.testing import tiny_config, write_tiny_data, write_tiny_model
+from mote_lab.summary import OVERALL, mean_std, summarize
 
 TOY = ["ToySTS", "ToyClassification", "ToyClustering", "ToyPairs", "ToyReranking", "ToyRetrieval"]
 
@@ -295,8 +295,8 @@ def test_summary_means_stds_and_gains():
 
 def test_validation_tables_give_each_groups_mean_and_gain():
     """A validation report (categories "X (in-domain)" / "X (ood)") has one mean and one gain row per group."""
-    from mote.experiment.config import load_experiment
-    from mote.experiment.report import summary_markdown
+    from mote_lab.config import load_experiment
+    from mote_lab.report import summary_markdown
 
     exp = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "reproduce.yaml", budget="choose",
                           check_files=False)
@@ -312,9 +312,9 @@ def test_validation_tables_give_each_groups_mean_and_gain():
 
 def test_headline_of_a_pair_against_the_base_shows_the_gain():
     """A report whose first significance pair is (arm, base) gets a headline table, not an empty one."""
-    from mote.experiment.config import load_experiment
-    from mote.experiment.report import _headline
-    from mote.experiment.significance import Significance
+    from mote_lab.config import load_experiment
+    from mote_lab.report import _headline
+    from mote_lab.significance import Significance
 
     exp = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "reproduce.yaml", budget="headline",
                           check_files=False)
@@ -496,7 +496,7 @@ def test_what_selection_kept_reports_the_parameters_a_merge_saved(tmp_path):
     """A consolidated selection shows which experts merged and the total parameters before -> after."""
     from types import SimpleNamespace
 
-    from mote.experiment.choices import selection_lines
+    from mote_lab.choices import selection_lines
 
     ref = {"categories": {"in-domain/Retrieval": 80.0}, "mean": 80.0}
     record = {

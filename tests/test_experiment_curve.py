@@ -1,4 +1,4 @@
-"""mote reproduce's learning curve: point arms (a run's weight snapshot at a step, and selections of it), validation
+"""mote-lab reproduce's learning curve: point arms (a weight snapshot at a step, and selections of it), validation
 scores next to the test scores (eval.also_validation), and the report's "Learning curve" section."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import pytest
 import torch
 from test_experiment import TOY, CountingTrainer, _fake_results, experiment
 
-from mote.experiment import ExperimentConfigError, make_plan, parse_experiment
-from mote.experiment.config import deep_merge
-from mote.experiment.layout import TIMINGS
-from mote.experiment.report import write_report
-from mote.experiment.runner import DONE, MissingSnapshotError, load_model_folder, plan_status, run_reproduction
+from mote_lab import ExperimentConfigError, make_plan, parse_experiment
+from mote_lab.config import deep_merge
+from mote_lab.layout import TIMINGS
+from mote_lab.report import write_report
+from mote_lab.runner import DONE, MissingSnapshotError, load_model_folder, plan_status, run_reproduction
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -219,10 +219,10 @@ def test_the_curve_section_gives_test_and_validation_scores_per_step_and_the_wal
 
 
 def test_the_curve_budget_lists_its_runs(capsys, tmp_path):
-    """configs/reproduce.yaml --budget curve: ic and mote (experts) at 100 / 400 steps, each plain and selected."""
+    """lab/reproduce.yaml --budget curve: ic and mote (experts) at 100 / 400 steps, each plain and selected."""
     from mote.cli import main
 
-    assert main(["reproduce", "configs/reproduce.yaml", "--budget", "curve", "--output", str(tmp_path / "r"),
+    assert main(["reproduce", "lab/reproduce.yaml", "--budget", "curve", "--output", str(tmp_path / "r"),
                  "--dry-run"]) == 0
     out = capsys.readouterr().out
     for key in ("train minilm-l6/ic/seed-42", "point minilm-l6/ic-100/seed-42",

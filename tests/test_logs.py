@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from mote.experiment.report import _timings
-from mote.experiment.runner import TIMINGS, _log_time
 from mote.files import read_log
 from mote.train.callbacks import MetricsLogger
+from mote_lab.report import _timings
+from mote_lab.runner import TIMINGS, _log_time
 
 TORN = '{"step": 3, "loss": 0.5, "lear'
 

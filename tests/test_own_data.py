@@ -176,7 +176,7 @@ def test_the_defaults_are_the_validated_recipe_and_the_docs_say_so():
 def test_the_default_recipe_trains_exactly_the_headlines_mote_experts_run():
     """Same models by construction: the shipped recipe resolves to the training recipe of the headline's
     mote (experts) arm (docs/results.md) in everything that shapes the weights."""
-    from mote.experiment.config import load_experiment
+    from mote_lab.config import load_experiment
 
     ours = load_config(ROOT / "configs" / "mote-minilm.yaml", check_files=False)
     exp = load_experiment(ROOT / "configs" / "reproduce.yaml", budget="headline", check_files=False)
@@ -197,7 +197,7 @@ def test_the_labs_trainings_never_select_and_its_recipe_budget_selects_on_own_ro
     selected arm uses the default (own held-out rows), the headline's the shared suite."""
     import yaml
 
-    from mote.experiment.config import load_experiment
+    from mote_lab.config import load_experiment
 
     budgets = yaml.safe_load((ROOT / "configs" / "reproduce.yaml").read_text(encoding="utf-8"))["budgets"]
     for budget in budgets:

@@ -187,3 +187,13 @@ def materialize_minilm_l3(output: str | Path, onnx_file: str | Path | None = Non
         st.save(str(tmp))
         shutil.rmtree(raw)
     return output
+
+__all__ = [
+    "DEFAULT_BASE_MODEL",
+    "L3_NAME",
+    "cache_dir",
+    "hub_errors",
+    "materialize_minilm_l3",
+    "offline_model_path",
+    "resolve_model_path",
+]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 # Each of these modules defines `register(subparsers) -> None`.
 _SUBCOMMAND_MODULES = (
-    "mote.eval.cli", "mote.train.cli", "mote.select.cli", "mote.moee.cli", "mote.experiment.cli", "mote.serve.cli",
+    "mote.eval.cli", "mote.train.cli", "mote.select.cli", "mote.moee.cli", "mote.serve.cli",
 )
 
 

@@ -196,7 +196,7 @@ def read_texts(path: str | os.PathLike, field: str = "text") -> list[str]:
 
 def read_yaml(path: str | os.PathLike, what: str, error) -> Any:
     """The parsed YAML file at ``path``; a missing file raises ``FileNotFoundError`` naming ``what`` it should be,
-    invalid YAML raises ``error([message], path)`` (the config error classes of mote.train / mote.experiment)."""
+    invalid YAML raises ``error([message], path)`` (the config error classes of mote.train / mote_lab)."""
     import yaml
 
     path = Path(path)

@@ -810,6 +810,7 @@ def register_module_class(cls: type) -> None:
 register_module_class(MoTETransformer)
 
 __all__ = [
+    "CONFIG_NAME",
     "MoTETransformer",
     "NotAMoTEModelError",
     "UnknownTaskError",

@@ -25,3 +25,7 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
         inactive += per_expert * (m.num_experts - 1)
     active = total - inactive
     return {"total": total, "active": active, "dense": active}
+
+__all__ = [
+    "parameter_counts",
+]

@@ -314,3 +314,12 @@ class RoutingTable:
             TaskRoute(t["name"], t["prefix"], int(t["expert"]), bool(t.get("prepend", True))) for t in data["tasks"]
         )
         return cls(routes=routes, default_task=data.get("default_task", DEFAULT_TASK))
+
+__all__ = [
+    "DEFAULT_TASK",
+    "DEFAULT_TASKS",
+    "MTEB_PROMPT_TASKS",
+    "RoutingTable",
+    "TaskRoute",
+    "UnknownTaskError",
+]

@@ -198,3 +198,18 @@ def _load_hf(source: Source, limit: int | None) -> list[dict]:
             "Offline? Download it once, or point the source at a local JSONL/Parquet file (path: ...)."
         ) from None
     return [dict(row) for row in ds]
+
+__all__ = [
+    "SPLIT_SUFFIXES",
+    "DataSourceError",
+    "Source",
+    "TestSplitError",
+    "check_split",
+    "is_test_split",
+    "iter_records",
+    "load_records",
+    "peek",
+    "rename_columns",
+    "resolve_file",
+    "split_files",
+]

@@ -498,4 +498,5 @@ __all__ = [
     "load",
     "parse_split",
     "select",
+    "split_file",
 ]

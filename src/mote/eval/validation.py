@@ -282,3 +282,26 @@ def build_validation_suite(
         with atomic_dir(output / name, overwrite=True) as tmp:
             atomic_write_json(tmp / "meta.json", {**build(tmp, root, fraction), "group": GROUPS[name]})
     return output
+
+__all__ = [
+    "DATASETS",
+    "DISTRACTOR_FRACTION",
+    "GROUPS",
+    "IN_DOMAIN",
+    "MAX_QUERIES",
+    "MAX_SCORED",
+    "MAX_TITLES",
+    "OOD",
+    "OOD_FRACTION",
+    "OOD_SOURCES",
+    "PROTOCOL",
+    "ROUTES",
+    "SPLIT",
+    "TITLE_LABELS",
+    "build_validation_suite",
+    "datasets_of",
+    "grouped_pairs",
+    "validation_dir",
+    "write_beir",
+    "write_jsonl",
+]

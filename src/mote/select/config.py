@@ -168,3 +168,11 @@ def recipe_problems(recipe: Any, cfg: SelectConfig) -> list[str]:
                 "validation group holds out whole; select with validation 'in-domain', or train without them"
             )
     return problems
+
+__all__ = [
+    "VALIDATION_CHOICES",
+    "ConsolidateConfig",
+    "SelectConfig",
+    "ValidationSet",
+    "recipe_problems",
+]

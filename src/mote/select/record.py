@@ -185,3 +185,15 @@ def selection_markdown(record: dict[str, Any]) -> str:
             lines.append(f"| {label} | " + " | ".join(_fmt(r["categories"].get(c)) for c in cats)
                          + f" | {r['mean']:.2f} | {'yes' if r['admissible'] else 'no'} |")
     return "\n".join(lines) + "\n"
+
+__all__ = [
+    "FORMAT",
+    "NOT_DECIDED",
+    "NOT_RECORDED",
+    "SELECTION_FILE",
+    "SELECTION_MD",
+    "choice_by_group",
+    "read_selection",
+    "selection_markdown",
+    "summary_lines",
+]

@@ -537,3 +537,24 @@ def load_config(path: str | os.PathLike, check_files: bool = True, arm: str | No
     from mote.files import read_yaml
 
     return parse_config(read_yaml(path, "Training config", ConfigError), str(path), check_files, arm)
+
+__all__ = [
+    "ARMS",
+    "CONFIG_FILE",
+    "CheckpointConfig",
+    "ConfigError",
+    "DataConfig",
+    "DatasetConfig",
+    "EvalConfig",
+    "LogConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TLRConfig",
+    "TaskConfig",
+    "fill_stage_steps",
+    "load_config",
+    "parse_config",
+    "rescale_stage_steps",
+]

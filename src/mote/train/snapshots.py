@@ -68,3 +68,12 @@ def list_snapshots(run_dir: str | os.PathLike) -> dict[str, Path]:
                 step = int(json.loads(meta.read_text(encoding="utf-8"))["step"])
                 found.append((step, folder.name, weights))
     return {name: path for _, name, path in sorted(found)}
+
+__all__ = [
+    "META",
+    "SNAPSHOTS",
+    "WEIGHTS",
+    "WeightSnapshots",
+    "encoder_of",
+    "list_snapshots",
+]

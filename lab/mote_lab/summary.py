@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from mote.experiment.config import ExperimentConfig
-from mote.experiment.plan import EvalRun, Plan
+from mote_lab.config import ExperimentConfig
+from mote_lab.plan import EvalRun, Plan
 
 OVERALL = ("mean over datasets", "mean over categories")
 GROUPS = ("in-domain", "ood")  # the validation suite's groups (categories "Retrieval (ood)", ...)
@@ -133,7 +133,7 @@ class BlockResults:
 
 def finished_results(ev: EvalRun) -> dict[str, Any] | None:
     """The ``results.json`` of a finished evaluation (its marker written), else ``None``."""
-    from mote.experiment.layout import EVAL_MARKER
+    from mote_lab.layout import EVAL_MARKER
 
     if not (ev.dir / "results.json").is_file() or not (ev.dir / EVAL_MARKER).is_file():
         return None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mote.experiment.plan import Plan
+    from mote_lab.plan import Plan
 
 DONE = "reproduce_done.json"
 EVAL_MARKER = "reproduce.json"

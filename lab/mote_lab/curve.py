@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mote.experiment.summary import GROUPS, OVERALL, Summary, group_categories, group_mean
+from mote_lab.summary import GROUPS, OVERALL, Summary, group_categories, group_mean
 
 if TYPE_CHECKING:
-    from mote.experiment.plan import Plan
+    from mote_lab.plan import Plan
 
 
 
@@ -68,9 +68,9 @@ def _minutes(v: float | None) -> str:
 def curve_lines(plan: Plan, model: str, test: Summary | None, val: Summary | None, figdir: Path, rel: str,
                 colors: Mapping[str, tuple] | None = None) -> list[str]:
     """Markdown (and ``<model>-curve.png`` in ``figdir``) for block ``model``; empty when it has no points."""
-    from mote.experiment.figures import learning_curve
-    from mote.experiment.layout import TIMINGS
     from mote.files import read_log
+    from mote_lab.figures import learning_curve
+    from mote_lab.layout import TIMINGS
 
     exp = plan.config
     curves = series(plan, model)

@@ -17,7 +17,7 @@ Order: per block the two baselines first, then the first seed of every arm (so a
 arm once), then the further seeds; each training is followed by its evaluation (and its validation evaluation).
 
 Example:
-    >>> cfg = load_experiment("configs/reproduce.yaml", budget="small")      # doctest: +SKIP
+    >>> cfg = load_experiment("lab/reproduce.yaml", budget="small")      # doctest: +SKIP
     >>> plan = make_plan(cfg, "runs/reproduce/small")                        # doctest: +SKIP
     >>> [t.key for t in plan.trainings][:2]                                  # doctest: +SKIP
     ['minilm-l6/ic/seed-42', 'minilm-l6/mote/seed-42']
@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mote.experiment.config import ExperimentConfig
+from mote_lab.config import ExperimentConfig
 
 
 @dataclass(frozen=True)

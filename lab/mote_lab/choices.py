@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from mote.select.record import choice_by_group, read_selection
 
 if TYPE_CHECKING:
-    from mote.experiment.plan import Plan
+    from mote_lab.plan import Plan
 
 
 def selection_lines(plan: Plan, model: str) -> list[str]:

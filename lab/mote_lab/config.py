@@ -1,4 +1,4 @@
-"""The experiment file of ``mote reproduce``: validated up front into an :class:`ExperimentConfig` (pydantic).
+"""The experiment file of ``mote-lab reproduce``: validated up front into an :class:`ExperimentConfig` (pydantic).
 
 One YAML file names a training recipe (a ``mote train`` config), the arms (each one a ``mote.train`` arm plus
 recipe overrides), the base models ("blocks") with their arms and seeds, the evaluation datasets and split, the
@@ -34,7 +34,7 @@ Example::
         models: {minilm-l6: {arms: [ic, mote, mote-400, mote-sel, mote-sel-400]}}
         eval: {also_validation: true}      # every run on the validation suite too (needs data.holdout)
 
-    >>> cfg = load_experiment("configs/reproduce.yaml", budget="small")   # doctest: +SKIP
+    >>> cfg = load_experiment("lab/reproduce.yaml", budget="small")   # doctest: +SKIP
     >>> [r.name for r in cfg.train_runs()]                               # doctest: +SKIP
 """
 
@@ -145,7 +145,7 @@ class ThroughputSpec(_Strict):
 
 
 class ReportSpec(_Strict):
-    path: str = "docs/results.md"  # where `mote reproduce` writes the report (--report overrides)
+    path: str = "docs/results.md"  # where `mote-lab reproduce` writes the report (--report overrides)
     title: str = "Results"
     significance: list[list[str]] = Field(default_factory=lambda: [["mote", "ic"]])  # [arm, against]
     headline_category: str = "Retrieval"
@@ -322,13 +322,13 @@ def _apply_validation(raw: dict[str, Any]) -> dict[str, Any]:
     ev = raw.get("eval")
     if not isinstance(ev, Mapping) or ev.get("validation") is None:
         return raw
-    from mote.eval import validation
+    from mote.eval.validation import DATASETS, ROUTES, SPLIT
 
     ev = dict(ev)
     if ev.get("datasets") is None:
-        ev["datasets"] = list(validation.DATASETS)
-    ev["split"] = validation.SPLIT
-    ev["routes"] = {**validation.ROUTES, **(ev.get("routes") or {})}
+        ev["datasets"] = list(DATASETS)
+    ev["split"] = SPLIT
+    ev["routes"] = {**ROUTES, **(ev.get("routes") or {})}
     return {**raw, "eval": ev}
 
 

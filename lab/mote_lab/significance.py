@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from mote.atomic import atomic_write_json
-from mote.experiment.config import BASELINES
-from mote.experiment.plan import Plan
-from mote.experiment.summary import BlockResults, Stat, category_order, mean_std
+from mote_lab.config import BASELINES
+from mote_lab.plan import Plan
+from mote_lab.summary import BlockResults, Stat, category_order, mean_std
 
 
 # ------------------------------------------------------------------------------------------------ significance

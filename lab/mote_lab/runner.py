@@ -1,6 +1,6 @@
 """Run a reproduction plan, resumably: finished work is reused, a killed training resumes from its checkpoint.
 
-What counts as finished (checked before each step, so a killed ``mote reproduce`` just runs again):
+What counts as finished (checked before each step, so a killed ``mote-lab reproduce`` just runs again):
 
 * a **training** is done when its folder has ``model/`` and the ``reproduce_done.json`` marker, and its saved recipe
   equals the run's recipe (a changed recipe is an error naming the differing sections, never a silent reuse);
@@ -19,7 +19,7 @@ Every step prints one line when it starts and one when it ends (with its wall ti
 appended to ``timings.jsonl`` so that the report can give the wall time of the whole reproduction.
 
 Example:
-    >>> cfg = load_experiment("configs/reproduce.yaml", budget="small")      # doctest: +SKIP
+    >>> cfg = load_experiment("lab/reproduce.yaml", budget="small")      # doctest: +SKIP
     >>> run_reproduction(cfg, "runs/reproduce/small", report="docs/results.md")   # doctest: +SKIP
 """
 
@@ -40,10 +40,10 @@ from typing import Any
 import yaml
 
 from mote.atomic import atomic_write_json
-from mote.experiment.config import BASELINES, ExperimentConfig
-from mote.experiment.layout import DONE, EVAL_MARKER, MEASUREMENTS, TIMINGS, TRAIN_CONFIG, similarity_dir
-from mote.experiment.plan import EvalRun, Plan, TrainRun, make_plan
 from mote.files import append_log, read_log
+from mote_lab.config import BASELINES, ExperimentConfig
+from mote_lab.layout import DONE, EVAL_MARKER, MEASUREMENTS, TIMINGS, TRAIN_CONFIG, similarity_dir
+from mote_lab.plan import EvalRun, Plan, TrainRun, make_plan
 
 
 class ReproductionInterrupted(RuntimeError):
@@ -279,11 +279,10 @@ def eval_inputs(exp: ExperimentConfig, ev: EvalRun) -> dict[str, Any]:
     of the runs' holdout for a validation evaluation, else the experiment's ``eval``)."""
     e = exp.eval
     if ev.validation:
-        from mote.eval import validation
+        from mote.eval.validation import DATASETS, ROUTES, SPLIT, validation_dir
 
-        return {"datasets": list(validation.DATASETS), "suite": None, "split": validation.SPLIT,
-                "routes": dict(validation.ROUTES),
-                "data_dir": str(validation.validation_dir(exp.validation_fraction()))}
+        return {"datasets": list(DATASETS), "suite": None, "split": SPLIT, "routes": dict(ROUTES),
+                "data_dir": str(validation_dir(exp.validation_fraction()))}
     return {"datasets": e.datasets, "suite": e.suite if e.datasets is None else None, "split": e.split,
             "routes": e.routes, "data_dir": exp.eval_data_dir()}
 
@@ -363,7 +362,7 @@ def evaluate(exp: ExperimentConfig, ev: EvalRun, train_marker: dict[str, Any] | 
 # -------------------------------------------------------------------------------------- similarity, measurements
 def _texts(exp: ExperimentConfig, datasets: list[str], per_dataset: int) -> list[str]:
     from mote.data import data_dir
-    from mote.experiment.texts import sample_texts
+    from mote_lab.texts import sample_texts
 
     return sample_texts(data_dir(exp.eval_data_dir()), datasets, per_dataset)
 
@@ -400,7 +399,7 @@ def similarity(plan: Plan, device: str, cache: Any, markers: dict[str, dict]) ->
 
 def measurements(plan: Plan, markers: dict[str, dict], device: str = "cpu") -> tuple[str, dict[str, Any] | None]:
     """Parameters and encode throughput of every block's base and arms (first seed), in one process."""
-    from mote.experiment.measure import measure
+    from mote_lab.measure import measure
 
     exp = plan.config
     spec = exp.throughput
@@ -574,7 +573,7 @@ def run_reproduction(
         if cache is not None:
             cache.close()
     if report is not None:
-        from mote.experiment.report import write_report
+        from mote_lab.report import write_report
 
         t0 = time.perf_counter()
         path = write_report(plan, report)
