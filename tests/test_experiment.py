@@ -255,7 +255,7 @@ def test_reproduction_resumes_a_killed_training_and_reuses_finished_work(tiny, t
 
 
 def test_cli_dry_run_lists_the_plan(tiny, tmp_path, capsys):
-    from mote.cli import main
+    from mote_lab.cli import main
 
     base, data = tiny
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(experiment(base, data, tmp_path / "cache")))
@@ -298,7 +298,7 @@ def test_validation_tables_give_each_groups_mean_and_gain():
     from mote_lab.config import load_experiment
     from mote_lab.report import summary_markdown
 
-    exp = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "reproduce.yaml", budget="choose",
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "lab" / "reproduce.yaml", budget="choose",
                           check_files=False)
     tt = {"a": "Classification (in-domain)", "b": "Retrieval (in-domain)", "c": "Retrieval (ood)"}
     s = summarize({"base": [{"a": 50.0, "b": 70.0, "c": 90.0}], "ic": [{"a": 54.0, "b": 70.0, "c": 88.0}]}, tt)
@@ -316,7 +316,7 @@ def test_headline_of_a_pair_against_the_base_shows_the_gain():
     from mote_lab.report import _headline
     from mote_lab.significance import Significance
 
-    exp = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "reproduce.yaml", budget="headline",
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "lab" / "reproduce.yaml", budget="headline",
                           check_files=False)
     s = summarize({"base": [{"r": 50.0, "t": 70.0}], "mote-sel": [{"r": 52.0, "t": 70.0}]},
                   {"r": "Retrieval", "t": "STS"})
@@ -514,3 +514,11 @@ def test_what_selection_kept_reports_the_parameters_a_merge_saved(tmp_path):
     lines = selection_lines(SimpleNamespace(config=config, trainings=[run]), "m")
     row = "| 7 | base (base) | base (base) | base (base) | query+document (33.36M -> 29.81M params) | 80.00 -> 80.00 |"
     assert row in lines
+
+
+def test_the_lab_cli_refuses_a_missing_experiment_file_in_one_line(tmp_path, capsys):
+    from mote_lab.cli import main
+
+    assert main(["reproduce", str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "nope.yaml" in err[0]

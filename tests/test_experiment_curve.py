@@ -220,7 +220,7 @@ def test_the_curve_section_gives_test_and_validation_scores_per_step_and_the_wal
 
 def test_the_curve_budget_lists_its_runs(capsys, tmp_path):
     """lab/reproduce.yaml --budget curve: ic and mote (experts) at 100 / 400 steps, each plain and selected."""
-    from mote.cli import main
+    from mote_lab.cli import main
 
     assert main(["reproduce", "lab/reproduce.yaml", "--budget", "curve", "--output", str(tmp_path / "r"),
                  "--dry-run"]) == 0

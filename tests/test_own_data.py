@@ -179,7 +179,7 @@ def test_the_default_recipe_trains_exactly_the_headlines_mote_experts_run():
     from mote_lab.config import load_experiment
 
     ours = load_config(ROOT / "configs" / "mote-minilm.yaml", check_files=False)
-    exp = load_experiment(ROOT / "configs" / "reproduce.yaml", budget="headline", check_files=False)
+    exp = load_experiment(ROOT / "lab" / "reproduce.yaml", budget="headline", check_files=False)
     theirs = exp.run_config("minilm-l6", "mote-x", 42, check_files=False)
     for cfg in (ours, theirs):
         assert cfg.model.trains_experts_only()
@@ -199,15 +199,15 @@ def test_the_labs_trainings_never_select_and_its_recipe_budget_selects_on_own_ro
 
     from mote_lab.config import load_experiment
 
-    budgets = yaml.safe_load((ROOT / "configs" / "reproduce.yaml").read_text(encoding="utf-8"))["budgets"]
+    budgets = yaml.safe_load((ROOT / "lab" / "reproduce.yaml").read_text(encoding="utf-8"))["budgets"]
     for budget in budgets:
-        exp = load_experiment(ROOT / "configs" / "reproduce.yaml", budget=budget, check_files=False)
+        exp = load_experiment(ROOT / "lab" / "reproduce.yaml", budget=budget, check_files=False)
         for model, block in exp.enabled_models().items():
             for arm in block.arms:
                 if exp.source_arm(arm) == arm:
                     assert not exp.run_config(model, arm, block.seeds_of(arm)[0], check_files=False).selects()
-    recipe = load_experiment(ROOT / "configs" / "reproduce.yaml", budget="recipe", check_files=False)
-    headline = load_experiment(ROOT / "configs" / "reproduce.yaml", budget="headline", check_files=False)
+    recipe = load_experiment(ROOT / "lab" / "reproduce.yaml", budget="recipe", check_files=False)
+    headline = load_experiment(ROOT / "lab" / "reproduce.yaml", budget="headline", check_files=False)
     assert recipe.select_config("minilm-l6", "mote-own", 42).suite == "recipe"
     assert headline.select_config("minilm-l6", "mote-sel", 42).suite == "shared"
 
