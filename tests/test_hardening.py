@@ -225,8 +225,10 @@ def test_tsembed_adapter_folder_is_resolved_inside_the_model_folder(tiny_base, t
     load_tsembed(path)
 
 
-def test_readme_does_not_send_users_to_trust_remote_code_for_foreign_folders():
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+def test_the_docs_do_not_send_users_to_trust_remote_code_for_foreign_folders():
+    root = Path(__file__).parents[1]
+    assert "did not make" in (root / "README.md").read_text()  # the README's one-line warning
+    readme = (root / "docs" / "usage.md").read_text()
     section = readme[readme.index("**sentence-transformers 6 and `trust_remote_code`.**"):]
     section = section[: section.index("\n\n")]
     assert "import mote" in section and "never" in section.lower()

@@ -60,15 +60,15 @@ def _wall_minutes(report: Path) -> str:
     return found.group(1)
 
 
-def test_readme_quotes_the_reports_figures():
-    """The README's wall times and its gain table are the generated reports' numbers, not hand-typed ones."""
+def test_findings_quote_the_reports_figures():
+    """docs/findings.md's wall times and its gain table are the generated reports' numbers, not hand-typed ones."""
     import re
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "findings.md").read_text(encoding="utf-8")
     for name in ("results.md", "results-small.md", "results-seeds.md", "results-tune.md", "results-full.md",
                  "results-choose.md", "results-curve.md", "results-curve-1600.md"):
         minutes = _wall_minutes(ROOT / "docs" / name)
-        assert f"{minutes} min" in readme, f"README does not quote the wall time of docs/{name} ({minutes} min)"
+        assert f"{minutes} min" in readme, f"docs/findings.md lacks the wall time of docs/{name} ({minutes} min)"
     results = (ROOT / "docs" / "results-small.md").read_text(encoding="utf-8")
     gains = results[results.index("#### Gain over the untrained base"):]
     gains = gains[: gains.index("\n\n", gains.index("|"))]
@@ -88,12 +88,13 @@ def _section(md: str, head: str) -> str:
     return md[start: min(ends) if ends else len(md)]
 
 
-def test_readme_selection_table_is_the_headline_reports():
+@pytest.mark.parametrize("page", ["README.md", "docs/findings.md"])
+def test_the_selection_table_is_the_headline_reports(page):
     """Each cell of the README's "what a trained model gets you" table is in docs/results.md (the headline budget):
     the gains and paired differences and tests, in the matching significance section."""
     import re
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8").replace("−", "-")
+    readme = (ROOT / page).read_text(encoding="utf-8").replace("−", "-")
     report = (ROOT / "docs" / "results.md").read_text(encoding="utf-8").replace("−", "-")
     table = readme[readme.index("| category (datasets) | mote-selected | ic + WiSE-FT |"):]
     rows = [r.strip("|").split("|") for r in table[: table.index("\n\n")].splitlines()[2:]]
@@ -127,9 +128,10 @@ def _table_rows(md: str, head: str) -> list[dict[str, str]]:
     ("results-curve.md", "### Does longer training change it?", 9),
     ("results-curve-1600.md", "#### To 1,600 steps", 13),
 ])
-def test_readme_learning_curve_tables_are_the_curve_reports(report_name, readme_head, points):
-    """The README's learning-curve tables: each point's test and validation means, as the curve reports have them."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_findings_learning_curve_tables_are_the_curve_reports(report_name, readme_head, points):
+    """docs/findings.md's learning-curve tables: each point's test and validation means, as the curve reports have
+    them."""
+    readme = (ROOT / "docs" / "findings.md").read_text(encoding="utf-8")
     report = (ROOT / "docs" / report_name).read_text(encoding="utf-8")
     test = {(r["series"], r["step"]): r for r in _table_rows(report, "#### Test datasets")}
     val = {(r["series"], r["step"]): r for r in _table_rows(report, "#### Validation suite")}
@@ -155,3 +157,11 @@ def test_readme_domain_figures_are_the_domain_reports():
     assert numbers
     missing = [n for n in numbers if n not in report]
     assert not missing, f"README quotes {missing}, which docs/results-domain.md does not hold"
+
+
+def test_the_readme_is_a_guide():
+    """README.md stays a guide (issue 29): at most 250 lines; the results history and benchmarks live in docs/."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    for link in ("docs/findings.md", "docs/results.md", "docs/usage.md", "docs/training.md", "docs/serving.md"):
+        assert f"]({link}" in readme and (ROOT / link).is_file(), link
