@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 from test_eval_support import make_data_dir
+from tiny_train import tiny_config, write_tiny_data, write_tiny_model
 
 from mote.experiment import ExperimentConfigError, load_experiment, make_plan, parse_experiment
 from mote.experiment.config import deep_merge
@@ -25,7 +26,6 @@ from mote.experiment.runner import (
     run_reproduction,
 )
 from mote.experiment.summary import OVERALL, mean_std, summarize
-from mote.train.testing import tiny_config, write_tiny_data, write_tiny_model
 
 TOY = ["ToySTS", "ToyClassification", "ToyClustering", "ToyPairs", "ToyReranking", "ToyRetrieval"]
 
