@@ -18,10 +18,9 @@ from mote.base_models import DEFAULT_BASE_MODEL, resolve_model_path
 from mote.files import ModelFolderError
 from mote.routing import DEFAULT_TASKS, RoutingTable, UnknownTaskError
 
-# Submodules that load on first use (``mote.lora`` imports PEFT; ``mote.io`` and ``mote.tlr`` are old names):
-# ``mote.lora.x`` after ``import mote`` and ``from mote import lora`` work as before, without paying for them in
-# ``import mote``.
-_LAZY_SUBMODULES = frozenset({"export", "io", "lora", "tlr"})
+# Submodules that load on first use (``mote.lora`` is TSEmbed, with PEFT): ``mote.lora.x`` after ``import mote``
+# and ``from mote import lora`` work without paying for them in ``import mote``.
+_LAZY_SUBMODULES = frozenset({"export", "lora"})
 _TORCH_NAMES = frozenset({"MoTETransformer", "NotAMoTEModelError", "convert", "encode", "encode_mixed", "load",
                           "mote_module"})
 
@@ -39,7 +38,6 @@ else:
     # SentenceTransformer(path) loads TLR and TSEmbed folders after `import mote`; their modules (the token-routing
     # ablation, and mote.lora with PEFT) are imported only when a folder names their class.
     register_lazy_module_class("mote.ablations.tlr.TLRTransformer", "mote.ablations.tlr:TLRTransformer")
-    register_lazy_module_class("mote.tlr.TLRTransformer", "mote.ablations.tlr:TLRTransformer")  # folders saved before
     register_lazy_module_class("mote.lora.st.TSEmbedTransformer", "mote.lora.st:TSEmbedTransformer")
 
 
