@@ -38,6 +38,8 @@ def _python(script: str) -> dict:
 def test_import_mote_loads_neither_lora_nor_the_tlr_ablation_and_needs_no_peft():
     # sentence-transformers itself imports PEFT when it is installed, so block it: mote's core must not need it.
     # The method registry lists every method without loading their models (each imports its model in build()).
+    # mote.lora itself imports without PEFT (the training recipe reads its TSEmbed plan for every arm); building or
+    # loading a TSEmbed model needs it (test_tsembed_models_without_peft_name_the_extra).
     out = _python(f"""
 import json, sys
 sys.modules["peft"] = None
@@ -45,14 +47,11 @@ import mote
 from mote.methods import METHODS
 assert len(METHODS) >= 7, list(METHODS)
 loaded = sorted(m for m in {list(LAZY)!r} if m in sys.modules)
-try:
-    mote.lora
-    lora = "imported"
-except ImportError as e:
-    lora = "ImportError"
-print(json.dumps({{"loaded": loaded, "lora": lora}}))
+import mote.train.config
+lora = type(mote.lora).__name__
+print(json.dumps({{"loaded": loaded, "lora": lora, "peft": sorted(m for m in sys.modules if m.startswith("peft."))}}))
 """)
-    assert out == {"loaded": [], "lora": "ImportError"}  # mote.lora does need PEFT, and says so on use
+    assert out == {"loaded": [], "lora": "module", "peft": []}
 
 
 DESCRIBE = """
@@ -157,3 +156,33 @@ def test_tlr_folders_saved_under_the_removed_class_path_get_one_clear_error(fold
     modules[0]["type"] = "mote.ablations.tlr.TLRTransformer"  # the fix the message names
     (old / "modules.json").write_text(json.dumps(modules))
     np.testing.assert_allclose(mote.load(old).encode(TEXTS, task="query"), expected["tlr"], atol=1e-6)
+
+
+def test_tsembed_models_without_peft_name_the_extra(folders):
+    """PEFT is the ``tsembed`` extra: without it, building and loading a TSEmbed model (library and CLI) fail with
+    one line naming ``pip install 'mote[tsembed]'``, while the core CLI still reads MoTE-family folders."""
+    root, _ = folders
+    out = _python(f"""
+import contextlib, io, json, sys
+sys.modules["peft"] = None
+import mote.lora as tl
+from mote.cli import main
+out = {{}}
+for name, build in [("convert", lambda: tl.convert({str(root / "bert")!r}, tl.MoELoRAConfig(num_experts=4, r=2))),
+                    ("load", lambda: tl.load({str(root / "tsembed")!r}))]:
+    try:
+        build()
+        out[name] = "built"
+    except ImportError as e:
+        out[name] = str(e)
+for name in ("tsembed", "tlr"):
+    err, std = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):
+        code = main(["info", {str(root)!r} + "/" + name])
+    out["info " + name] = [code, err.getvalue(), std.getvalue().splitlines()[:1]]
+print(json.dumps(out))
+""")
+    message = "TSEmbed (MoE-LoRA, mote.lora) models need PEFT, which is not installed: pip install 'mote[tsembed]'"
+    assert out["convert"] == message and out["load"] == message
+    assert out["info tsembed"][:2] == [2, f"error: {message}\n"]
+    assert out["info tlr"][0] == 0 and out["info tlr"][2][0].startswith("base encoder: BertModel")
