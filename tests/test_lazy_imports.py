@@ -132,7 +132,8 @@ print(json.dumps(out))
 
 def test_tlr_folders_saved_under_the_removed_class_path_get_one_clear_error(folders, tmp_path, capsys):
     """Folders saved before 2026-12-01 name ``mote.tlr.TLRTransformer`` (removed): ``mote.load`` and the CLI refuse
-    them with one error naming the folder and the fix, and the fix (the new path in modules.json) loads them."""
+    them with one error naming the folder and the fix (``SentenceTransformer(path)`` after ``import mote`` with the
+    fix), and the fix (the new path in modules.json) loads them."""
     import shutil
 
     from mote.cli import main
@@ -153,6 +154,21 @@ def test_tlr_folders_saved_under_the_removed_class_path_get_one_clear_error(fold
     assert main(["info", str(old)]) == 2
     err = capsys.readouterr().err
     assert err == f"error: {message}\n"  # one line, the same message
+    out = _python(f"""
+import json
+import mote
+from sentence_transformers import SentenceTransformer
+out = []
+for trust in (False, True):  # sentence-transformers' own advice would be trust_remote_code=True: no help here either
+    try:
+        SentenceTransformer({str(old)!r}, device="cpu", trust_remote_code=trust)
+        out.append("loaded")
+    except mote.ModelFolderError as e:
+        out.append(str(e))
+print(json.dumps(out))
+""")
+    assert out[0] == out[1] and out[0].startswith("this model folder was saved by mote before 2026-12")
+    assert "change the type 'mote.tlr.TLRTransformer' to 'mote.ablations.tlr.TLRTransformer'" in out[0]
     modules[0]["type"] = "mote.ablations.tlr.TLRTransformer"  # the fix the message names
     (old / "modules.json").write_text(json.dumps(modules))
     np.testing.assert_allclose(mote.load(old).encode(TEXTS, task="query"), expected["tlr"], atol=1e-6)

@@ -62,13 +62,17 @@ def check_class_paths(folder: str | os.PathLike, types: list[str], error: type[E
     provides (:data:`REMOVED_CLASS_PATHS`)."""
     for old in types:
         if old in REMOVED_CLASS_PATHS:
-            new = REMOVED_CLASS_PATHS[old]
-            raise error(
-                f"{folder} was saved by mote before 2026-12 (its modules.json names the class path {old}, which mote "
-                f"no longer provides): edit {Path(folder) / 'modules.json'} to change the type {old!r} to {new!r} "
-                "(the files are otherwise the same), or load it with a mote of 2026-12-01 to 2026-12-06 (which reads "
-                "both paths) and save it again"
-            )
+            raise error(removed_class_path_message(old, folder))
+
+
+def removed_class_path_message(old: str, folder: str | os.PathLike | None = None) -> str:
+    """What a folder naming the removed class path ``old`` is and how to fix it (``folder``: where, if known)."""
+    new = REMOVED_CLASS_PATHS[old]
+    where = f"{folder} was" if folder is not None else "this model folder was"
+    file = Path(folder) / "modules.json" if folder is not None else "its modules.json"
+    return (f"{where} saved by mote before 2026-12 (its modules.json names the class path {old}, which mote no "
+            f"longer provides): edit {file} to change the type {old!r} to {new!r} (the files are otherwise the "
+            "same), or load it with a mote of 2026-12-01 to 2026-12-06 (which reads both paths) and save it again")
 
 
 def safetensors_header(path: str | os.PathLike, error: type[Exception] = ModelFolderError
@@ -266,5 +270,6 @@ __all__ = [
     "read_safetensors",
     "read_texts",
     "read_yaml",
+    "removed_class_path_message",
     "safetensors_header",
 ]
