@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml lab/pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	$(PIP) install torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
-	$(PIP) install -c constraints.txt -e ".[dev,onnx,minilm,minilm-l3,serve]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) install -c constraints.txt -e ".[dev,onnx,minilm,minilm-l3,serve,lab,tsembed]" 2>&1 | grep -v "^WARNING: Location" || true
 	$(PIP) install -c constraints.txt --no-deps -e lab 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c "import mote, mote_lab, torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(STAMP)

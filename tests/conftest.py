@@ -111,10 +111,10 @@ def perturbed_routed_models(root):
     """A TLR and a TSEmbed model over a tiny base, weights perturbed (fresh ones compute the dense model's
     function), saved to ``root/tlr`` and ``root/tsembed``; returns ``(tlr, tsembed)``."""
     import torch
+    from tiny_train import write_tiny_model
 
     import mote.lora as tl
     from mote.ablations import tlr
-    from mote.train.testing import write_tiny_model
 
     base = write_tiny_model(root / "bert", layers=2)
     token = tlr.convert(base, placement="1")

@@ -88,6 +88,10 @@ def test_sentence_transformers_module_class_map():
     assert registered_module_classes()["mote.model.MoTETransformer"] is mote.MoTETransformer
     lazy = ModuleClassMap({}, {"x.Y": "mote.routing:RoutingTable"})
     assert lazy.get("x.Y") is mote.RoutingTable and lazy.get("x.Z") is None and len(lazy) == 1
+    lazy.removed["x.Old"] = lambda: mote.ModelFolderError("saved by an old mote: edit modules.json")
+    with pytest.raises(mote.ModelFolderError, match="edit modules.json"):  # .get passes only KeyError on
+        lazy.get("x.Old")
+    assert len(lazy) == 1 and "x.Old" not in list(lazy)
     assert callable(getattr(BaseModel, "_load_with_module_classes", None)), (
         "sentence-transformers changed how it loads module classes (BaseModel._load_with_module_classes)")
 

@@ -28,12 +28,12 @@ LAB_PACKAGE = LAB / "mote_lab"
 # Lowest first. A unit is a subpackage (mote.lora), a top-level module (mote.routing) or every subpackage's cli.py.
 LAYERS: list[tuple[str, ...]] = [
     ("mote.adapters",),  # the only code that touches private parts of the libraries (tests/test_adapters.py)
-    ("mote.atomic", "mote.files", "mote.io", "mote.batching"),  # mote.io: the old name of the two
+    ("mote.atomic", "mote.files", "mote.batching"),
     ("mote.base_models",),
     ("mote.routing",),
     ("mote.experts", "mote.matryoshka", "mote.load_balancing"),
     ("mote.model",),
-    ("mote.export", "mote.ablations", "mote.tlr"),  # mote.tlr: the old name of mote.ablations.tlr
+    ("mote.export", "mote.ablations"),
     ("mote.lora",),
     ("mote.data", "mote.parameter_counts", "mote.moee", "mote.onnx"),
     ("mote.eval", "mote.mteb"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from tiny_train import write_tiny_data
 
 from mote.data.sources import (
     DataSourceError,
@@ -15,7 +16,6 @@ from mote.data.sources import (
     resolve_file,
     split_files,
 )
-from mote.train.testing import write_tiny_data
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import yaml
 from test_eval_support import make_data_dir
+from tiny_train import tiny_config, write_tiny_data, write_tiny_model
 
-from mote.train.testing import tiny_config, write_tiny_data, write_tiny_model
 from mote_lab import ExperimentConfigError, load_experiment, make_plan, parse_experiment
 from mote_lab.config import deep_merge
 from mote_lab.report import fmt, write_report

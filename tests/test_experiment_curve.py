@@ -44,8 +44,7 @@ def curve_experiment(tiny, cache: Path, **over) -> dict:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     from test_eval_support import make_data_dir
-
-    from mote.train.testing import write_tiny_data, write_tiny_model
+    from tiny_train import write_tiny_data, write_tiny_model
 
     root = tmp_path_factory.mktemp("curve")
     data = write_tiny_data(root / "data")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_train import write_tiny_model
 
 import mote
 from mote.files import ModelFolderError
-from mote.train.testing import write_tiny_model
 
 SEED, CASES = 2027, 60
 TEXTS = ["how do magnets work", "a b c", "Magnets attract iron because of aligned domains."]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
+from tiny_train import write_tiny_model
 
 import mote
 from mote.files import ModelFolderError
-from mote.train.testing import write_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from tiny_train import tiny_config, write_tiny_data, write_tiny_model
 
 from mote.train.checkpoints import RUN_FILE
 from mote.train.config import ConfigError, parse_config
-from mote.train.testing import tiny_config, write_tiny_data, write_tiny_model
 from mote.train.trainer import run_training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_train import write_tiny_model
 
 import mote
 from mote.ablations import tlr
 from mote.lora import MoELoRAConfig
 from mote.lora import convert as tsembed_convert
-from mote.train.testing import write_tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

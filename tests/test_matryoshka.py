@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
 from test_eval_support import make_data_dir
+from tiny_train import tiny_config, write_tiny_data, write_tiny_model
 
 import mote
 from mote.eval import evaluate, load_encoder
 from mote.matryoshka import check_dim, truncate
 from mote.train.config import ConfigError, parse_config
 from mote.train.losses import info_nce
-from mote.train.testing import tiny_config, write_tiny_data, write_tiny_model
 from mote.train.trainer import prepare_run, run_training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -11,11 +11,11 @@ import argparse
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
+from tiny_train import tiny_config, write_tiny_data, write_tiny_model
 
 from mote.methods import METHODS, UnknownMethodError, get_method, register_method
 from mote.methods.base import ArmModel, Method, dense_base, finish_arm, placement_layers
 from mote.train.config import ConfigError, parse_config
-from mote.train.testing import tiny_config, write_tiny_data, write_tiny_model
 from mote.train.trainer import prepare_run, run_training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

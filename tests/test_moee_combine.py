@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny_moe import tiny_moe, tiny_tokenizer
 
 from mote.cli import main
 from mote.moee import (
@@ -18,7 +19,6 @@ from mote.moee import (
 )
 from mote.moee.combine import RunningMoments, cosine_rows
 from mote.moee.templates import PAPER_PROMPTS, TEMPLATES, render
-from mote.moee.testing import tiny_moe, tiny_tokenizer
 
 TEXTS = [
     "the cat sat on the mat and the dog sat on the rug , he said hi to the big red bird",

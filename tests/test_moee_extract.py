@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_st
+from tiny_moe import add_token_routers, tiny_moe, tiny_routed_bert, tiny_tokenizer
 
 import mote
 from mote.moee import MoEEConfig, MoEEEmbedder, NoRouterError
 from mote.moee.loading import quantization_config
-from mote.moee.testing import add_token_routers, tiny_moe, tiny_routed_bert, tiny_tokenizer
 
 # Very different lengths, so that a mixed batch pads most rows heavily.
 TEXTS = [

@@ -216,9 +216,9 @@ def test_a_run_that_cannot_be_selected_keeps_its_weights_and_names_the_fix(tmp_p
     """Too few held-out rows to validate on: `mote train` trains, keeps run/trained, and ends with one line that
     says why selection failed and what to run once it is fixed (exit 2, no traceback)."""
     import yaml
+    from tiny_train import write_tiny_model
 
     from mote.cli import main
-    from mote.train.testing import write_tiny_model
 
     base = write_tiny_model(tmp_path / "bert", layers=2)
     write_user_data(tmp_path, "few.csv", "few.jsonl", n=12)

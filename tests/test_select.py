@@ -379,9 +379,10 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def test_train_then_select_end_to_end_on_the_real_validation_suite(tmp_path, one_torch_thread, capsys):
     """A tiny model trained for a few steps (snapshots kept), selected on the real validation suite built from
     ../shared/data (CI always has it: no skip), written, loaded, exported and shown by `mote info`."""
+    from tiny_train import tiny_config, write_tiny_data, write_tiny_model
+
     from mote.cli import main
     from mote.export import export_dense
-    from mote.train.testing import tiny_config, write_tiny_data, write_tiny_model
     from mote.train.trainer import run_training
 
     assert SHARED_DATA.is_dir(), f"{SHARED_DATA} is missing: the selection test needs the shared training data"

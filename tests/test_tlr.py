@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import run_in_threads
 from sentence_transformers import SentenceTransformer
+from tiny_train import write_tiny_model
 
 import mote
 from mote.ablations import tlr
-from mote.train.testing import write_tiny_model
 
 TEXTS = ["what is a rocket", "the cheese and the bread in the oven", "goal", "a stock market price today"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from tiny_train import tiny_config, write_tiny_data
 
 from mote.cli import main
 from mote.train.config import ConfigError, load_config, parse_config
-from mote.train.testing import tiny_config, write_tiny_data
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from tiny_train import tiny_config, write_tiny_data, write_tiny_model
 
 from mote.train.config import load_config
-from mote.train.testing import tiny_config, write_tiny_data, write_tiny_model
 from mote.train.trainer import run_training
 
 

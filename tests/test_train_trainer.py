@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
+from tiny_train import tiny_config, write_tiny_data, write_tiny_model
 from transformers import TrainerCallback
 
 import mote
 from mote.train.config import ConfigError, parse_config
-from mote.train.testing import tiny_config, write_tiny_data, write_tiny_model
 from mote.train.trainer import prepare_run, run_training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead

@@ -16,6 +16,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer
+from tiny_train import tiny_config, write_tiny_data, write_tiny_model
 from transformers import TrainerCallback
 
 import mote
@@ -24,7 +25,6 @@ from mote.data.sampler import task_batches
 from mote.lora.eans import EANSMiner
 from mote.train.config import ConfigError, load_config, parse_config, rescale_stage_steps
 from mote.train.losses import TaskInfoNCE
-from mote.train.testing import tiny_config, write_tiny_data, write_tiny_model
 from mote.train.trainer import OffsetTaskBatchSampler, run_training
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -20,12 +20,9 @@ Curve = Sequence[tuple[int, float]]
 
 
 def _plt():
-    import matplotlib
+    from mote.eval.plots import pyplot  # matplotlib: the lab extra, imported only to draw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _save(fig, path: str | os.PathLike) -> None:

@@ -15,13 +15,12 @@ an ``ImportError`` that says so.
 import importlib
 
 from mote.base_models import DEFAULT_BASE_MODEL, resolve_model_path
-from mote.files import ModelFolderError
+from mote.files import REMOVED_CLASS_PATHS, ModelFolderError, removed_class_path_message
 from mote.routing import DEFAULT_TASKS, RoutingTable, UnknownTaskError
 
-# Submodules that load on first use (``mote.lora`` imports PEFT; ``mote.io`` and ``mote.tlr`` are old names):
-# ``mote.lora.x`` after ``import mote`` and ``from mote import lora`` work as before, without paying for them in
-# ``import mote``.
-_LAZY_SUBMODULES = frozenset({"export", "io", "lora", "tlr"})
+# Submodules that load on first use (``mote.lora`` is TSEmbed, with PEFT): ``mote.lora.x`` after ``import mote``
+# and ``from mote import lora`` work without paying for them in ``import mote``.
+_LAZY_SUBMODULES = frozenset({"export", "lora"})
 _TORCH_NAMES = frozenset({"MoTETransformer", "NotAMoTEModelError", "convert", "encode", "encode_mixed", "load",
                           "mote_module"})
 
@@ -33,14 +32,16 @@ except ModuleNotFoundError as _missing:  # an ONNX-only install: mote.onnx's enc
     _HAVE_TORCH = False
 else:
     _HAVE_TORCH = True
-    from mote.adapters.sentence_transformers import register_lazy_module_class
+    from mote.adapters.sentence_transformers import register_lazy_module_class, register_removed_module_class
     from mote.model import MoTETransformer, NotAMoTEModelError, convert, encode, encode_mixed, load, mote_module
 
     # SentenceTransformer(path) loads TLR and TSEmbed folders after `import mote`; their modules (the token-routing
     # ablation, and mote.lora with PEFT) are imported only when a folder names their class.
     register_lazy_module_class("mote.ablations.tlr.TLRTransformer", "mote.ablations.tlr:TLRTransformer")
-    register_lazy_module_class("mote.tlr.TLRTransformer", "mote.ablations.tlr:TLRTransformer")  # folders saved before
     register_lazy_module_class("mote.lora.st.TSEmbedTransformer", "mote.lora.st:TSEmbedTransformer")
+    # A folder naming a class path mote removed (mote.tlr.TLRTransformer) gets the error that names the fix.
+    for _old in REMOVED_CLASS_PATHS:
+        register_removed_module_class(_old, lambda old=_old: ModelFolderError(removed_class_path_message(old)))
 
 
 def __getattr__(name: str):

@@ -26,7 +26,53 @@ logger = logging.getLogger(__name__)
 
 class ModelFolderError(ValueError):
     """A model folder that cannot be loaded as it is: a file missing, unreadable or damaged, a config that
-    contradicts another one or the weights, or a folder of another kind. The message names the file and the fix."""
+    contradicts another one or the weights, a folder of another kind, or one saved by another version of mote (see
+    :data:`FORMAT_VERSION`). The message names the file and the fix."""
+
+
+FORMAT_VERSION = 1
+"""The format of the model folders this mote writes and reads (MoTE and TLR: ``mote_config.json``; TSEmbed:
+``tsembed_config.json``), recorded there as ``format_version``. A config without the field is format 1 (folders
+saved before it was recorded); a higher one was saved by a newer mote and is refused (:func:`check_format_version`).
+Raise it when a saved folder of the new code would not load correctly in the old code."""
+
+# modules.json class paths that mote no longer provides -> the path of the same class now. A folder naming one is
+# refused with the fix (check_class_paths) rather than failing inside sentence-transformers' import of the path.
+REMOVED_CLASS_PATHS: dict[str, str] = {
+    "mote.tlr.TLRTransformer": "mote.ablations.tlr.TLRTransformer",  # moved 2026-12-01, old name removed 2026-12-07
+}
+
+
+def check_format_version(config: dict, where: str | os.PathLike, kind: str,
+                         error: type[Exception] = ModelFolderError) -> int:
+    """The ``format_version`` of a module config read from ``where`` (1 when absent), or ``error`` naming the file
+    and the fix: not a whole number >= 1 (damage), or newer than :data:`FORMAT_VERSION` (saved by a newer mote)."""
+    version = config.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise error(f"{where}: format_version must be a whole number >= 1, got {version!r}; the file is damaged or "
+                    "edited by hand: save (or copy) the model again")
+    if version > FORMAT_VERSION:
+        raise error(f"{where}: this {kind} model folder was saved by a newer mote (format {version}; this mote reads "
+                    f"format {FORMAT_VERSION}): upgrade mote to load it (pip install --upgrade mote)")
+    return version
+
+
+def check_class_paths(folder: str | os.PathLike, types: list[str], error: type[Exception] = ModelFolderError) -> None:
+    """``error`` naming the folder and the fix if its ``modules.json`` ``types`` name a class path mote no longer
+    provides (:data:`REMOVED_CLASS_PATHS`)."""
+    for old in types:
+        if old in REMOVED_CLASS_PATHS:
+            raise error(removed_class_path_message(old, folder))
+
+
+def removed_class_path_message(old: str, folder: str | os.PathLike | None = None) -> str:
+    """What a folder naming the removed class path ``old`` is and how to fix it (``folder``: where, if known)."""
+    new = REMOVED_CLASS_PATHS[old]
+    where = f"{folder} was" if folder is not None else "this model folder was"
+    file = Path(folder) / "modules.json" if folder is not None else "its modules.json"
+    return (f"{where} saved by mote before 2026-12 (its modules.json names the class path {old}, which mote no "
+            f"longer provides): edit {file} to change the type {old!r} to {new!r} (the files are otherwise the "
+            "same), or load it with a mote of 2026-12-01 to 2026-12-06 (which reads both paths) and save it again")
 
 
 def safetensors_header(path: str | os.PathLike, error: type[Exception] = ModelFolderError
@@ -210,8 +256,12 @@ def read_yaml(path: str | os.PathLike, what: str, error) -> Any:
         raise error([f"not valid YAML: {e}"], str(path)) from None
 
 __all__ = [
+    "FORMAT_VERSION",
+    "REMOVED_CLASS_PATHS",
     "ModelFolderError",
     "append_log",
+    "check_class_paths",
+    "check_format_version",
     "file_sha256",
     "iter_jsonl",
     "open_text",
@@ -220,5 +270,6 @@ __all__ = [
     "read_safetensors",
     "read_texts",
     "read_yaml",
+    "removed_class_path_message",
     "safetensors_header",
 ]

@@ -46,14 +46,22 @@ from mote.experts import (
     resolve_placement,
     upcycle,
 )
-from mote.files import ModelFolderError, file_sha256, read_json_config, read_safetensors, safetensors_header
+from mote.files import (
+    FORMAT_VERSION,
+    ModelFolderError,
+    check_class_paths,
+    check_format_version,
+    file_sha256,
+    read_json_config,
+    read_safetensors,
+    safetensors_header,
+)
 from mote.routing import RoutingTable, UnknownTaskError
 
 CONFIG_NAME = "mote_config.json"
 WEIGHTS_NAME = "model.safetensors"
 FILES_SHA256 = "files_sha256"  # in mote_config.json: {file: SHA-256} of the files saved with it (weights, configs,
 # tokenizer), so that any damage to one of them is refused on load
-FORMAT_VERSION = 1
 _REQUIRED_KEYS = ("routing", "expert_layers", "num_experts")
 
 
@@ -469,11 +477,7 @@ class MoTETransformer(InputModule):
         def whole(value: Any, low: int) -> bool:
             return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
-        version = config.get("format_version", FORMAT_VERSION)
-        if not whole(version, 1):
-            raise NotAMoTEModelError(f"{where}: format_version must be a whole number >= 1, got {version!r}; {fix}")
-        if version > FORMAT_VERSION:
-            raise NotAMoTEModelError(f"{name!r} uses MoTE format {version}; upgrade mote to load it")
+        check_format_version(config, where, "TLR" if cls.routing_mode == "token" else "MoTE", NotAMoTEModelError)
         layers = config["expert_layers"]
         if not isinstance(layers, list) or not layers or not all(whole(x, 0) for x in layers) \
                 or len(set(layers)) != len(layers):
@@ -688,7 +692,8 @@ def load(path: str | os.PathLike, device: str | None = None) -> SentenceTransfor
 
 def check_modules_file(folder: Path, error: type[Exception] = ModelFolderError) -> None:
     """``error`` naming ``modules.json`` unless it lists the folder's modules as sentence-transformers reads them,
-    each module's folder inside ``folder`` (a path that leaves the model folder is refused, never followed)."""
+    each module's folder inside ``folder`` (a path that leaves the model folder is refused, never followed), and no
+    class path that mote no longer provides (:data:`mote.files.REMOVED_CLASS_PATHS`: the error names the fix)."""
     file = folder / "modules.json"
     try:
         entries = json.loads(file.read_text(encoding="utf-8"))
@@ -700,6 +705,7 @@ def check_modules_file(folder: Path, error: type[Exception] = ModelFolderError) 
     ):
         raise error(f"{file} must list the modules as objects with 'path' and 'type': the folder is damaged; save "
                     "(or copy) the model again")
+    check_class_paths(folder, [e["type"] for e in entries], error)
     root = folder.resolve()
     for entry in entries:
         inside = (root / entry["path"]).resolve()

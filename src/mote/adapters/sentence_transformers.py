@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 
 class ModuleClassMap(Mapping[str, type]):
@@ -32,8 +32,11 @@ class ModuleClassMap(Mapping[str, type]):
     def __init__(self, classes: Mapping[str, type], lazy: Mapping[str, str] | None = None) -> None:
         self.classes: dict[str, type] = dict(classes)
         self.lazy: dict[str, str] = dict(lazy or {})
+        self.removed: dict[str, Callable[[], Exception]] = {}  # ref -> the error its lookup raises
 
     def __getitem__(self, ref: str) -> type:
+        if ref in self.removed:
+            raise self.removed[ref]()
         if ref not in self.classes and ref in self.lazy:
             module, _, name = self.lazy[ref].partition(":")
             self.classes[ref] = getattr(importlib.import_module(module), name)
@@ -76,6 +79,12 @@ def register_lazy_module_class(ref: str, target: str) -> None:
     if not (module and sep and name):
         raise ValueError(f"target {target!r}: write it as 'package.module:ClassName'")
     _map().lazy[ref] = target
+
+
+def register_removed_module_class(ref: str, error: Callable[[], Exception]) -> None:
+    """Make loading a folder whose ``modules.json`` names ``ref`` (a class path no longer provided) raise
+    ``error()``, the error that names the fix, rather than sentence-transformers' advice to trust remote code."""
+    _map().removed[ref] = error
 
 
 def registered_module_classes() -> dict[str, type]:

@@ -73,6 +73,10 @@ def compare(
     out_path = Path(output) if output is not None else None
     if out_path is not None and out_path.exists() and not overwrite:
         raise FileExistsError(f"{out_path} already exists; choose another --output or pass --overwrite")
+    if out_path is not None and plots:
+        from mote.eval.plots import pyplot
+
+        pyplot()  # the charts need matplotlib (mote[lab]): fail before reading the runs
     runs = [load_run(d) for d in dirs]
     labels = _labels(runs, dirs)
 
@@ -262,12 +266,10 @@ def compare_markdown(c: dict[str, Any]) -> str:
 
 
 def _plots(c: dict[str, Any], folder: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from mote.atomic import atomic_write_bytes
+    from mote.eval.plots import pyplot  # matplotlib: the lab extra, imported only to draw
+
+    plt = pyplot()
 
     labels = [r["label"] for r in c["runs"]]
     others = [lab for lab in labels if lab != c["base"]]

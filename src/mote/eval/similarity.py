@@ -58,11 +58,9 @@ def similarity_markdown(res: dict[str, Any]) -> str:
 
 
 def _heatmap(res: dict[str, Any]) -> bytes:
-    import matplotlib
+    from mote.eval.plots import pyplot  # matplotlib: the lab extra, imported only to draw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     m = np.asarray(res["matrix"])
     tasks = res["tasks"]
     fig, ax = plt.subplots(figsize=(1.3 * len(tasks) + 2.5, 1.1 * len(tasks) + 1.5))
@@ -122,6 +120,10 @@ def task_similarity(
     out_path = Path(output) if output is not None else None
     if out_path is not None and out_path.exists() and not overwrite:
         raise FileExistsError(f"{out_path} already exists; choose another --output or pass --overwrite")
+    if out_path is not None:
+        from mote.eval.plots import pyplot
+
+        pyplot()  # the heatmap needs matplotlib (mote[lab]): fail before any encoding
     encoder = load_encoder(model, mode=mode, routing=routing, name=name)
     tasks = list(tasks) if tasks else _encoder_tasks(encoder)
     store = (

@@ -6,6 +6,10 @@ and, with sequence routing, one task merges into a plain dense model (:mod:`mote
 :func:`export_task`). :mod:`mote.lora.eans` mines hard negatives whose routing resembles the query's;
 :mod:`mote.lora.plan` describes the two training stages. See ``docs/tsembed.md``.
 
+Building, training or loading a TSEmbed model needs PEFT (its target-module matching), an optional extra:
+``pip install 'mote[tsembed]'``; without it those fail with one ``ImportError`` that says so. The package itself
+imports without PEFT (the training recipe reads :class:`~mote.lora.plan.TSEmbedConfig` for every arm).
+
 Example:
     >>> from mote.lora import MoELoRAConfig, convert
     >>> model = convert("all-MiniLM-L6-v2", MoELoRAConfig(num_experts=4, r=8, routing="token"))   # doctest: +SKIP

@@ -30,9 +30,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-from peft.tuners.tuners_utils import check_target_module_exists
-from peft.utils.constants import CONFIG_NAME as ADAPTER_CONFIG_NAME
-from peft.utils.constants import SAFETENSORS_WEIGHTS_NAME as ADAPTER_WEIGHTS_NAME
 from safetensors.torch import save
 from torch import nn
 
@@ -43,6 +40,11 @@ from mote.lora.layer import MoELoRALinear
 from mote.lora.router import RoutingState
 from mote.routing import RoutingTable
 
+# PEFT's file names (peft.utils.constants CONFIG_NAME and SAFETENSORS_WEIGHTS_NAME; tests/test_install.py checks
+# them), so that mote.lora imports without PEFT: mote.train's recipe reads mote.lora.plan for every arm.
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+TSEMBED_EXTRA = "pip install 'mote[tsembed]'"
 ADAPTER_TYPE = "mote-moe-lora"
 ADAPTER_FORMAT_VERSION = 1
 ADAPTER_PARAMETER_PATTERN = r"\.(lora_A|lora_B)$"
@@ -55,6 +57,19 @@ class TargetModulesError(ValueError):
 
 class NotAnAdapterError(ValueError):
     """A folder that holds no MoE-LoRA adapter."""
+
+
+def require_peft():
+    """PEFT's ``check_target_module_exists`` (the target matching TSEmbed builds its adapters with), or one
+    ``ImportError`` naming the extra: PEFT is an optional extra of mote, needed by TSEmbed (MoE-LoRA) models only."""
+    try:
+        from peft.tuners.tuners_utils import check_target_module_exists
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] != "peft":
+            raise
+        raise ImportError(f"TSEmbed (MoE-LoRA, mote.lora) models need PEFT, which is not installed: {TSEMBED_EXTRA}"
+                          ) from None
+    return check_target_module_exists
 
 
 # ------------------------------------------------------------------------------------------------ targets
@@ -96,6 +111,7 @@ def find_target_modules(model: nn.Module, config: MoELoRAConfig) -> list[str]:
         >>> find_target_modules(bert, MoELoRAConfig(target_modules=["query"]))   # doctest: +SKIP
         ['encoder.layer.0.attention.self.query', 'encoder.layer.1.attention.self.query']
     """
+    check_target_module_exists = require_peft()
     linears = linear_layer_names(model)
     targets = config.target_modules
     matcher = SimpleNamespace(
@@ -165,6 +181,7 @@ def inject_adapters(
     ``config.task_init`` every task starts on ``routing.expert(task)``. ``freeze_base`` freezes every parameter but
     the adapters' (``lora_A``, ``lora_B``, routers).
     """
+    require_peft()  # building or loading a TSEmbed model needs the tsembed extra, whether or not targets are given
     if moe_lora_layers(model):
         raise ValueError("The model already holds MoE-LoRA adapters")
     expert_of_task = [routing.expert(t) for t in routing.task_names]

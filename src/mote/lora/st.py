@@ -42,7 +42,7 @@ from sentence_transformers.base.modules import InputModule, Transformer
 from mote.atomic import SAVE_ID, atomic_dir, new_save_id, staged_files
 from mote.base_models import resolve_model_path
 from mote.export import NotExportableError
-from mote.files import ModelFolderError, read_json_config
+from mote.files import FORMAT_VERSION, ModelFolderError, check_format_version, read_json_config
 from mote.lora.config import MoELoRAConfig
 from mote.lora.inputs import format_input, image_token_of
 from mote.lora.model import (
@@ -61,6 +61,7 @@ from mote.model import (
     MoTETransformer,
     TaskPlan,
     carry_task_lists,
+    check_modules_file,
     host_task_ids,
     refuse_sorted_task_list,
     register_module_class,
@@ -69,7 +70,6 @@ from mote.routing import RoutingTable
 
 CONFIG_NAME = "tsembed_config.json"
 ADAPTER_SUBFOLDER = "moe_lora"
-FORMAT_VERSION = 1
 _EMIT_ROUTING: contextvars.ContextVar[bool] = contextvars.ContextVar("mote_emit_routing", default=False)
 _HF_LOAD_KWARGS = ("trust_remote_code", "model_kwargs", "processor_kwargs", "config_kwargs", "backend")
 
@@ -269,8 +269,7 @@ class TSEmbedTransformer(InputModule):
                 "mote.lora.convert, or train one with `mote train --arm tsembed`)"
             )
         config = read_json_config(root / CONFIG_NAME, NotATSEmbedModelError, ("routing", "lora"))
-        if config.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-            raise NotATSEmbedModelError(f"{model_name_or_path!r} uses a newer TSEmbed format; upgrade mote")
+        check_format_version(config, root / CONFIG_NAME, "TSEmbed", NotATSEmbedModelError)
         extra = {k: v for k, v in kwargs.items() if k in _HF_LOAD_KWARGS}
         transformer = Transformer.load(model_name_or_path, subfolder=subfolder, **hub, **extra)
         folder = adapter_folder(root, config.get("adapter_folder", ADAPTER_SUBFOLDER))
@@ -371,6 +370,8 @@ def load(path: str | os.PathLike, device: str | None = None) -> SentenceTransfor
     local = Path(path)
     if local.is_dir() and not (local / CONFIG_NAME).is_file():
         raise NotATSEmbedModelError(f"{path!r} has no {CONFIG_NAME}: it is not a TSEmbed model")
+    if local.is_dir() and (local / "modules.json").is_file():
+        check_modules_file(local, NotATSEmbedModelError)
     model = SentenceTransformer(path, device=device)
     tsembed_module(model)
     return model

@@ -1,4 +1,5 @@
-"""Tiny fixtures for tests and smoke runs: a random BERT sentence-transformer and a few dozen training rows.
+"""Tiny fixtures for the tests (moved from mote.train.testing): a random BERT sentence-transformer and a few dozen
+training rows.
 
 Nothing here downloads: the model is a random ``BertConfig`` (hidden 32) with the offline MiniLM tokenizer, and
 the data are JSONL files written to a folder laid out like ``$MOTE_DATA`` (``train-*`` folders and a classification

@@ -1,4 +1,5 @@
-"""Tiny, randomly initialised MoE models and a word-level tokenizer, built offline (for tests and examples).
+"""Tiny, randomly initialised MoE models and a word-level tokenizer, built offline, for the MoEE tests (moved from
+mote.moee.testing).
 
 Nothing here downloads anything: the configs are small enough to build in milliseconds on a CPU.
 
