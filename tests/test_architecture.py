@@ -31,8 +31,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("mote.atomic", "mote.files", "mote.batching"),
     ("mote.base_models",),
     ("mote.routing",),
-    ("mote.experts", "mote.matryoshka", "mote.load_balancing"),
+    ("mote.experts", "mote.matryoshka", "mote.load_balancing", "mote.task_calls"),
     ("mote.model",),
+    ("mote.api",),  # convert / load / encode over the module class
     ("mote.export", "mote.ablations"),
     ("mote.lora",),
     ("mote.data", "mote.parameter_counts", "mote.moee", "mote.onnx"),
@@ -227,7 +228,7 @@ layers = {json.dumps(layers)}
 rank = {json.dumps({m: RANK[_unit(m)] for m in MODULES if m not in ("mote", "mote_lab")})}
 import mote
 facade = set(sys.modules)
-out = [[-1, sorted(k for k in facade if rank.get(k, -1) > {RANK["mote.model"]})]]
+out = [[-1, sorted(k for k in facade if rank.get(k, -1) > {RANK["mote.api"]})]]
 for i, layer in enumerate(layers):
     for m in layer:
         if m not in {sorted(skip)!r}:

@@ -33,7 +33,8 @@ except ModuleNotFoundError as _missing:  # an ONNX-only install: mote.onnx's enc
 else:
     _HAVE_TORCH = True
     from mote.adapters.sentence_transformers import register_lazy_module_class, register_removed_module_class
-    from mote.model import MoTETransformer, NotAMoTEModelError, convert, encode, encode_mixed, load, mote_module
+    from mote.api import convert, encode, encode_mixed, load, mote_module
+    from mote.model import MoTETransformer, NotAMoTEModelError
 
     # SentenceTransformer(path) loads TLR and TSEmbed folders after `import mote`; their modules (the token-routing
     # ablation, and mote.lora with PEFT) are imported only when a folder names their class.

@@ -3,7 +3,7 @@
 One home for length batching, used by every encode path that chooses its own batches:
 
 * :func:`length_batches` cuts a length-sorted order where that minimises padded tokens plus a per-forward
-  overhead (exact dynamic programme). :func:`mote.model.encode_mixed` (a MoTE model's ``encode`` with several
+  overhead (exact dynamic programme). :func:`mote.api.encode_mixed` (a MoTE model's ``encode`` with several
   tasks) cuts each task's share of a call with it.
 * :func:`encode_length_batched` encodes through a model's own ``encode``, one call per batch of the token order cut
   every ``batch_size`` texts. The evaluation harness and per-task selection go through it

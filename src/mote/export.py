@@ -21,9 +21,10 @@ from typing import Any
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import Transformer
 
+from mote.api import load, mote_module
 from mote.atomic import atomic_dir
 from mote.experts import densify
-from mote.model import MoTETransformer, load, mote_module
+from mote.model import MoTETransformer
 
 
 def sequence_routed_module(model: SentenceTransformer) -> MoTETransformer:

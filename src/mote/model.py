@@ -18,24 +18,17 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
-import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from safetensors.torch import save_model
-from sentence_transformers import SentenceTransformer
-from sentence_transformers.base.modules import InputModule, Transformer
+from sentence_transformers.base.modules import InputModule
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
 from mote.atomic import SAVE_ID, new_save_id, staged_files
-from mote.base_models import DEFAULT_BASE_MODEL, hub_errors, resolve_model_path
-from mote.batching import length_batches, token_lengths
 from mote.experts import (
     RoutingContext,
     Segment,
@@ -49,7 +42,6 @@ from mote.experts import (
 from mote.files import (
     FORMAT_VERSION,
     ModelFolderError,
-    check_class_paths,
     check_format_version,
     file_sha256,
     read_json_config,
@@ -57,6 +49,15 @@ from mote.files import (
     safetensors_header,
 )
 from mote.routing import RoutingTable, UnknownTaskError
+from mote.task_calls import (
+    PER_TEXT_TASKS_FIX,
+    TASK_PLAN,
+    TaskPlan,
+    carry_task_lists,
+    check_texts,
+    host_task_ids,
+    refuse_sorted_task_list,
+)
 
 CONFIG_NAME = "mote_config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -68,126 +69,6 @@ _REQUIRED_KEYS = ("routing", "expert_layers", "num_experts")
 class NotAMoTEModelError(ModelFolderError):
     """Raised when a folder or model is not a MoTE model, or a MoTE folder is damaged (a
     :class:`~mote.files.ModelFolderError`, the one error type of a model folder that cannot be loaded)."""
-
-
-def check_texts(inputs: Any) -> list[str]:
-    """Inputs as a list of strings, or a ``TypeError`` that names the first bad item."""
-    if isinstance(inputs, str):
-        return [inputs]
-    try:
-        items = list(inputs)
-    except TypeError:
-        raise TypeError(f"Expected a list of strings, got {type(inputs).__name__}") from None
-    for i, item in enumerate(items):
-        if not isinstance(item, str):
-            raise TypeError(
-                f"MoTE encodes text only: item {i} is a {type(item).__name__} ({item!r:.60}). Convert it to str first."
-            )
-    return items
-
-
-TASK_PLAN = "task_plan"
-
-
-@dataclass(frozen=True)
-class TaskPlan:
-    """Each row's task id, known on the host: ``preprocess`` stamps it next to ``task_ids`` (which
-    sentence-transformers moves to the model's device), so that ``forward`` plans the routing without reading a
-    device tensor."""
-
-    task_ids: tuple[int, ...]
-
-
-PER_TEXT_TASKS_FIX = (
-    "use mote.encode(model, texts, task=[...]) (it groups the texts by task), or one encode call per task"
-)
-
-
-def refuse_sorted_task_list(task: Any) -> None:
-    """``ValueError`` if a per-text task list reached a module's ``forward``: only ``SentenceTransformer.encode``
-    passes its ``task`` on to ``forward``, after sorting the texts by length without reordering the list, so the
-    rows' tasks would be each other's. A model built by sentence-transformers carries such lists with their texts
-    (:class:`TaskListEncode`); a model assembled by hand (``model.append``) lacks that, and is refused here."""
-    if task is not None and not isinstance(task, str):
-        raise ValueError(
-            "SentenceTransformer.encode sorts the texts by length and cannot carry a per-text task list with them "
-            f"on this model; {PER_TEXT_TASKS_FIX}"
-        )
-
-
-class TaskListEncode:
-    """``SentenceTransformer.encode`` of a task-routed model, with a per-text ``task`` list carried with its texts.
-
-    sentence-transformers sorts a call's inputs by length and passes the same ``task`` to every batch, so a list of
-    one task per text would not follow its texts. This callable replaces the model's ``encode`` (installed through
-    sentence-transformers' public ``Module.on_model_ready`` hook, :func:`carry_task_lists`): a per-text list is cut
-    into one ``encode`` call per task (each of them single-task, so sorted freely) and the results are put back in
-    input order. One task, or none, goes to the stock ``encode`` unchanged. ``encode_query`` / ``encode_document``
-    call ``self.encode`` and go through it too. Stateless, so threads may share it.
-    """
-
-    def __init__(self, model: SentenceTransformer) -> None:
-        self.model = model
-
-    def __call__(self, inputs, *args, task: str | Sequence[str] | None = None, **kwargs):
-        encode = type(self.model).encode
-        if task is None or isinstance(task, str):
-            return encode(self.model, inputs, *args, task=task, **kwargs)
-        import inspect
-
-        bound = inspect.signature(encode).bind(self.model, inputs, *args, **kwargs)
-        options = {k: v for k, v in bound.arguments.items() if k not in ("self", "inputs", "kwargs")}
-        options.update(bound.arguments.get("kwargs", {}))
-        single = self.model.is_singular_input(inputs)
-        items = [inputs] if single else (inputs.tolist() if isinstance(inputs, np.ndarray) else list(inputs))
-        tasks = list(task)
-        if len(tasks) != len(items):
-            raise ValueError(f"Got {len(tasks)} tasks for {len(items)} texts: pass one task, or one task per text")
-        if single or len(set(tasks)) <= 1:
-            return encode(self.model, inputs if single else items, task=tasks[0] if tasks else None, **options)
-        precision = options.pop("precision", "float32")
-        groups: dict[str, list[int]] = {}
-        for i, t in enumerate(tasks):
-            groups.setdefault(t, []).append(i)
-        parts = {t: encode(self.model, [items[i] for i in idx], task=t, **options) for t, idx in groups.items()}
-        first = next(iter(parts.values()))
-        if isinstance(first, np.ndarray | torch.Tensor):
-            full = (np.empty((len(items), *first.shape[1:]), dtype=first.dtype) if isinstance(first, np.ndarray)
-                    else first.new_empty((len(items), *first.shape[1:])))
-            for t, idx in groups.items():
-                full[torch.as_tensor(idx) if isinstance(full, torch.Tensor) else idx] = parts[t]
-        else:
-            full = [None] * len(items)
-            for t, idx in groups.items():
-                for i, row in zip(idx, parts[t]):
-                    full[i] = row
-        if precision not in (None, "float32"):  # quantisation ranges are computed over the whole call
-            from sentence_transformers.util import quantize_embeddings
-
-            full = quantize_embeddings(full, precision=precision)
-        return full
-
-
-def carry_task_lists(model: SentenceTransformer) -> None:
-    """Make ``model.encode`` carry a per-text task list with its texts (:class:`TaskListEncode`); idempotent."""
-    if not isinstance(vars(model).get("encode"), TaskListEncode):
-        model.encode = TaskListEncode(model)
-
-
-def host_task_ids(features: dict[str, Any], batch: int, routing: RoutingTable, task: str | None = None) -> list[int]:
-    """The task id of each of the ``batch`` rows of ``features``, read on the host.
-
-    From the ``task_plan`` that ``preprocess`` stamped, when it describes this batch; else from ``task_ids`` (one
-    host read per forward: features built by hand, or a batch that was split or merged after preprocessing); else
-    (no task ids at all) every row gets ``task``, or the table's default task.
-    """
-    plan = features.get(TASK_PLAN)
-    if isinstance(plan, TaskPlan) and len(plan.task_ids) == batch:
-        return list(plan.task_ids)
-    task_ids = features.get("task_ids")
-    if task_ids is None:  # features built by hand: route them all by the explicit task (or the default)
-        return [routing.task_id(routing.resolve(task)[0])] * batch
-    return task_ids.tolist()
 
 
 class MoTETransformer(InputModule):
@@ -454,7 +335,7 @@ class MoTETransformer(InputModule):
             )
         module = cls(
             model,
-            _read_tokenizer(folder),
+            read_tokenizer(folder),
             routing,
             max_seq_length,
             config.get("do_lower_case", False),
@@ -587,7 +468,7 @@ class MoTETransformer(InputModule):
         )
 
 
-def _read_tokenizer(folder: Path):
+def read_tokenizer(folder: Path):
     """The folder's tokenizer, or :class:`NotAMoTEModelError` naming its files (a truncated ``tokenizer.json``)."""
     try:
         return AutoTokenizer.from_pretrained(str(folder))
@@ -598,204 +479,6 @@ def _read_tokenizer(folder: Path):
             f"({str(e).splitlines()[0] if str(e) else type(e).__name__}): damaged or missing; save (or copy) the "
             "model again"
         ) from None
-
-
-# ------------------------------------------------------------------------------------------------ public helpers
-def convert(
-    base: str | os.PathLike | SentenceTransformer = DEFAULT_BASE_MODEL,
-    placement: str | Sequence[int] = "every-other",
-    routing: RoutingTable | None = None,
-    device: str | None = "cpu",
-) -> SentenceTransformer:
-    """Upcycle a dense sentence-transformers encoder into a MoTE model (a ``SentenceTransformer``).
-
-    Args:
-        base: a sentence-transformers model, its hub id or local folder (``all-MiniLM-L6-v2`` works offline when
-            ``mote[minilm]`` is installed).
-        placement: ``"every"`` (EB), ``"every-other"`` (EOB, layers 1, 3, 5, ...) or layer indices.
-        routing: task table; default: query / document / classification / clustering, one expert each.
-
-    Example:
-        >>> model = convert("all-MiniLM-L6-v2", placement="every")  # doctest: +SKIP
-        >>> model.save("minilm-mote")                                # doctest: +SKIP
-    """
-    routing = routing or RoutingTable.default()
-    if isinstance(base, SentenceTransformer):
-        st = base
-    else:
-        with hub_errors(resolve_model_path(base)) as name:
-            st = SentenceTransformer(name, device=device)
-    first = st[0]
-    if isinstance(first, MoTETransformer):
-        raise ValueError("This model is already a MoTE model")
-    if not isinstance(first, Transformer):
-        raise ValueError(f"Expected a Transformer first module, got {type(first).__name__}")
-    # Upcycling rewrites the encoder in place: never touch a model object the caller still holds.
-    hf = copy.deepcopy(first.model) if isinstance(base, SentenceTransformer) else first.model
-    module = MoTETransformer.from_dense(
-        hf, first.tokenizer, routing, placement, first.max_seq_length, bool(first.do_lower_case)
-    )
-    rest = [copy.deepcopy(m) for m in list(st)[1:]] if isinstance(base, SentenceTransformer) else list(st)[1:]
-    return SentenceTransformer(
-        modules=[module, *rest],
-        prompts=routing.saved_prompts(),
-        similarity_fn_name=st.similarity_fn_name,
-        device=str(st.device) if device is None else device,
-    )
-
-
-def mote_module(model: SentenceTransformer) -> MoTETransformer:
-    """The MoTE input module of ``model``, or :class:`NotAMoTEModelError`."""
-    first = model[0] if len(model) else None
-    if not isinstance(first, MoTETransformer):
-        raise NotAMoTEModelError(
-            f"This SentenceTransformer's first module is {type(first).__name__}, not MoTETransformer: it is not a "
-            "MoTE model. Create one with `mote convert BASE OUT` (or mote.convert)."
-        )
-    return first
-
-
-def load(path: str | os.PathLike, device: str | None = None) -> SentenceTransformer:
-    """Load a saved MoTE model; a clear error if ``path`` is missing or not a MoTE model."""
-    path = resolve_model_path(path)
-    local = Path(path)
-    if local.exists() and not (local / "modules.json").is_file():
-        raise NotAMoTEModelError(f"{path!r} has no modules.json: it is not a sentence-transformers / MoTE model "
-                                 "(or it lost that file: save (or copy) the model again)")
-    if local.is_dir():
-        check_modules_file(local, NotAMoTEModelError)
-    if local.is_dir() and not (local / CONFIG_NAME).is_file():
-        if (local / "tsembed_config.json").is_file():
-            raise NotAMoTEModelError(
-                f"{path!r} is a TSEmbed (MoE-LoRA) model, not a MoTE model: load it with mote.lora.load (the `mote "
-                "encode`, `mote info` and `mote export` verbs take it as it is)."
-            )
-        raise NotAMoTEModelError(
-            f"{path!r} has no {CONFIG_NAME}: it is not a MoTE model. Create one with `mote convert BASE OUT`."
-        )
-    with hub_errors(path):
-        try:
-            model = SentenceTransformer(path, device=device)
-        # sentence-transformers' own files of the folder (modules, prompts, module configs): their damage surfaces
-        # as these (a bad JSON value, a key that is no argument of the module class, a class name that is none)
-        except (ValueError, OSError, TypeError, KeyError, ImportError) as e:
-            if isinstance(e, ModelFolderError) or not local.is_dir():
-                raise
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise NotAMoTEModelError(
-                f"{path}: its sentence-transformers files (modules.json, config_sentence_transformers.json, the "
-                f"module folders) cannot be read ({first}): damaged; save (or copy) the model again"
-            ) from None
-    mote_module(model)
-    return model
-
-
-def check_modules_file(folder: Path, error: type[Exception] = ModelFolderError) -> None:
-    """``error`` naming ``modules.json`` unless it lists the folder's modules as sentence-transformers reads them,
-    each module's folder inside ``folder`` (a path that leaves the model folder is refused, never followed), and no
-    class path that mote no longer provides (:data:`mote.files.REMOVED_CLASS_PATHS`: the error names the fix)."""
-    file = folder / "modules.json"
-    try:
-        entries = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise error(f"{file} is not readable JSON ({e}): the folder is damaged; save (or copy) the model again") \
-            from None
-    if not isinstance(entries, list) or not entries or not all(
-        isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("type"), str) for e in entries
-    ):
-        raise error(f"{file} must list the modules as objects with 'path' and 'type': the folder is damaged; save "
-                    "(or copy) the model again")
-    check_class_paths(folder, [e["type"] for e in entries], error)
-    root = folder.resolve()
-    for entry in entries:
-        inside = (root / entry["path"]).resolve()
-        if inside != root and root not in inside.parents:
-            raise error(f"{file}: module path {entry['path']!r} leaves the model folder; refusing to read it")
-
-
-def encode(
-    model: SentenceTransformer,
-    texts: Sequence[str],
-    task: str | Sequence[str] | None = None,
-    batch_size: int = 32,
-    show_progress_bar: bool = False,
-    truncate_dim: int | None = None,
-) -> np.ndarray:
-    """Encode ``texts`` as float32 ``[N, dim]``; ``task`` is one task or one task per text (mixed batches).
-
-    Unlike ``SentenceTransformer.encode``, an empty list gives an array of shape ``(0, dim)``. ``truncate_dim``
-    keeps the first dimensions, renormalised (:mod:`mote.matryoshka`; a model trained with Matryoshka records its
-    dimensions in ``module.matryoshka_dims``).
-
-    Example:
-        >>> emb = encode(model, ["a", "b"], task=["query", "document"])  # doctest: +SKIP
-        >>> encode(model, ["a"], task="query", truncate_dim=128).shape    # doctest: +SKIP
-        (1, 128)
-    """
-    from mote.matryoshka import check_dim, truncate
-
-    texts = check_texts(texts)
-    module = mote_module(model)
-    dim = model.get_embedding_dimension() or module.get_embedding_dimension()
-    truncate_dim = check_dim(truncate_dim, dim)
-    if not texts:
-        return np.zeros((0, truncate_dim or dim), dtype=np.float32)
-    if task is None or isinstance(task, str):
-        module.routing.resolve(task)  # unknown task -> UnknownTaskError before any work
-        emb = model.encode(texts, task=task, batch_size=batch_size, show_progress_bar=show_progress_bar)
-        return truncate(emb, truncate_dim)
-    tasks = list(task)
-    if len(tasks) != len(texts):
-        raise ValueError(f"Got {len(tasks)} tasks for {len(texts)} texts: pass one task, or one per text")
-    for t in set(tasks):
-        module.routing.route(t)
-    emb = encode_mixed(model, texts, tasks, batch_size=batch_size, show_progress_bar=show_progress_bar)
-    return truncate(emb, truncate_dim)
-
-
-@torch.inference_mode()
-def encode_mixed(
-    model: SentenceTransformer,
-    texts: Sequence[str],
-    tasks: Sequence[str],
-    batch_size: int = 32,
-    show_progress_bar: bool = False,
-) -> np.ndarray:
-    """Encode texts whose tasks differ, at the single-task cost: the texts are grouped by task, so that every
-    forward is task-homogeneous (one ``F.linear`` per projection, like the dense model), and within a task cut
-    into batches by token length (:func:`mote.batching.length_batches`: a task's share of a call is smaller than
-    the call, so fixed-size batches would pad more than the dense model's); the embeddings come back in input
-    order. A token-routed model (TLR) routes each token whatever its task: its texts are batched by length alone.
-
-    Batches that really mix tasks (built by hand, or the ``static`` training arm's) still run in one forward:
-    :class:`MoTETransformer` groups their rows by expert.
-    """
-    from tqdm.auto import tqdm
-
-    module = mote_module(model)
-    model.eval()
-    # Sequence routing: one group per task (task-homogeneous forwards). Token routing (TLR) ignores the task, so
-    # grouping by task would only cut the call into more, smaller forwards: one group, batched by length alone.
-    by_task = module.routing_mode == "sequence"
-    groups: dict[str | None, list[int]] = {}
-    for i, t in enumerate(tasks):
-        groups.setdefault(t if by_task else None, []).append(i)
-    prefixes = {t: module.routing.prefix(t) for t in set(tasks)}
-    plan: list[list[int]] = []
-    for idx in groups.values():
-        strings = [prefixes[tasks[i]] + texts[i] for i in idx]
-        if module.do_lower_case:
-            strings = [x.lower() for x in strings]
-        plan += [[idx[j] for j in batch] for batch in length_batches(token_lengths(module, strings), batch_size)]
-    result = np.empty((len(texts), model.get_embedding_dimension() or module.get_embedding_dimension()),
-                      dtype=np.float32)
-    for rows in tqdm(plan, disable=not show_progress_bar, desc="Batches"):
-        batch_tasks = [tasks[i] for i in rows]
-        task = batch_tasks[0] if by_task else batch_tasks
-        features = model.preprocess([texts[i] for i in rows], task=task)
-        features = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-        result[rows] = model(features)["sentence_embedding"].float().cpu().numpy()
-    return result
 
 
 def register_module_class(cls: type) -> None:
@@ -817,12 +500,11 @@ register_module_class(MoTETransformer)
 
 __all__ = [
     "CONFIG_NAME",
+    "FILES_SHA256",
+    "WEIGHTS_NAME",
     "MoTETransformer",
     "NotAMoTEModelError",
     "UnknownTaskError",
-    "convert",
-    "encode",
-    "encode_mixed",
-    "load",
-    "mote_module",
+    "read_tokenizer",
+    "register_module_class",
 ]

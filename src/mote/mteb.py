@@ -132,7 +132,7 @@ class MoTEForMteb(AbsEncoder):
         return self.routing.task_for_prompt_name(name, self.aliases)
 
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
-        from mote.model import encode
+        from mote.api import encode
 
         task = self.task_for(task_metadata, prompt_type)
         texts = [text for batch in inputs for text in batch["text"]]

@@ -47,6 +47,7 @@ from sentence_transformers import SentenceTransformer
 from torch import nn
 from transformers import PreTrainedModel
 
+from mote.api import convert as convert_mote
 from mote.experts import (
     ExpertLayerNorm,
     ExpertLinear,
@@ -59,9 +60,9 @@ from mote.experts import (
     transformer_layers,
 )
 from mote.load_balancing import load_balancing_loss
-from mote.model import MoTETransformer, NotAMoTEModelError, refuse_sorted_task_list, register_module_class
-from mote.model import convert as convert_mote
+from mote.model import MoTETransformer, NotAMoTEModelError, register_module_class
 from mote.routing import RoutingTable
+from mote.task_calls import refuse_sorted_task_list
 
 ROUTER_NAME = "router"
 ROUTING_MODE = "token"

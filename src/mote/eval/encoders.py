@@ -271,7 +271,7 @@ class MoTEEncoder:
     """
 
     def __init__(self, model: Any, name: str) -> None:
-        from mote.model import mote_module
+        from mote.api import mote_module
 
         self.model = model
         self.module = _routed_module(model) or mote_module(model)  # mote_module raises the helpful error
@@ -339,7 +339,7 @@ def _routed_folder_loader(path: Path) -> Any | None:
     from mote.model import CONFIG_NAME
 
     if (path / CONFIG_NAME).is_file():
-        from mote.model import load
+        from mote.api import load
 
         return load
     from mote.lora.st import CONFIG_NAME as TSEMBED_CONFIG

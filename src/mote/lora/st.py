@@ -39,6 +39,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import InputModule, Transformer
 
+from mote.api import check_modules_file
 from mote.atomic import SAVE_ID, atomic_dir, new_save_id, staged_files
 from mote.base_models import resolve_model_path
 from mote.export import NotExportableError
@@ -56,17 +57,9 @@ from mote.lora.model import (
     write_adapter_files,
 )
 from mote.lora.router import RoutingState, mean_aux_loss, routing_signature
-from mote.model import (
-    TASK_PLAN,
-    MoTETransformer,
-    TaskPlan,
-    carry_task_lists,
-    check_modules_file,
-    host_task_ids,
-    refuse_sorted_task_list,
-    register_module_class,
-)
+from mote.model import MoTETransformer, register_module_class
 from mote.routing import RoutingTable
+from mote.task_calls import TASK_PLAN, TaskPlan, carry_task_lists, host_task_ids, refuse_sorted_task_list
 
 CONFIG_NAME = "tsembed_config.json"
 ADAPTER_SUBFOLDER = "moe_lora"

@@ -157,7 +157,7 @@ def _check_heads(model) -> None:
 
 def _reference(model, texts: list[str], tasks: list[str]) -> dict[str, np.ndarray]:
     """The torch MoTE model's embeddings of every text for every task."""
-    from mote.model import encode
+    from mote.api import encode
 
     return {t: encode(model, texts, task=t, batch_size=32) for t in tasks}
 
@@ -236,8 +236,8 @@ def export_multitask(
     t0 = time.perf_counter()
     import torch
 
+    from mote.api import load
     from mote.export import sequence_routed_module
-    from mote.model import load
     from mote.onnx.runtime import MultiTaskOnnxEncoder
 
     source = None
