@@ -107,7 +107,7 @@ def build_record(space: WeightSpace, result: SearchResult, cfg: SelectConfig, se
     return {
         "format": FORMAT,
         "run": str(run),
-        "arm": getattr(getattr(space, "recipe", None), "arm", None),
+        "method": getattr(getattr(getattr(space, "recipe", None), "method", None), "name", None),
         "base": getattr(getattr(getattr(space, "recipe", None), "model", None), "base", None),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": cfg.model_dump(mode="json"),
@@ -216,7 +216,7 @@ def _train_and_select(cfg: Any, output: str | os.PathLike, resume: bool, callbac
         return summary
     if not cfg.selects():
         if cfg.select.enabled:
-            log(f"selection: not applicable to the {cfg.arm} arm (its experts are chosen per token); "
+            log(f"selection: not applicable to the {cfg.method.name} method (its experts are chosen per token); "
                 f"{result.model_dir} is the trained model")
         return summary
     if world()[0] != 0:  # one process selects

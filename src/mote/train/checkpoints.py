@@ -102,11 +102,11 @@ RUN_FILE = "mote_run.json"  # in every checkpoint: the run it belongs to
 
 def run_record(cfg: RunConfig) -> dict[str, object]:
     """What identifies a run: the SHA-256 of its resolved recipe (every section: data, learning rates, steps),
-    its seed and its arm."""
+    its seed and its method."""
     import hashlib
 
     return {"recipe_sha256": hashlib.sha256(cfg.to_yaml().encode("utf-8")).hexdigest(), "seed": cfg.seed,
-            "arm": cfg.arm}
+            "method": cfg.method.name}
 
 
 class RunIdentity:

@@ -97,7 +97,7 @@ def demo_train(
     }
 
     trained = mote.load(trained_dir)
-    fresh = mote.convert(cfg.model.base, placement=cfg.model.placement)
+    fresh = mote.convert(cfg.model.base, placement=cfg.method.placement)
     diff = float(np.abs(trained.encode(PROBE_TEXTS, task=UNTOUCHED_TASK) - fresh.encode(PROBE_TEXTS,
                                                                                          task=UNTOUCHED_TASK)).max())
     moved = float(np.abs(trained.encode(PROBE_TEXTS, task="query") - fresh.encode(PROBE_TEXTS, task="query")).max())
