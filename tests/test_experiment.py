@@ -45,15 +45,16 @@ def tiny(tmp_path_factory):
 def experiment(base: str, data: Path, cache: Path, **over) -> dict:
     recipe = tiny_config(base, data, train={"steps": 2, "batch_size": 8, "learning_rate": 1e-3, "warmup_ratio": 0.0},
                          checkpoint={"every": 1, "keep": 1})
-    recipe.pop("arm")
+    recipe.pop("method")  # each arm names its method
     recipe.pop("seed")
     raw = {
         "name": "tiny",
         "training": recipe,  # an inline recipe (no recipe file)
         "arms": {
-            "ic": {"arm": "ic"},
-            "mote": {"arm": "mote", "label": "mote (EB)", "overrides": {"model": {"placement": "every"}}},
-            "mote-eob": {"arm": "mote", "overrides": {"model": {"placement": "every-other"}}},
+            "ic": {"method": "ic"},
+            "mote": {"method": {"name": "mote", "placement": "every"}, "label": "mote (EB)"},
+            "mote-eob": {"method": {"name": "mote", "placement": "every-other"}},
+            "mote-1": {"method": "mote", "overrides": {"method": {"placement": "1"}}},  # settings as overrides
         },
         "models": {"tiny": {"base": base, "arms": ["ic", "mote"], "seeds": [1], "arm_seeds": {"mote": [1, 2]}}},
         "eval": {"datasets": TOY, "split": "test", "data_dir": str(data), "cache": str(cache), "batch_size": 8},
@@ -70,8 +71,8 @@ def experiment(base: str, data: Path, cache: Path, **over) -> dict:
 def test_every_problem_of_the_experiment_is_listed_at_once(tiny, tmp_path):
     base, data = tiny
     raw = experiment(base, data, tmp_path / "cache")
-    raw["arms"]["bad"] = {"arm": "no-such-arm"}
-    raw["arms"]["base"] = {"arm": "ic", "colour": "red"}
+    raw["arms"]["bad"] = {"method": "no-such-method"}
+    raw["arms"]["base"] = {"method": "ic", "colour": "red"}
     raw["models"]["tiny"]["arms"] = ["ic", "mote", "missing", "bad"]
     raw["models"]["tiny"]["arm_seeds"] = {"mote": [3, 3]}
     raw["training"]["train"]["steps"] = 0
@@ -83,7 +84,7 @@ def test_every_problem_of_the_experiment_is_listed_at_once(tiny, tmp_path):
     text = "\n".join(err.value.problems)
     for needle in (
         "arms.base.colour: Extra inputs",  # unknown key
-        "arms.bad: unknown mote.train arm 'no-such-arm'",  # arm list from mote.train, not hard-coded
+        "arms.bad: unknown method 'no-such-method'",  # the method list from mote.methods, not hard-coded
         "arms.base: ['base', 'base-ic'] name the untrained baselines",
         "models.tiny.arms: ['missing'] not defined under arms",
         "seeds of mote repeat",
@@ -168,9 +169,11 @@ def test_plan_expands_blocks_arms_and_seeds_seed_major(tiny, tmp_path):
     assert [e.seed for e in plan.evals_of("tiny", "mote")] == [1, 2, 3]
     # one recipe, per-arm differences only where the arm says so; base and seed forced by the plan
     eb, eob, ic = (cfg.run_config("tiny", a, 2) for a in ("mote", "mote-eob", "ic"))
-    assert (eb.arm, eb.model.placement, eb.seed, eb.model.base) == ("mote", "every", 2, base)
-    assert (eob.arm, eob.model.placement) == ("mote", "every-other")
-    assert ic.arm == "ic" and ic.train == eb.train and ic.tasks == eb.tasks
+    assert (eb.method.name, eb.method.placement, eb.seed, eb.model.base) == ("mote", "every", 2, base)
+    assert (eob.method.name, eob.method.placement) == ("mote", "every-other")
+    assert eb.method.trainable == eob.method.trainable == "all"  # LAB_BASE_METHOD, for the methods that have it
+    assert cfg.run_config("tiny", "mote-1", 2).method.placement == "1"
+    assert ic.method.model_dump() == {"name": "ic"} and ic.train == eb.train and ic.tasks == eb.tasks
     assert cfg.arm_label("mote") == "mote (EB)" and cfg.arm_label("base-ic") == "base+prefix"
 
 
@@ -255,7 +258,7 @@ def test_reproduction_resumes_a_killed_training_and_reuses_finished_work(tiny, t
 
 
 def test_cli_dry_run_lists_the_plan(tiny, tmp_path, capsys):
-    from mote.cli import main
+    from mote_lab.cli import main
 
     base, data = tiny
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(experiment(base, data, tmp_path / "cache")))
@@ -298,7 +301,7 @@ def test_validation_tables_give_each_groups_mean_and_gain():
     from mote_lab.config import load_experiment
     from mote_lab.report import summary_markdown
 
-    exp = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "reproduce.yaml", budget="choose",
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "lab" / "reproduce.yaml", budget="choose",
                           check_files=False)
     tt = {"a": "Classification (in-domain)", "b": "Retrieval (in-domain)", "c": "Retrieval (ood)"}
     s = summarize({"base": [{"a": 50.0, "b": 70.0, "c": 90.0}], "ic": [{"a": 54.0, "b": 70.0, "c": 88.0}]}, tt)
@@ -316,7 +319,7 @@ def test_headline_of_a_pair_against_the_base_shows_the_gain():
     from mote_lab.report import _headline
     from mote_lab.significance import Significance
 
-    exp = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "reproduce.yaml", budget="headline",
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "lab" / "reproduce.yaml", budget="headline",
                           check_files=False)
     s = summarize({"base": [{"r": 50.0, "t": 70.0}], "mote-sel": [{"r": 52.0, "t": 70.0}]},
                   {"r": "Retrieval", "t": "STS"})

@@ -75,7 +75,7 @@ def test_the_plan_has_each_point_after_its_source_and_the_source_keeps_its_snaps
     assert cfg.select_config("tiny", "ic-wise-2", 1) == cfg.select_config("tiny", "ic-wise", 1)
     assert cfg.arm_label("ic-2") == "ic @2" and cfg.arm_label("ic-wise-2") == "ic + WiSE-FT @2"
     assert [cfg.arm_step(a) for a in ("ic", "ic-2", "ic-wise", "ic-wise-2")] == [None, 2, None, 2]
-    assert cfg.train_arm("ic-wise-2") == "ic" and cfg.run_config("tiny", "ic-2", 1) == cfg.run_config("tiny", "ic", 1)
+    assert cfg.train_method("ic-wise-2") == "ic" and cfg.run_config("tiny", "ic-2", 1) == cfg.run_config("tiny", "ic", 1)
 
 
 @pytest.mark.parametrize("over, needle", [
@@ -220,7 +220,7 @@ def test_the_curve_section_gives_test_and_validation_scores_per_step_and_the_wal
 
 def test_the_curve_budget_lists_its_runs(capsys, tmp_path):
     """lab/reproduce.yaml --budget curve: ic and mote (experts) at 100 / 400 steps, each plain and selected."""
-    from mote.cli import main
+    from mote_lab.cli import main
 
     assert main(["reproduce", "lab/reproduce.yaml", "--budget", "curve", "--output", str(tmp_path / "r"),
                  "--dry-run"]) == 0

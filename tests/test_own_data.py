@@ -153,18 +153,18 @@ def test_the_default_recipe_selects_on_its_own_rows_and_says_what_it_needs():
                      check_files=False)
     off = {"tasks": {"retrieval": {"datasets": [{"path": "x.csv"}]}}, "data": {"holdout": 0}, "select": {"enabled": 0}}
     assert not parse_config(off, check_files=False).selects()
-    assert not parse_config({**off, "select": {}, "arm": "tlr"}, check_files=False).selects()  # token-routed
+    assert not parse_config({**off, "select": {}, "method": "tlr"}, check_files=False).selects()  # token-routed
 
 
 def test_the_defaults_are_the_validated_recipe_and_the_docs_say_so():
     cfg = RunConfig(tasks={"retrieval": {"datasets": ["x"]}})
-    assert (cfg.arm, cfg.model.placement, cfg.model.trains_experts_only(), cfg.model.max_seq_length) == \
-        ("mote", "every-other", True, 64)
+    assert (cfg.method.name, cfg.method.placement, cfg.method.trainable, cfg.method.trains_experts_only(),
+            cfg.model.max_seq_length) == ("mote", "every-other", None, True, 64)
     assert (cfg.train.steps, cfg.train.batch_size, cfg.train.learning_rate) == (100, 16, 1e-4)
     assert (cfg.data.holdout, cfg.select.enabled, cfg.select.suite) == (0.1, True, "recipe")
     doc = (ROOT / "docs" / "selection.md").read_text(encoding="utf-8")
     table = doc[doc.index("## The default recipe"):doc.index("## On what data")]
-    for key, value in [("arm", "`mote`"), ("model.placement", "`every-other`"), ("model.trainable", "experts only"),
+    for key, value in [("method", "`mote`"), ("method.placement", "`every-other`"), ("method.trainable", "experts only"),
                        ("model.max_seq_length", "64"), ("train.steps", "100"), ("train.batch_size", "16"),
                        ("train.learning_rate", "1e-4"), ("data.holdout", "0.1"), ("select.enabled", "true")]:
         assert f"| `{key}` | {value}" in table, key
@@ -179,14 +179,14 @@ def test_the_default_recipe_trains_exactly_the_headlines_mote_experts_run():
     from mote_lab.config import load_experiment
 
     ours = load_config(ROOT / "configs" / "mote-minilm.yaml", check_files=False)
-    exp = load_experiment(ROOT / "configs" / "reproduce.yaml", budget="headline", check_files=False)
+    exp = load_experiment(ROOT / "lab" / "reproduce.yaml", budget="headline", check_files=False)
     theirs = exp.run_config("minilm-l6", "mote-x", 42, check_files=False)
     for cfg in (ours, theirs):
-        assert cfg.model.trains_experts_only()
+        assert cfg.method.trains_experts_only()
     shape = lambda c: {  # noqa: E731
-        "arm": c.arm, "seed": c.seed, "tasks": c.model_dump()["tasks"], "loss": c.model_dump()["loss"],
+        "method": {k: v for k, v in c.method.model_dump().items() if k != "trainable"}, "seed": c.seed, "tasks": c.model_dump()["tasks"], "loss": c.model_dump()["loss"],
         "train": c.model_dump()["train"], "data": c.model_dump()["data"],
-        "model": {k: v for k, v in c.model_dump()["model"].items() if k != "trainable"},
+        "model": c.model_dump()["model"],
         "snapshots": c.select.snapshot_steps(c.train.steps)}
     assert shape(ours) == shape(theirs)
 
@@ -199,15 +199,15 @@ def test_the_labs_trainings_never_select_and_its_recipe_budget_selects_on_own_ro
 
     from mote_lab.config import load_experiment
 
-    budgets = yaml.safe_load((ROOT / "configs" / "reproduce.yaml").read_text(encoding="utf-8"))["budgets"]
+    budgets = yaml.safe_load((ROOT / "lab" / "reproduce.yaml").read_text(encoding="utf-8"))["budgets"]
     for budget in budgets:
-        exp = load_experiment(ROOT / "configs" / "reproduce.yaml", budget=budget, check_files=False)
+        exp = load_experiment(ROOT / "lab" / "reproduce.yaml", budget=budget, check_files=False)
         for model, block in exp.enabled_models().items():
             for arm in block.arms:
                 if exp.source_arm(arm) == arm:
                     assert not exp.run_config(model, arm, block.seeds_of(arm)[0], check_files=False).selects()
-    recipe = load_experiment(ROOT / "configs" / "reproduce.yaml", budget="recipe", check_files=False)
-    headline = load_experiment(ROOT / "configs" / "reproduce.yaml", budget="headline", check_files=False)
+    recipe = load_experiment(ROOT / "lab" / "reproduce.yaml", budget="recipe", check_files=False)
+    headline = load_experiment(ROOT / "lab" / "reproduce.yaml", budget="headline", check_files=False)
     assert recipe.select_config("minilm-l6", "mote-own", 42).suite == "recipe"
     assert headline.select_config("minilm-l6", "mote-sel", 42).suite == "shared"
 

@@ -6,7 +6,7 @@ signatures that choose negatives stay comparable between refreshes, and stage 1'
 experts train with EANS negatives mixed into the candidates. Each stage has its own steps and learning rate.
 
 The paper gives neither the split nor the schedules (``docs/tsembed.md``); the defaults are documented choices.
-This module describes the plan; the TA-CL trainer runs it as the ``tsembed`` / ``tsembed-noeans`` arms
+This module describes the plan; the TA-CL trainer runs it as the ``tsembed`` / ``tsembed-noeans`` methods
 (:mod:`mote.train.tsembed`; ``docs/tsembed.md``, "Training"). In a training recipe the stages share ``train.steps``
 (``stage1_fraction`` splits it when the stage steps are left out).
 

@@ -5,7 +5,7 @@ raw final weights are in ``RUN/trained/`` and the selection in ``RUN/model/``. `
 other options (it replaces ``RUN/model/``, reading ``RUN/trained/``); on a run trained without selection it first
 moves the raw weights from ``model/`` to ``trained/`` (one rename), so they are never lost.
 
-The selected model is a normal model folder (a MoTE folder for the MoTE arms, a plain sentence-transformers folder
+The selected model is a normal model folder (a MoTE folder for the MoTE methods, a plain sentence-transformers folder
 for the dense ones) that loads, evaluates and exports like any other, plus ``selection.json`` / ``selection.md``
 (:mod:`mote.select.record`) and the run's ``train_config.yaml``. It is written to a temporary folder and renamed
 into place, so an interrupted selection leaves nothing half-written; the candidates' embeddings stay in the

@@ -13,7 +13,7 @@ by a method the stock collator cannot express:
   loss uses to mask same-label candidates.
 
 MoTE-family models get ``task=`` (their ``preprocess`` prepends the task's prefix and stamps ``task_ids``); dense
-models (the ``ic`` arms) get the task's prefix as ``prompt``, exactly as ``encode(prompt=...)`` does.
+models (the ``ic`` methods) get the task's prefix as ``prompt``, exactly as ``encode(prompt=...)`` does.
 
 Example:
     >>> collate = TaskCollator(model.preprocess, router_mapping={"retrieval:squad": {"anchor": "query",
