@@ -164,7 +164,8 @@ def test_the_defaults_are_the_validated_recipe_and_the_docs_say_so():
     assert (cfg.data.holdout, cfg.select.enabled, cfg.select.suite) == (0.1, True, "recipe")
     doc = (ROOT / "docs" / "selection.md").read_text(encoding="utf-8")
     table = doc[doc.index("## The default recipe"):doc.index("## On what data")]
-    for key, value in [("method", "`mote`"), ("method.placement", "`every-other`"), ("method.trainable", "experts only"),
+    for key, value in [("method", "`mote`"), ("method.placement", "`every-other`"),
+                       ("method.trainable", "experts only"),
                        ("model.max_seq_length", "64"), ("train.steps", "100"), ("train.batch_size", "16"),
                        ("train.learning_rate", "1e-4"), ("data.holdout", "0.1"), ("select.enabled", "true")]:
         assert f"| `{key}` | {value}" in table, key
@@ -184,7 +185,8 @@ def test_the_default_recipe_trains_exactly_the_headlines_mote_experts_run():
     for cfg in (ours, theirs):
         assert cfg.method.trains_experts_only()
     shape = lambda c: {  # noqa: E731
-        "method": {k: v for k, v in c.method.model_dump().items() if k != "trainable"}, "seed": c.seed, "tasks": c.model_dump()["tasks"], "loss": c.model_dump()["loss"],
+        "method": {k: v for k, v in c.method.model_dump().items() if k != "trainable"}, "seed": c.seed,
+        "tasks": c.model_dump()["tasks"], "loss": c.model_dump()["loss"],
         "train": c.model_dump()["train"], "data": c.model_dump()["data"],
         "model": c.model_dump()["model"],
         "snapshots": c.select.snapshot_steps(c.train.steps)}

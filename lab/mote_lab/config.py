@@ -1,14 +1,14 @@
 """The experiment file of ``mote-lab reproduce``: validated up front into an :class:`ExperimentConfig` (pydantic).
 
 One YAML file names a training recipe (a ``mote train`` config), the arms (each one a training method of
-``mote.methods`` with its settings, plus recipe overrides), the base models ("blocks") with their arms and seeds, the evaluation datasets and split, the
-similarity and throughput measurements, and named **budgets**: overlays deep-merged onto the file before
-validation (mappings merge key by key, everything else, lists included, is replaced), so that
-``--budget small`` and ``--budget full`` differ only where they say so.
+``mote.methods`` with its settings, plus recipe overrides), the base models ("blocks") with their arms and seeds,
+the evaluation datasets and split, the similarity and throughput measurements, and named **budgets**: overlays
+deep-merged onto the file before validation (mappings merge key by key, everything else, lists included, is
+replaced), so that ``--budget small`` and ``--budget full`` differ only where they say so.
 
 Every problem is collected and reported at once in one :class:`ExperimentConfigError`: unknown keys, unknown arms
-or budgets, methods not registered in ``mote.methods``, seeds, names unfit for folders, and every problem of every run's
-training recipe (``mote.train.parse_config`` with its data checks), prefixed with the run it belongs to.
+or budgets, methods not registered in ``mote.methods``, seeds, names unfit for folders, and every problem of every
+run's training recipe (``mote.train.parse_config`` with its data checks), prefixed with the run it belongs to.
 
 The arm list is data: an arm is ``{method: <a registered method, or {name: ..., <its settings>}>, label: ...,
 overrides: {...}}``; a new method (say ``tsembed``) needs only a new entry here. A run's ``method:`` section is the
@@ -594,8 +594,8 @@ def _point_problems(cfg: ExperimentConfig) -> list[str]:
                     f"block {mname} (the final step is {spec.point_of} itself): choose a step below "
                     f"{run.train.steps}")
             elif not run.training_method().keeps_snapshots:
-                problems.append(f"{where}: the {run.method.name} method keeps no weight snapshots, so it has no points; "
-                                "drop the point arm")
+                problems.append(f"{where}: the {run.method.name} method keeps no weight snapshots, so it has no "
+                                "points; drop the point arm")
     return problems
 
 

@@ -219,7 +219,8 @@ def _split(total: int, fraction: float) -> int:
 
 
 def fill_stage_steps(tsembed: Mapping[str, Any], total: int) -> dict[str, Any]:
-    """The TSEmbed settings (a recipe's ``method:`` section) with omitted stage steps filled from the run's step budget ``total``.
+    """The TSEmbed settings (a recipe's ``method:`` section) with omitted stage steps filled from the run's step
+    budget ``total``.
 
     The stages share ``train.steps`` (the data budget of every method): with both stage steps omitted, stage 1 gets
     ``round(stage1_fraction * total)`` (default half) and stage 2 the rest; with one given, the other gets the
@@ -252,10 +253,9 @@ def fill_stage_steps(tsembed: Mapping[str, Any], total: int) -> dict[str, Any]:
 
 
 def rescale_stage_steps(tsembed: Mapping[str, Any], total: int) -> dict[str, Any]:
-    """A dumped TSEmbed settings (a recipe's ``method:`` section) for a new step budget (``mote train --steps``): the stage split is kept
-    proportional (each stage at least one step). A budget too small for the stages (one step, two stages) leaves
-    the section as it is: it matters only to the TSEmbed methods, whose recipe check then names the mismatch, and
-    ``--steps 1`` stays valid for every other method."""
+    """Dumped TSEmbed settings (a recipe's ``method:`` section) for a new step budget (``mote train --steps``): the
+    stage split is kept proportional (each stage at least one step). A budget too small for the stages (one step,
+    two stages) leaves the settings as they are: the recipe check then names the mismatch."""
     out = dict(tsembed)
     s1, s2 = dict(out.get("stage1") or {}), out.get("stage2")
     if s2 is not None and total < 2:

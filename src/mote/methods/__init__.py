@@ -44,7 +44,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mote.methods.base import MethodConfig, MethodModel, Method
+from mote.methods.base import Method, MethodConfig, MethodModel
 from mote.methods.ic import ICConfig, ICMethod
 from mote.methods.ic_matched import ICMatchedConfig, ICMatchedMethod
 from mote.methods.mote import MoteConfig, MoteMethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mote.methods.base import MethodConfig, Method, MethodModel, dense_base, finish_model
+from mote.methods.base import Method, MethodConfig, MethodModel, dense_base, finish_model
 
 if TYPE_CHECKING:
     from mote.train.config import RunConfig

@@ -2,7 +2,8 @@
 trained in two stages, the second with expert-aware negatives (EANS); ``tsembed-noeans`` is stage 1 only for the
 same total steps (the ablation). The stages run in their own loop (:mod:`mote.train.tsembed`); their learning
 rates and trainable sets come from ``method.stage1`` / ``method.stage2`` (:mod:`mote.lora.plan`). Both methods'
-settings are :class:`mote.methods.tsembed_config.TSEmbedMethodConfig` (the plan, :class:`mote.lora.plan.TSEmbedConfig`, as a method config)::
+settings are :class:`mote.methods.tsembed_config.TSEmbedMethodConfig` (the plan,
+:class:`mote.lora.plan.TSEmbedConfig`, as a method config)::
 
     method:
       name: tsembed
@@ -64,8 +65,8 @@ class TSEmbedMethod(Method):
             )
         if cfg.loss.cached:
             problems.append(
-                f"loss.cached: the {self.name} method needs the plain loss (EANS mines negatives from each query's own "
-                "forward pass, and the cached loss drops the routers' load-balancing loss); set loss.cached: false"
+                f"loss.cached: the {self.name} method needs the plain loss (EANS mines negatives from each query's "
+                "own forward pass, and the cached loss drops the routers' load-balancing loss); set loss.cached: false"
             )
         if cfg.train.expert_learning_rate is not None:
             problems.append(

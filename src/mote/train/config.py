@@ -1,8 +1,9 @@
 """Training recipes: a YAML file validated up front into a :class:`RunConfig` (pydantic).
 
 Everything that can be checked before any work starts is checked at once, and every problem is reported in
-one :class:`ConfigError`: unknown keys, methods and their settings, task kinds and routing tasks, missing data folders, splits, files and
-columns, an empty file, a dataset whose rows do not fit its task, a test split named for training, and bad numbers.
+one :class:`ConfigError`: unknown keys, methods and their settings, task kinds and routing tasks, missing data
+folders, splits, files and columns, an empty file, a dataset whose rows do not fit its task, a test split named for
+training, and bad numbers.
 
 **The defaults are the validated recipe** (docs/selection.md, "The default recipe"): a recipe names its data and
 everything else is MoTE with experts in every other block (EOB), training only the experts (FFN + norms), 64

@@ -140,8 +140,8 @@ def prepare_run(
     groups = data.groups()
     built = cfg.training_method().build(cfg)
     counts = built.parameter_counts()
-    say(f"method {cfg.method.name}: {type(built.model[0]).__name__}, {counts['trainable']:,} of {counts['total']:,} parameters "
-         "trainable")
+    say(f"method {cfg.method.name}: {type(built.model[0]).__name__}, {counts['trainable']:,} of "
+        f"{counts['total']:,} parameters trainable")
     router_mapping = {g.name: dict(cfg.task_kind(g.task).routes) for g in groups}
     collator = make_collator(built, router_mapping, cfg.model.task_max_seq_length)
     write_run_files(cfg, output, data, [output / CHECKPOINTS / STAGING])
@@ -156,7 +156,8 @@ def prepare_run(
 def run_training(
     cfg: RunConfig, output: str | os.PathLike, resume: bool = False, callbacks: list | None = None
 ) -> TrainResult:
-    """Train ``cfg.method`` on ``cfg``'s data into ``output`` (checkpoints, metrics, the final weights); see module doc.
+    """Train ``cfg.method`` on ``cfg``'s data into ``output`` (checkpoints, metrics, the final weights); see the
+    module doc.
 
     Layout of ``output``: ``train_config.yaml`` (the resolved recipe), ``data_summary.json``, ``metrics.jsonl`` /
     ``metrics.csv``, ``checkpoints/checkpoint-N/`` (resumable), ``snapshots/``, ``eval/`` (quick evaluations) and
