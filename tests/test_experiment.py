@@ -95,6 +95,16 @@ def test_every_problem_of_the_experiment_is_listed_at_once(tiny, tmp_path):
     ):
         assert needle in text, (needle, text)
     assert "(budget small)" in str(err.value)
+    old = experiment(base, data, tmp_path)
+    old["arms"]["ic"] = {"arm": "ic"}  # the earlier spelling
+    old["arms"]["mote"]["overrides"] = {"model": {"placement": "every"}}
+    with pytest.raises(ExperimentConfigError) as err:
+        parse_experiment(old, budget="small")
+    assert err.value.problems == ["arms.ic: `arm: ic` is now `method: ic`"]
+    del old["arms"]["ic"]["arm"]
+    with pytest.raises(ExperimentConfigError, match=r"training recipe of tiny/mote: `model.placement` is now "
+                                                    r"`method.placement`"):
+        parse_experiment(old, budget="small")
     with pytest.raises(ExperimentConfigError, match="unknown budget 'huge'; budgets: small, big"):
         parse_experiment(experiment(base, data, tmp_path), budget="huge")
     with pytest.raises(ExperimentConfigError, match="split"):  # a split the datasets do not have

@@ -658,6 +658,12 @@ def parse_experiment(
         if "budgets" in overlay or "default_budget" in overlay:
             problems.append(f"budgets.{chosen}: a budget cannot define budgets")
         merged = deep_merge(raw, {k: v for k, v in overlay.items() if k not in ("budgets", "default_budget")})
+    arms = merged.get("arms")
+    old = [name for name, spec in arms.items() if isinstance(spec, Mapping) and "arm" in spec] if isinstance(
+        arms, Mapping) else []
+    if old:  # the earlier spelling of an arm's method
+        raise ExperimentConfigError([f"arms.{name}: `arm: {arms[name]['arm']}` is now `method: {arms[name]['arm']}`"
+                                     for name in old], where)
     # the recipe file
     recipe_raw: dict[str, Any] = {}
     recipe = merged.get("recipe")
