@@ -20,7 +20,6 @@ Example (a new method: one module like this plus one registry line in :mod:`mote
         pass                                  # no settings of its own
 
     class FrozenIC(Method):
-        name = "frozen-ic"
         summary = "the dense base with task prefixes, nothing trained but the norms"
         routed = False
 
@@ -28,7 +27,7 @@ Example (a new method: one module like this plus one registry line in :mod:`mote
             model = dense_base(cfg, device)
             return finish_model(cfg, self.name, model, layers=[], routed=False, freeze=True)
 
-    register_method("frozen-ic", FrozenICConfig, FrozenIC)
+    register_method("frozen-ic", FrozenICConfig, FrozenIC)    # its name is set by the registry
 """
 
 from __future__ import annotations
@@ -51,8 +50,9 @@ class MethodConfig(BaseModel):
     """The settings of one method (a recipe's ``method:`` section), validated strictly: what every method shares.
 
     Each method subclasses it with its own settings (:class:`PlacementConfig` for the layers MoTE's experts sit at,
-    ``mote.methods.tlr.TLRConfig``, ``mote.methods.tsembed.TSEmbedMethodConfig``, ...). ``name`` is the registered
-    method; the recipe's short form ``method: mote`` is ``{name: mote}`` with every setting at its default.
+    ``mote.methods.tlr.TLRConfig``, ``mote.methods.tsembed_config.TSEmbedMethodConfig``, ...). ``name`` is the
+    registered method; the recipe's short form ``method: mote`` is ``{name: mote}`` with every setting at its
+    default.
     """
 
     model_config = ConfigDict(extra="forbid")

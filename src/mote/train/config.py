@@ -345,9 +345,13 @@ def _old_key_problems(raw: Mapping[str, Any]) -> list[str]:
         problems.append(f"`tsembed:` is now the settings of the tsembed methods: "
                         f"`method: {flow('tsembed', raw['tsembed'])}`")
     model, loss = raw.get("model"), raw.get("loss")
+    old = raw.get("arm")  # the earlier key
     for key in ("placement", "trainable"):
         if isinstance(model, Mapping) and key in model:
-            problems.append(f"`model.{key}` is now `method.{key}` (`method: {{name: mote, {key}: {model[key]}}}`)")
+            # the example names the recipe's own method where it has the setting
+            name = old if isinstance(old, str) and old in METHODS and key in method_config_class(old).model_fields \
+                else DEFAULT_METHOD
+            problems.append(f"`model.{key}` is now `method.{key}` (`method: {{name: {name}, {key}: {model[key]}}}`)")
     if isinstance(loss, Mapping) and "static_temperature" in loss:
         problems.append(f"`loss.static_temperature` is now `method.temperature` of the static method "
                         f"(`method: {{name: static, temperature: {loss['static_temperature']}}}`)")
