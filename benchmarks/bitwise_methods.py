@@ -1,6 +1,6 @@
 """Every registered method trains bitwise as before the method configs (issue 29): the same tiny run under the
 reference code (recipe keys of the earlier layout: ``arm:``, ``model.placement`` / ``trainable``, ``tlr:``,
-``tsembed:``, ``loss.static_temperature``) and under this code (``method:``), compared tensor by tensor (SHA-256 of
+``tsembed:``, ``loss.static_temperature``, ``tasks:``) and under this code (``method:``, ``objectives:``), compared tensor by tensor (SHA-256 of
 every tensor of every saved safetensors file).
 
     python benchmarks/bitwise_methods.py prepare DIR                      # the tiny model + data (once)
@@ -120,9 +120,10 @@ def recipe(method: str, spelling: str, base: str, data: str) -> dict[str, Any]:
         "model": {"base": base, "max_seq_length": 32},
         "data": {"data_dir": data, "holdout": 0.0},
         "select": {"enabled": False},
-        "tasks": {"retrieval": {"datasets": ["train-toyqa"]}, "symmetric": {"datasets": ["train-toynli"]},
-                  "classification": {"datasets": ["ToyClassification"]},
-                  "clustering": {"datasets": ["train-toyclusters"]}},
+        # the training objectives: `tasks:` in the earlier layout, `objectives:` now
+        ("objectives" if spelling == "new" else "tasks"): {
+            "retrieval": {"datasets": ["train-toyqa"]}, "symmetric": {"datasets": ["train-toynli"]},
+            "classification": {"datasets": ["ToyClassification"]}, "clustering": {"datasets": ["train-toyclusters"]}},
         "train": {"steps": 6, "batch_size": 8, "learning_rate": 1e-3, "warmup_ratio": 0.0},
         "log": {"every": 1, "progress": False},
         "checkpoint": {"every": 3, "keep": 3},

@@ -53,7 +53,7 @@ def make_run(tmp_path: Path, tokenizer, trainable: str = "experts") -> Path:
     half.save(str(run / "model"))
     recipe = parse_config({"model": {"base": base}, "method": {"name": "mote", "placement": "every-other",
                                                                 "trainable": trainable},
-                           "data": {"holdout": 0.1}, "tasks": TASKS, "train": {"steps": 10}}, check_files=False)
+                           "data": {"holdout": 0.1}, "objectives": TASKS, "train": {"steps": 10}}, check_files=False)
     (run / "model" / CONFIG_FILE).write_text(recipe.to_yaml())
     return run
 
@@ -257,7 +257,7 @@ def make_dense_run(tmp_path: Path, tokenizer) -> tuple[Path, str]:
             save_model(model[0].auto_model, str(snap / WEIGHTS))
             (snap / META).write_text(json.dumps({"step": 5, "fraction": 0.5}))
     model.save(str(run / "model"))
-    recipe = parse_config({"method": "ic", "model": {"base": base}, "data": {"holdout": 0.1}, "tasks": TASKS,
+    recipe = parse_config({"method": "ic", "model": {"base": base}, "data": {"holdout": 0.1}, "objectives": TASKS,
                            "train": {"steps": 10}}, check_files=False)
     (run / "model" / CONFIG_FILE).write_text(recipe.to_yaml())
     return run, base
@@ -346,22 +346,22 @@ def test_a_test_split_for_selection_is_refused_with_the_reason():
     with pytest.raises(ValidationError, match="test split.*optimistic"):
         SelectConfig(datasets=[{"name": "STSBenchmark", "split": "test"}])
     with pytest.raises(ConfigError, match="test split"):
-        parse_config({"tasks": TASKS, "data": {"holdout": 0.1},
+        parse_config({"objectives": TASKS, "data": {"holdout": 0.1},
                       "select": {"enabled": True, "datasets": [{"name": "EmotionClassification", "split": "test"}]}},
                      check_files=False)
 
 
 def test_selection_refuses_validation_rows_the_run_trained_on():
     with pytest.raises(ConfigError, match="data.holdout"):
-        parse_config({"tasks": TASKS, "data": {"holdout": 0}, "select": {"enabled": True}}, check_files=False)
+        parse_config({"objectives": TASKS, "data": {"holdout": 0}, "select": {"enabled": True}}, check_files=False)
     ood_trained = {**TASKS, "symmetric": {"datasets": ["train-AltLexWikiSimple"]}}
     with pytest.raises(ConfigError, match="train-AltLexWikiSimple"):  # the shared suite holds it out whole
-        parse_config({"tasks": ood_trained, "data": {"holdout": 0.1}, "select": {"enabled": True, "suite": "shared"}},
+        parse_config({"objectives": ood_trained, "data": {"holdout": 0.1}, "select": {"enabled": True, "suite": "shared"}},
                      check_files=False)
-    ok = parse_config({"tasks": ood_trained, "data": {"holdout": 0.1},
+    ok = parse_config({"objectives": ood_trained, "data": {"holdout": 0.1},
                        "select": {"enabled": True, "suite": "shared", "validation": "in-domain"}}, check_files=False)
     assert ok.select.enabled
-    own = parse_config({"tasks": ood_trained}, check_files=False)  # the default: its own held-out rows
+    own = parse_config({"objectives": ood_trained}, check_files=False)  # the default: its own held-out rows
     assert own.selects() and own.select.suite == "recipe"
 
 

@@ -43,7 +43,7 @@ def test_each_batch_holds_one_task_retrieval_one_dataset(tiny, tmp_path):
         "retrieval": {"datasets": ["train-toyqa", "train-toynli"]},  # two retrieval datasets: homogeneous
         "classification": {"datasets": ["ToyClassification", "train-toyclusters"]},  # heterogeneous
     }
-    run = prepare_run(_cfg(tiny, tasks=tasks), tmp_path / "run")
+    run = prepare_run(_cfg(tiny, objectives=tasks), tmp_path / "run")
     groups = _group_of(run.trainer)
     loader = run.trainer.get_train_dataloader()
     sampler = loader.batch_sampler
@@ -60,7 +60,7 @@ def test_each_batch_holds_one_task_retrieval_one_dataset(tiny, tmp_path):
     seen_columns = set()
     for batch in loader:
         group = batch["dataset_name"]
-        routes = run.cfg.task_kind(group.split(":")[0]).routes
+        routes = run.cfg.objective_kind(group.split(":")[0]).routes
         for column in ("anchor", "positive", "negative"):
             if f"{column}_task_ids" in batch:
                 ids = batch[f"{column}_task_ids"].unique().tolist()
@@ -127,7 +127,7 @@ def test_loss_falls(tiny, tmp_path):
 def test_untouched_experts_keep_the_base_embeddings_exactly(tiny, tmp_path):
     base, _ = tiny
     cfg = _cfg(tiny, method={"name": "mote", "placement": "every", "trainable": "experts"},
-               tasks={"retrieval": {"datasets": ["train-toyqa"]}}, train={"steps": 4, "batch_size": 8})
+               objectives={"retrieval": {"datasets": ["train-toyqa"]}}, train={"steps": 4, "batch_size": 8})
     result = run_training(cfg, tmp_path / "run")
     trained = mote.load(result.model_dir)
     fresh = mote.convert(base, placement="every")

@@ -107,7 +107,7 @@ def prepare(out: Path, data_root: Path) -> dict[str, Any]:
                                  others[: MEDQUAD_CORPUS - sum(len(ps) for _, ps in chosen)],
                                  f"MedQuAD test questions (first {MEDQUAD_QUERIES}) against their answers and "
                                  "other test questions' answers")
-    recipe = {"tasks": {"retrieval": {"datasets": [
+    recipe = {"objectives": {"retrieval": {"datasets": [
         {"path": str(files / "pubmed_qa.csv"), "columns": {"query": "question", "positive": "abstract"}},
         {"path": str(files / "medquad.jsonl"), "max_examples": 3000}]}}}
     return {"recipe": recipe, "domain_sets": sizes,

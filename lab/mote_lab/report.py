@@ -202,9 +202,9 @@ def _recipe_lines(exp: ExperimentConfig, model: str) -> list[str]:
         )
     first = exp.run_config(model, block.arms[0], block.seeds_of(block.arms[0])[0], check_files=False)
     data = []
-    for name, task in first.tasks.items():
+    for name, task in first.objectives.items():
         items = [f"{d.label}" + (f" (≤{d.max_examples:,})" if d.max_examples else "") for d in task.dataset_configs()]
-        kind = first.task_kind(name)
+        kind = first.objective_kind(name)
         data.append(f"- {name} (temperature {kind.temperature:g}): {', '.join(items)}")
     return ["| arm | method | expert layers | trained | steps | batch | lr | max seq | seeds |",
             "|---|---|---|---|---:|---:|---:|---:|---|", *lines, "",

@@ -164,8 +164,8 @@ def check_resumed_config(cfg: RunConfig, output: Path) -> None:
         before = parse_config(yaml.safe_load(saved.read_text()), str(saved), check_files=False).model_dump()
         now = cfg.model_dump()
         diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-        if "tasks" not in diff and list(before["tasks"]) != list(now["tasks"]):
-            diff.append("tasks")  # the task order fixes the batch groups' order, hence the batches
+        if "objectives" not in diff and list(before["objectives"]) != list(now["objectives"]):
+            diff.append("objectives")  # their order fixes the batch groups' order, hence the batches
         if diff:
             raise ConfigError(
                 [f"section {k!r} differs from the run being resumed ({saved}); exact resume needs the same config"

@@ -8,9 +8,11 @@ training, and bad numbers.
 **The defaults are the validated recipe** (docs/selection.md, "The default recipe"): a recipe names its data and
 everything else is MoTE with experts in every other block (EOB), training only the experts (FFN + norms), 64
 tokens, 100 steps of batch 16 at learning rate 1e-4, 10% of every dataset held out, and per-task selection on
-those held-out rows at the end. ``configs/mote-minilm.yaml`` is such a recipe: data lists only. Example::
+those held-out rows at the end. ``configs/mote-minilm.yaml`` is such a recipe: data lists only. Its
+``objectives:`` are the training objectives by kind (retrieval, symmetric, classification, clustering), each with
+its datasets; a *task* is a routing task only (``query``, ``document``, ...: ``model.tasks``). Example::
 
-    tasks:
+    objectives:
       retrieval:
         datasets:
           - {path: tickets.csv, columns: {query: question, positive: answer}}   # your column names -> mote's
@@ -20,11 +22,12 @@ those held-out rows at the end. ``configs/mote-minilm.yaml`` is such a recipe: d
 Every knob stays available (``model:``, ``train:``, ``data:``, ``select:``, and ``method:``: the training
 method and its own settings, e.g. ``method: ic`` for the baseline or
 ``method: {name: mote, placement: every, trainable: all}``; :mod:`mote.methods`). Keys of the earlier recipe
-layout (``arm:``, ``tlr:``, ``tsembed:``, ``model.placement``, ``model.trainable``, ``loss.static_temperature``)
+layout (``arm:``, ``tlr:``, ``tsembed:``, ``model.placement``, ``model.trainable``, ``loss.static_temperature``,
+``tasks:``)
 are refused up front, each with its new spelling.
 
-    >>> cfg = parse_config({"tasks": {"clustering": {"datasets": [{"path": "x.jsonl"}]}}}, check_files=False)
-    >>> cfg.task_specs(None)[0].kind.temperature
+    >>> cfg = parse_config({"objectives": {"clustering": {"datasets": [{"path": "x.jsonl"}]}}}, check_files=False)
+    >>> cfg.objective_specs(None)[0].kind.temperature
     0.06
     >>> cfg.train.steps, cfg.model.max_seq_length, cfg.data.holdout, cfg.select.enabled
     (100, 64, 0.1, True)
@@ -126,10 +129,11 @@ class DatasetConfig(_Strict):
         return Source(self.label, folder=self.name, split=self.split, columns=columns)
 
 
-class TaskConfig(_Strict):
-    """A training task: its datasets and (optional) overrides of its kind's defaults (see mote.data.tasks)."""
+class ObjectiveConfig(_Strict):
+    """A training objective (``objectives.<name>``): its datasets and (optional) overrides of its kind's defaults
+    (see mote.data.tasks)."""
 
-    kind: str | None = None  # default: the task's own name
+    kind: str | None = None  # default: the objective's own name
     datasets: list[str | DatasetConfig] = Field(min_length=1)
     temperature: float | None = Field(default=None, gt=0)
     symmetric: bool | None = None
@@ -222,7 +226,8 @@ class RunConfig(_Strict):
     seed: int = 42
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
-    tasks: dict[str, TaskConfig] = Field(min_length=1)
+    # the training objectives by kind (retrieval / symmetric / classification / clustering), each with its datasets
+    objectives: dict[str, ObjectiveConfig] = Field(min_length=1)
     loss: LossConfig = Field(default_factory=LossConfig)
     train: OptimConfig = Field(default_factory=OptimConfig)
     log: LogConfig = Field(default_factory=LogConfig)
@@ -255,9 +260,9 @@ class RunConfig(_Strict):
         except FileNotFoundError:
             return None
 
-    def task_kind(self, name: str) -> TaskKind:
-        """The kind of task ``name`` with its per-task overrides applied."""
-        task = self.tasks[name]
+    def objective_kind(self, name: str) -> TaskKind:
+        """The kind of objective ``name`` with its per-objective overrides applied."""
+        task = self.objectives[name]
         base = TASK_KINDS[task.kind or name]
         return TaskKind(
             name=base.name,
@@ -268,13 +273,14 @@ class RunConfig(_Strict):
             symmetric=task.symmetric if task.symmetric is not None else base.symmetric,
         )
 
-    def task_specs(self, data_root: Path | None) -> list[TaskSpec]:
+    def objective_specs(self, data_root: Path | None) -> list[TaskSpec]:
+        """The objectives as the data layer's training specs (:class:`mote.data.training.TaskSpec`)."""
         specs = []
-        for name, task in self.tasks.items():
+        for name, task in self.objectives.items():
             datasets = tuple(
                 DatasetSpec(d.source(), d.max_examples, d.split_by, d.hard_negatives) for d in task.dataset_configs()
             )
-            specs.append(TaskSpec(name, self.task_kind(name), datasets))
+            specs.append(TaskSpec(name, self.objective_kind(name), datasets))
         return specs
 
     def training_method(self) -> Method:
@@ -352,6 +358,9 @@ def _old_key_problems(raw: Mapping[str, Any]) -> list[str]:
             name = old if isinstance(old, str) and old in METHODS and key in method_config_class(old).model_fields \
                 else DEFAULT_METHOD
             problems.append(f"`model.{key}` is now `method.{key}` (`method: {{name: {name}, {key}: {model[key]}}}`)")
+    if "tasks" in raw:
+        problems.append("`tasks:` is now `objectives:` (the training objectives by kind, each with its datasets; "
+                        "`model.tasks` stays the routing tasks)")
     if isinstance(loss, Mapping) and "static_temperature" in loss:
         problems.append(f"`loss.static_temperature` is now `method.temperature` of the static method "
                         f"(`method: {{name: static, temperature: {loss['static_temperature']}}}`)")
@@ -431,26 +440,27 @@ def _semantic_problems(cfg: RunConfig, check_files: bool) -> list[str]:
     data_root = cfg.data_root()
     if cfg.data.data_dir and data_root is None:
         problems.append(f"data.data_dir: folder {cfg.data.data_dir!r} does not exist")
-    for name, task in cfg.tasks.items():
+    for name, task in cfg.objectives.items():
         kind_name = task.kind or name
         if kind_name not in TASK_KINDS:
             hint = "" if task.kind else f" (name it after a kind, or give kind: one of {sorted(TASK_KINDS)})"
-            problems.append(f"tasks.{name}: unknown task kind {kind_name!r}{hint}; known: {sorted(TASK_KINDS)}")
+            problems.append(f"objectives.{name}: unknown objective kind {kind_name!r}{hint}; known: "
+                            f"{sorted(TASK_KINDS)}")
             continue
-        kind = cfg.task_kind(name)
+        kind = cfg.objective_kind(name)
         bad_cols = sorted(set(task.routes or {}) - set(COLUMNS))
         if bad_cols:
-            problems.append(f"tasks.{name}.routes: unknown columns {bad_cols}; columns are {list(COLUMNS)}")
+            problems.append(f"objectives.{name}.routes: unknown columns {bad_cols}; columns are {list(COLUMNS)}")
         if routing is not None:
             for col, target in kind.routes.items():
                 if target not in routing.task_names:
                     problems.append(
-                        f"tasks.{name}: column {col!r} is routed to {target!r}, which is not a task of the routing "
+                        f"objectives.{name}: column {col!r} is routed to {target!r}, which is not a task of the routing "
                         f"table {routing.task_names} (model.tasks)"
                     )
         seen: set[str] = set()
         for i, ds in enumerate(task.dataset_configs()):
-            where = f"tasks.{name}.datasets[{i}] ({ds.label})"
+            where = f"objectives.{name}.datasets[{i}] ({ds.label})"
             if ds.label in seen:
                 problems.append(f"{where}: dataset listed twice in task {name!r}")
             seen.add(ds.label)
@@ -517,27 +527,27 @@ def parse_config(
         cfg = RunConfig.model_validate(raw)
     except ValidationError as e:
         problems += _pydantic_problems(e)
-        # Check the datasets of whatever tasks did parse, so file problems come in the same report.
-        tasks = raw.get("tasks")
+        # Check the datasets of whatever objectives did parse, so file problems come in the same report.
+        objectives = raw.get("objectives")
         partial = None
-        if isinstance(tasks, Mapping):
+        if isinstance(objectives, Mapping):
             good = {}
-            for name, task in tasks.items():
+            for name, task in objectives.items():
                 try:
-                    good[name] = TaskConfig.model_validate(task)
+                    good[name] = ObjectiveConfig.model_validate(task)
                 except ValidationError:
                     continue
             if good:
                 try:
-                    partial = RunConfig(tasks=good, data=DataConfig.model_validate(raw.get("data") or {}))
+                    partial = RunConfig(objectives=good, data=DataConfig.model_validate(raw.get("data") or {}))
                 except ValidationError:
-                    partial = RunConfig(tasks=good)
+                    partial = RunConfig(objectives=good)
         if partial is not None:
-            problems += [p for p in _semantic_problems(partial, check_files) if p.startswith("tasks.")]
+            problems += [p for p in _semantic_problems(partial, check_files) if p.startswith("objectives.")]
     if cfg is not None and config is not None:
         problems += _semantic_problems(cfg, check_files)
     elif cfg is not None:  # the method's problems are listed: check the data only
-        problems += [p for p in _semantic_problems(cfg, check_files) if p.startswith("tasks.")]
+        problems += [p for p in _semantic_problems(cfg, check_files) if p.startswith("objectives.")]
     if problems:
         raise ConfigError(problems, source)
     return cfg
@@ -561,7 +571,7 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "RunConfig",
-    "TaskConfig",
+    "ObjectiveConfig",
     "fill_stage_steps",
     "load_config",
     "parse_config",

@@ -25,7 +25,7 @@ from typing import Any
 # defaults are the validated recipe: experts only, 10% held out, selection on those rows at the end), with fewer
 # steps to stay a demo. The clustering expert sees no data: selection keeps it at the base.
 DEMO_RECIPE: dict[str, Any] = {
-    "tasks": {
+    "objectives": {
         "retrieval": {
             "datasets": [{"name": "train-SQuADDev", "max_examples": 1000}, "train-WikiQA", "train-TrecQA"],
         },

@@ -88,7 +88,7 @@ def make_losses(
 
     if method.mixed_batches:
         return make(method.mixed_batch_temperature(cfg), False)
-    return {g.name: make(cfg.task_kind(g.task).temperature, cfg.task_kind(g.task).symmetric) for g in groups}
+    return {g.name: make(cfg.objective_kind(g.task).temperature, cfg.objective_kind(g.task).symmetric) for g in groups}
 
 
 def training_arguments(
@@ -156,7 +156,7 @@ def load_run_data(cfg: RunConfig) -> TrainingData:
     """The run's training data (seeded), with one summary line per dataset on the main process."""
     data_root = cfg.data_root()
     data = TrainingData.load(
-        cfg.task_specs(data_root), data_root, cfg.seed, progress=say, holdout=cfg.data.holdout
+        cfg.objective_specs(data_root), data_root, cfg.seed, progress=say, holdout=cfg.data.holdout
     )
     for row in data.summary():
         say(f"  {row['task']:<16} {row['dataset']:<40} {row['pairs']:>7,} pairs  {row['hard_negatives']:>7,} hard "

@@ -119,7 +119,7 @@ def tiny_config(base: str, data_root: str | Path, **overrides: Any) -> dict[str,
         "model": {"base": base, "max_seq_length": 32},
         "data": {"data_dir": str(data_root), "holdout": 0.0},
         "select": {"enabled": False},  # the trainer's tests train only; selection's tests turn it on
-        "tasks": {
+        "objectives": {
             "retrieval": {"datasets": ["train-toyqa"]},
             "symmetric": {"datasets": ["train-toynli"]},
             "classification": {"datasets": ["ToyClassification"]},
@@ -129,8 +129,8 @@ def tiny_config(base: str, data_root: str | Path, **overrides: Any) -> dict[str,
         "log": {"every": 1, "progress": False},
         "checkpoint": {"every": 3, "keep": 3},
     }
-    for key, value in overrides.items():  # sections are merged, except ``tasks`` (replaced)
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict) and key != "tasks":
+    for key, value in overrides.items():  # sections are merged, except ``objectives`` (replaced)
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict) and key != "objectives":
             cfg[key] = {**cfg[key], **value}
         else:
             cfg[key] = value

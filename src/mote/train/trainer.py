@@ -142,7 +142,7 @@ def prepare_run(
     counts = built.parameter_counts()
     say(f"method {cfg.method.name}: {type(built.model[0]).__name__}, {counts['trainable']:,} of "
         f"{counts['total']:,} parameters trainable")
-    router_mapping = {g.name: dict(cfg.task_kind(g.task).routes) for g in groups}
+    router_mapping = {g.name: dict(cfg.objective_kind(g.task).routes) for g in groups}
     collator = make_collator(built, router_mapping, cfg.model.task_max_seq_length)
     write_run_files(cfg, output, data, [output / CHECKPOINTS / STAGING])
     interrupt = GracefulInterrupt()

@@ -149,7 +149,7 @@ def run_tsembed(
     say(f"  parameters: {report['total']:,} total, {report['adapters']:,} adapters ({report['experts']:,} experts + "
          f"{report['routers']:,} routers) trained, {report['active']:,} active per token; stages: "
          + ", ".join(f"{r.name} {r.steps} steps lr {r.learning_rate:g}{' + EANS' if r.eans else ''}" for r in runs))
-    router_mapping = {g.name: dict(cfg.task_kind(g.task).routes) for g in groups}
+    router_mapping = {g.name: dict(cfg.objective_kind(g.task).routes) for g in groups}
     collator = make_collator(built, router_mapping)
     write_run_files(cfg, output, data, [output / r.name / CHECKPOINTS / STAGING for r in runs])
     if is_main():
