@@ -1,7 +1,7 @@
 """Every registered method trains bitwise as before the method configs (issue 29): the same tiny run under the
 reference code (recipe keys of the earlier layout: ``arm:``, ``model.placement`` / ``trainable``, ``tlr:``,
-``tsembed:``, ``loss.static_temperature``, ``tasks:``) and under this code (``method:``, ``objectives:``), compared tensor by tensor (SHA-256 of
-every tensor of every saved safetensors file).
+``tsembed:``, ``loss.static_temperature``, ``tasks:``) and under this code (``method:``, ``objectives:``),
+compared tensor by tensor (SHA-256 of every tensor of every saved safetensors file).
 
     python benchmarks/bitwise_methods.py prepare DIR                      # the tiny model + data (once)
     PYTHONPATH=<ref>/src python benchmarks/bitwise_methods.py train DIR old  # -> DIR/old.json

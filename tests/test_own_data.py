@@ -151,7 +151,8 @@ def test_the_default_recipe_selects_on_its_own_rows_and_says_what_it_needs():
     with pytest.raises(ConfigError, match=r"data.holdout.*select: \{enabled: false\}"):
         parse_config({"objectives": {"retrieval": {"datasets": [{"path": "x.csv"}]}}, "data": {"holdout": 0}},
                      check_files=False)
-    off = {"objectives": {"retrieval": {"datasets": [{"path": "x.csv"}]}}, "data": {"holdout": 0}, "select": {"enabled": 0}}
+    off = {"objectives": {"retrieval": {"datasets": [{"path": "x.csv"}]}}, "data": {"holdout": 0},
+           "select": {"enabled": 0}}
     assert not parse_config(off, check_files=False).selects()
     assert not parse_config({**off, "select": {}, "method": "tlr"}, check_files=False).selects()  # token-routed
 

@@ -356,7 +356,8 @@ def test_selection_refuses_validation_rows_the_run_trained_on():
         parse_config({"objectives": TASKS, "data": {"holdout": 0}, "select": {"enabled": True}}, check_files=False)
     ood_trained = {**TASKS, "symmetric": {"datasets": ["train-AltLexWikiSimple"]}}
     with pytest.raises(ConfigError, match="train-AltLexWikiSimple"):  # the shared suite holds it out whole
-        parse_config({"objectives": ood_trained, "data": {"holdout": 0.1}, "select": {"enabled": True, "suite": "shared"}},
+        parse_config({"objectives": ood_trained, "data": {"holdout": 0.1},
+                      "select": {"enabled": True, "suite": "shared"}},
                      check_files=False)
     ok = parse_config({"objectives": ood_trained, "data": {"holdout": 0.1},
                        "select": {"enabled": True, "suite": "shared", "validation": "in-domain"}}, check_files=False)

@@ -19,7 +19,8 @@ def test_valid_recipe_and_task_defaults(root):
     cfg = parse_config(tiny_config("some-base", root))
     temps = {name: cfg.objective_kind(name).temperature for name in cfg.objectives}
     assert temps == {"retrieval": 0.03, "symmetric": 0.05, "classification": 0.03, "clustering": 0.06}
-    assert cfg.objective_kind("retrieval").routes == {"anchor": "query", "positive": "document", "negative": "document"}
+    routes = {"anchor": "query", "positive": "document", "negative": "document"}
+    assert cfg.objective_kind("retrieval").routes == routes
     assert cfg.objective_kind("retrieval").batching == "homogeneous"
     assert cfg.objective_kind("classification").batching == "heterogeneous"
     assert cfg.objective_kind("symmetric").symmetric

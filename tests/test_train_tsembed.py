@@ -93,7 +93,7 @@ def test_recipe_checks_and_stage_steps(tiny):
 def test_shipped_recipe_has_the_mote_data_budget():
     mote_raw = yaml.safe_load((LAB / "reproduce-recipe.yaml").read_text())  # the lab's mote recipe
     ts_raw = yaml.safe_load((CONFIGS / "tsembed-minilm.yaml").read_text())
-    for key in ("seed", "tasks", "data"):
+    for key in ("seed", "objectives", "data"):
         assert ts_raw[key] == mote_raw[key], key
     for key in ("steps", "batch_size"):
         assert ts_raw["train"][key] == mote_raw["train"][key], key

@@ -158,6 +158,6 @@ def test_the_ood_group_holds_only_sources_the_recipes_do_not_train_on(suite, rea
         assert not trained & set(validation.OOD_SOURCES), recipe
     budgets = yaml.safe_load(Path("lab/reproduce.yaml").read_text())["budgets"]
     for arm in budgets["choose"]["arms"].values():
-        for task in (arm.get("overrides", {}).get("tasks") or {}).values():
+        for task in (arm.get("overrides", {}).get("objectives") or {}).values():
             names = {d if isinstance(d, str) else d["name"] for d in task["datasets"]}
             assert not names & set(validation.OOD_SOURCES)

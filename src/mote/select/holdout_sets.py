@@ -131,8 +131,9 @@ _BUILDERS: dict[str, tuple[Callable[..., dict[str, Any] | None], dict[str, str]]
 
 
 def _digest(recipe: Any, task: str, dataset: Any, cap: int) -> str:
-    what = {"v": _VERSION, "task": task, "kind": recipe.objective_kind(task).name, "source": dataset.source().describe(),
-            "columns": dataset.columns, "holdout": recipe.data.holdout, "cap": cap}
+    what = {"v": _VERSION, "task": task, "kind": recipe.objective_kind(task).name,  # "task": the digest's old key
+            "source": dataset.source().describe(), "columns": dataset.columns, "holdout": recipe.data.holdout,
+            "cap": cap}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -455,8 +455,8 @@ def _semantic_problems(cfg: RunConfig, check_files: bool) -> list[str]:
             for col, target in kind.routes.items():
                 if target not in routing.task_names:
                     problems.append(
-                        f"objectives.{name}: column {col!r} is routed to {target!r}, which is not a task of the routing "
-                        f"table {routing.task_names} (model.tasks)"
+                        f"objectives.{name}: column {col!r} is routed to {target!r}, which is not a task of the "
+                        f"routing table {routing.task_names} (model.tasks)"
                     )
         seen: set[str] = set()
         for i, ds in enumerate(task.dataset_configs()):
@@ -569,9 +569,9 @@ __all__ = [
     "LogConfig",
     "LossConfig",
     "ModelConfig",
+    "ObjectiveConfig",
     "OptimConfig",
     "RunConfig",
-    "ObjectiveConfig",
     "fill_stage_steps",
     "load_config",
     "parse_config",
