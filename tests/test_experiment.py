@@ -183,7 +183,7 @@ def test_plan_expands_blocks_arms_and_seeds_seed_major(tiny, tmp_path):
     assert (eob.method.name, eob.method.placement) == ("mote", "every-other")
     assert eb.method.trainable == eob.method.trainable == "all"  # LAB_BASE_METHOD, for the methods that have it
     assert cfg.run_config("tiny", "mote-1", 2).method.placement == "1"
-    assert ic.method.model_dump() == {"name": "ic"} and ic.train == eb.train and ic.tasks == eb.tasks
+    assert ic.method.model_dump() == {"name": "ic"} and ic.train == eb.train and ic.objectives == eb.objectives
     assert cfg.arm_label("mote") == "mote (EB)" and cfg.arm_label("base-ic") == "base+prefix"
 
 
