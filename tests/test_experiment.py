@@ -45,15 +45,16 @@ def tiny(tmp_path_factory):
 def experiment(base: str, data: Path, cache: Path, **over) -> dict:
     recipe = tiny_config(base, data, train={"steps": 2, "batch_size": 8, "learning_rate": 1e-3, "warmup_ratio": 0.0},
                          checkpoint={"every": 1, "keep": 1})
-    recipe.pop("arm")
+    recipe.pop("method")  # each arm names its method
     recipe.pop("seed")
     raw = {
         "name": "tiny",
         "training": recipe,  # an inline recipe (no recipe file)
         "arms": {
-            "ic": {"arm": "ic"},
-            "mote": {"arm": "mote", "label": "mote (EB)", "overrides": {"model": {"placement": "every"}}},
-            "mote-eob": {"arm": "mote", "overrides": {"model": {"placement": "every-other"}}},
+            "ic": {"method": "ic"},
+            "mote": {"method": {"name": "mote", "placement": "every"}, "label": "mote (EB)"},
+            "mote-eob": {"method": {"name": "mote", "placement": "every-other"}},
+            "mote-1": {"method": "mote", "overrides": {"method": {"placement": "1"}}},  # settings as overrides
         },
         "models": {"tiny": {"base": base, "arms": ["ic", "mote"], "seeds": [1], "arm_seeds": {"mote": [1, 2]}}},
         "eval": {"datasets": TOY, "split": "test", "data_dir": str(data), "cache": str(cache), "batch_size": 8},
@@ -70,8 +71,8 @@ def experiment(base: str, data: Path, cache: Path, **over) -> dict:
 def test_every_problem_of_the_experiment_is_listed_at_once(tiny, tmp_path):
     base, data = tiny
     raw = experiment(base, data, tmp_path / "cache")
-    raw["arms"]["bad"] = {"arm": "no-such-arm"}
-    raw["arms"]["base"] = {"arm": "ic", "colour": "red"}
+    raw["arms"]["bad"] = {"method": "no-such-method"}
+    raw["arms"]["base"] = {"method": "ic", "colour": "red"}
     raw["models"]["tiny"]["arms"] = ["ic", "mote", "missing", "bad"]
     raw["models"]["tiny"]["arm_seeds"] = {"mote": [3, 3]}
     raw["training"]["train"]["steps"] = 0
@@ -83,7 +84,7 @@ def test_every_problem_of_the_experiment_is_listed_at_once(tiny, tmp_path):
     text = "\n".join(err.value.problems)
     for needle in (
         "arms.base.colour: Extra inputs",  # unknown key
-        "arms.bad: unknown mote.train arm 'no-such-arm'",  # arm list from mote.train, not hard-coded
+        "arms.bad: unknown method 'no-such-method'",  # the method list from mote.methods, not hard-coded
         "arms.base: ['base', 'base-ic'] name the untrained baselines",
         "models.tiny.arms: ['missing'] not defined under arms",
         "seeds of mote repeat",
@@ -94,6 +95,16 @@ def test_every_problem_of_the_experiment_is_listed_at_once(tiny, tmp_path):
     ):
         assert needle in text, (needle, text)
     assert "(budget small)" in str(err.value)
+    old = experiment(base, data, tmp_path)
+    old["arms"]["ic"] = {"arm": "ic"}  # the earlier spelling
+    old["arms"]["mote"]["overrides"] = {"model": {"placement": "every"}}
+    with pytest.raises(ExperimentConfigError) as err:
+        parse_experiment(old, budget="small")
+    assert err.value.problems == ["arms.ic: `arm: ic` is now `method: ic`"]
+    del old["arms"]["ic"]["arm"]
+    with pytest.raises(ExperimentConfigError, match=r"training recipe of tiny/mote: `model.placement` is now "
+                                                    r"`method.placement`"):
+        parse_experiment(old, budget="small")
     with pytest.raises(ExperimentConfigError, match="unknown budget 'huge'; budgets: small, big"):
         parse_experiment(experiment(base, data, tmp_path), budget="huge")
     with pytest.raises(ExperimentConfigError, match="split"):  # a split the datasets do not have
@@ -168,9 +179,11 @@ def test_plan_expands_blocks_arms_and_seeds_seed_major(tiny, tmp_path):
     assert [e.seed for e in plan.evals_of("tiny", "mote")] == [1, 2, 3]
     # one recipe, per-arm differences only where the arm says so; base and seed forced by the plan
     eb, eob, ic = (cfg.run_config("tiny", a, 2) for a in ("mote", "mote-eob", "ic"))
-    assert (eb.arm, eb.model.placement, eb.seed, eb.model.base) == ("mote", "every", 2, base)
-    assert (eob.arm, eob.model.placement) == ("mote", "every-other")
-    assert ic.arm == "ic" and ic.train == eb.train and ic.tasks == eb.tasks
+    assert (eb.method.name, eb.method.placement, eb.seed, eb.model.base) == ("mote", "every", 2, base)
+    assert (eob.method.name, eob.method.placement) == ("mote", "every-other")
+    assert eb.method.trainable == eob.method.trainable == "all"  # LAB_BASE_METHOD, for the methods that have it
+    assert cfg.run_config("tiny", "mote-1", 2).method.placement == "1"
+    assert ic.method.model_dump() == {"name": "ic"} and ic.train == eb.train and ic.objectives == eb.objectives
     assert cfg.arm_label("mote") == "mote (EB)" and cfg.arm_label("base-ic") == "base+prefix"
 
 

@@ -74,7 +74,8 @@ def test_the_plan_has_each_point_after_its_source_and_the_source_keeps_its_snaps
     assert cfg.select_config("tiny", "ic-wise-2", 1) == cfg.select_config("tiny", "ic-wise", 1)
     assert cfg.arm_label("ic-2") == "ic @2" and cfg.arm_label("ic-wise-2") == "ic + WiSE-FT @2"
     assert [cfg.arm_step(a) for a in ("ic", "ic-2", "ic-wise", "ic-wise-2")] == [None, 2, None, 2]
-    assert cfg.train_arm("ic-wise-2") == "ic" and cfg.run_config("tiny", "ic-2", 1) == cfg.run_config("tiny", "ic", 1)
+    assert cfg.train_method("ic-wise-2") == "ic"
+    assert cfg.run_config("tiny", "ic-2", 1) == cfg.run_config("tiny", "ic", 1)
 
 
 @pytest.mark.parametrize("over, needle", [

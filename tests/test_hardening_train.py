@@ -1,5 +1,5 @@
 """Issue 27, the training cases: a checkpoint knows its run, a damaged checkpoint is set aside, a finished run is not
-resumed, a run folder has one writer, ``--steps 1`` works for every arm that is not staged."""
+resumed, a run folder has one writer, ``--steps 1`` works for every method that is not staged."""
 
 from __future__ import annotations
 
@@ -103,15 +103,19 @@ def test_a_second_mote_train_into_one_output_is_refused(tiny, tmp_path, capsys):
     assert not out.exists()  # nothing of the running one was touched
 
 
-def test_steps_1_trains_the_mote_arm(tiny, tmp_path, capsys):
+def test_steps_1_trains_the_mote_method(tiny, tmp_path, capsys):
     from mote.cli import main
 
     raw = recipe(tiny, checkpoint={"every": 0})
-    raw["tsembed"] = {"stage1": {"steps": 3}, "stage2": {"steps": 3}}
     raw["train"]["steps"] = 6
     config = tmp_path / "recipe.yaml"
     config.write_text(yaml.safe_dump(raw))
     assert main(["train", str(config), "--output", str(tmp_path / "run"), "--steps", "1"]) == 0  # old: refused
     assert '"steps": 1' in capsys.readouterr().out
-    assert main(["train", str(config), "--output", str(tmp_path / "ts"), "--steps", "1", "--arm", "tsembed"]) == 2
+    # --method keeps the recipe's method settings: MoTE's placement is not a TSEmbed setting
+    assert main(["train", str(config), "--output", str(tmp_path / "x"), "--method", "tsembed"]) == 2
+    assert "method.placement: not a setting of the tsembed method" in capsys.readouterr().err
+    raw["method"] = {"name": "tsembed", "stage1": {"steps": 3}, "stage2": {"steps": 3}}
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["train", str(config), "--output", str(tmp_path / "ts"), "--steps", "1"]) == 2  # two stages
     assert "train.steps is 1" in capsys.readouterr().err

@@ -44,7 +44,7 @@ def test_truncate_renormalises_and_checks_the_width():
 
 def test_every_task_loss_is_the_matryoshka_sum_of_ta_cl_over_the_dims(tiny, tmp_path):
     run = prepare_run(_cfg(tiny, loss={"matryoshka_dims": DIMS}), tmp_path / "run")
-    trainer, model = run.trainer, run.arm.model
+    trainer, model = run.trainer, run.built.model
     assert all(isinstance(loss, MatryoshkaLoss) for loss in trainer.loss.values())
     model.eval()
     for name, loss in trainer.loss.items():
@@ -82,7 +82,7 @@ def test_trained_model_records_its_dims_and_encode_truncates(tiny, tmp_path):
 
 def test_bad_matryoshka_configs_are_clear_errors(tiny):
     with pytest.raises(ConfigError, match="load-balancing"):
-        _cfg(tiny, arm="tlr", loss={"matryoshka_dims": DIMS})
+        _cfg(tiny, method="tlr", loss={"matryoshka_dims": DIMS})
     with pytest.raises(ConfigError, match="distinct positive"):
         _cfg(tiny, loss={"matryoshka_dims": [32, 32]})
     with pytest.raises(ConfigError, match="one weight per dimension"):

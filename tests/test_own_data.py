@@ -30,7 +30,7 @@ def empty_data_root(tmp_path, monkeypatch):
 
 
 def _recipe(folder: Path, **tasks) -> dict:
-    return {"tasks": {name: {"datasets": datasets} for name, datasets in tasks.items()}}
+    return {"objectives": {name: {"datasets": datasets} for name, datasets in tasks.items()}}
 
 
 def test_csv_rows_read_under_mote_column_names(tmp_path):
@@ -46,7 +46,7 @@ def test_a_users_recipe_is_checked_before_any_work(tmp_path):
     (tmp_path / "blank.csv").write_text("", encoding="utf-8")
     (tmp_path / "header-only.csv").write_text("question,answer\n", encoding="utf-8")
     (tmp_path / "test.csv").write_text("question,answer\nq,a\n", encoding="utf-8")
-    bad = {"tasks": {
+    bad = {"objectives": {
         "retrieval": {"datasets": [
             {"path": str(tmp_path / "acme.csv"), "columns": {"query": "question", "positive": "reply"}},
             {"path": str(tmp_path / "blank.csv")},
@@ -68,12 +68,12 @@ def test_a_users_recipe_is_checked_before_any_work(tmp_path):
 
 def test_unknown_mote_column_names_are_refused():
     with pytest.raises(ConfigError, match="not mote columns"):
-        parse_config({"tasks": {"retrieval": {"datasets": [{"path": "x.csv", "columns": {"question": "q"}}]}}},
+        parse_config({"objectives": {"retrieval": {"datasets": [{"path": "x.csv", "columns": {"question": "q"}}]}}},
                      check_files=False)
 
 
 def _sets(tmp_path, tasks, max_examples=200, log=None):
-    cfg = parse_config({"tasks": tasks})
+    cfg = parse_config({"objectives": tasks})
     return cfg, build_recipe_sets(cfg, tmp_path / "validation", max_examples, log=log)
 
 
@@ -93,7 +93,7 @@ def test_in_domain_sets_are_the_held_out_rows_scored_as_their_task(tmp_path):
     assert by["symmetric-acme"].routes() == {"query": "query", "document": "query"}
     assert by["classification-zorb"].routes() == {"text": "classification"}
     # the queries are exactly held-out rows, never trained ones
-    rows = load_records(cfg.tasks["retrieval"].dataset_configs()[0].source(), None)
+    rows = load_records(cfg.objectives["retrieval"].dataset_configs()[0].source(), None)
     kept, held = split_rows(rows, cfg.data.holdout)
     held_q, kept_q = {a for a, _, _ in pair_rows(held)}, {a for a, _, _ in pair_rows(kept)}
     data = by["retrieval-acme"].data()
@@ -101,7 +101,7 @@ def test_in_domain_sets_are_the_held_out_rows_scored_as_their_task(tmp_path):
     assert len(queries) >= MIN_ITEMS and queries <= held_q and not queries & kept_q
     # classification: scored rows held out, the classifier fits trained rows only
     cls = by["classification-zorb"].data()
-    intents = load_records(cfg.tasks["classification"].dataset_configs()[0].source(), None)
+    intents = load_records(cfg.objectives["classification"].dataset_configs()[0].source(), None)
     held_texts = {r["text"] for r in split_rows(intents, cfg.data.holdout)[1]}
     assert set(cls.test_texts) <= held_texts and not set(cls.train_texts) & held_texts
     # built once: a second call reads the folders it wrote
@@ -145,32 +145,34 @@ def test_too_few_held_out_rows_are_skipped_and_said_then_refused(tmp_path):
 
 
 def test_the_default_recipe_selects_on_its_own_rows_and_says_what_it_needs():
-    cfg = parse_config({"tasks": {"retrieval": {"datasets": [{"path": "x.csv"}]}}}, check_files=False)
+    cfg = parse_config({"objectives": {"retrieval": {"datasets": [{"path": "x.csv"}]}}}, check_files=False)
     assert recipe_problems(cfg, cfg.select) == []
     assert recipe_problems(cfg, SelectConfig(validation="ood")) != []  # no out-of-domain sets named
     with pytest.raises(ConfigError, match=r"data.holdout.*select: \{enabled: false\}"):
-        parse_config({"tasks": {"retrieval": {"datasets": [{"path": "x.csv"}]}}, "data": {"holdout": 0}},
+        parse_config({"objectives": {"retrieval": {"datasets": [{"path": "x.csv"}]}}, "data": {"holdout": 0}},
                      check_files=False)
-    off = {"tasks": {"retrieval": {"datasets": [{"path": "x.csv"}]}}, "data": {"holdout": 0}, "select": {"enabled": 0}}
+    off = {"objectives": {"retrieval": {"datasets": [{"path": "x.csv"}]}}, "data": {"holdout": 0},
+           "select": {"enabled": 0}}
     assert not parse_config(off, check_files=False).selects()
-    assert not parse_config({**off, "select": {}, "arm": "tlr"}, check_files=False).selects()  # token-routed
+    assert not parse_config({**off, "select": {}, "method": "tlr"}, check_files=False).selects()  # token-routed
 
 
 def test_the_defaults_are_the_validated_recipe_and_the_docs_say_so():
-    cfg = RunConfig(tasks={"retrieval": {"datasets": ["x"]}})
-    assert (cfg.arm, cfg.model.placement, cfg.model.trains_experts_only(), cfg.model.max_seq_length) == \
-        ("mote", "every-other", True, 64)
+    cfg = RunConfig(objectives={"retrieval": {"datasets": ["x"]}})
+    assert (cfg.method.name, cfg.method.placement, cfg.method.trainable, cfg.method.trains_experts_only(),
+            cfg.model.max_seq_length) == ("mote", "every-other", None, True, 64)
     assert (cfg.train.steps, cfg.train.batch_size, cfg.train.learning_rate) == (100, 16, 1e-4)
     assert (cfg.data.holdout, cfg.select.enabled, cfg.select.suite) == (0.1, True, "recipe")
     doc = (ROOT / "docs" / "selection.md").read_text(encoding="utf-8")
     table = doc[doc.index("## The default recipe"):doc.index("## On what data")]
-    for key, value in [("arm", "`mote`"), ("model.placement", "`every-other`"), ("model.trainable", "experts only"),
+    for key, value in [("method", "`mote`"), ("method.placement", "`every-other`"),
+                       ("method.trainable", "experts only"),
                        ("model.max_seq_length", "64"), ("train.steps", "100"), ("train.batch_size", "16"),
                        ("train.learning_rate", "1e-4"), ("data.holdout", "0.1"), ("select.enabled", "true")]:
         assert f"| `{key}` | {value}" in table, key
     # the shipped recipe is data only
     raw = (ROOT / "configs" / "mote-minilm.yaml").read_text(encoding="utf-8")
-    assert [line for line in raw.splitlines() if line and not line.startswith((" ", "#"))] == ["tasks:"]
+    assert [line for line in raw.splitlines() if line and not line.startswith((" ", "#"))] == ["objectives:"]
 
 
 def test_the_default_recipe_trains_exactly_the_headlines_mote_experts_run():
@@ -182,11 +184,12 @@ def test_the_default_recipe_trains_exactly_the_headlines_mote_experts_run():
     exp = load_experiment(ROOT / "lab" / "reproduce.yaml", budget="headline", check_files=False)
     theirs = exp.run_config("minilm-l6", "mote-x", 42, check_files=False)
     for cfg in (ours, theirs):
-        assert cfg.model.trains_experts_only()
+        assert cfg.method.trains_experts_only()
     shape = lambda c: {  # noqa: E731
-        "arm": c.arm, "seed": c.seed, "tasks": c.model_dump()["tasks"], "loss": c.model_dump()["loss"],
+        "method": {k: v for k, v in c.method.model_dump().items() if k != "trainable"}, "seed": c.seed,
+        "objectives": c.model_dump()["objectives"], "loss": c.model_dump()["loss"],
         "train": c.model_dump()["train"], "data": c.model_dump()["data"],
-        "model": {k: v for k, v in c.model_dump()["model"].items() if k != "trainable"},
+        "model": c.model_dump()["model"],
         "snapshots": c.select.snapshot_steps(c.train.steps)}
     assert shape(ours) == shape(theirs)
 
@@ -224,7 +227,7 @@ def test_a_run_that_cannot_be_selected_keeps_its_weights_and_names_the_fix(tmp_p
     write_user_data(tmp_path, "few.csv", "few.jsonl", n=12)
     recipe = {"model": {"base": str(base), "max_seq_length": 32}, "train": {"steps": 2, "batch_size": 4},
               "log": {"progress": False},
-              "tasks": {"retrieval": {"datasets": [{"path": str(tmp_path / "few.csv"),
+              "objectives": {"retrieval": {"datasets": [{"path": str(tmp_path / "few.csv"),
                                                     "columns": {"query": "question", "positive": "answer"}}]}}}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
     code = main(["train", str(tmp_path / "recipe.yaml"), "--output", str(tmp_path / "run")])

@@ -51,8 +51,9 @@ def make_run(tmp_path: Path, tokenizer, trainable: str = "experts") -> Path:
     (snap / META).write_text(json.dumps({"step": 5, "fraction": 0.5}))
     _perturb(half, 0.05, trainable == "experts", seed=2)  # the final weights: further along
     half.save(str(run / "model"))
-    recipe = parse_config({"model": {"base": base, "placement": "every-other", "trainable": trainable},
-                           "data": {"holdout": 0.1}, "tasks": TASKS, "train": {"steps": 10}}, check_files=False)
+    recipe = parse_config({"model": {"base": base}, "method": {"name": "mote", "placement": "every-other",
+                                                                "trainable": trainable},
+                           "data": {"holdout": 0.1}, "objectives": TASKS, "train": {"steps": 10}}, check_files=False)
     (run / "model" / CONFIG_FILE).write_text(recipe.to_yaml())
     return run
 
@@ -256,7 +257,7 @@ def make_dense_run(tmp_path: Path, tokenizer) -> tuple[Path, str]:
             save_model(model[0].auto_model, str(snap / WEIGHTS))
             (snap / META).write_text(json.dumps({"step": 5, "fraction": 0.5}))
     model.save(str(run / "model"))
-    recipe = parse_config({"arm": "ic", "model": {"base": base}, "data": {"holdout": 0.1}, "tasks": TASKS,
+    recipe = parse_config({"method": "ic", "model": {"base": base}, "data": {"holdout": 0.1}, "objectives": TASKS,
                            "train": {"steps": 10}}, check_files=False)
     (run / "model" / CONFIG_FILE).write_text(recipe.to_yaml())
     return run, base
@@ -345,22 +346,23 @@ def test_a_test_split_for_selection_is_refused_with_the_reason():
     with pytest.raises(ValidationError, match="test split.*optimistic"):
         SelectConfig(datasets=[{"name": "STSBenchmark", "split": "test"}])
     with pytest.raises(ConfigError, match="test split"):
-        parse_config({"tasks": TASKS, "data": {"holdout": 0.1},
+        parse_config({"objectives": TASKS, "data": {"holdout": 0.1},
                       "select": {"enabled": True, "datasets": [{"name": "EmotionClassification", "split": "test"}]}},
                      check_files=False)
 
 
 def test_selection_refuses_validation_rows_the_run_trained_on():
     with pytest.raises(ConfigError, match="data.holdout"):
-        parse_config({"tasks": TASKS, "data": {"holdout": 0}, "select": {"enabled": True}}, check_files=False)
+        parse_config({"objectives": TASKS, "data": {"holdout": 0}, "select": {"enabled": True}}, check_files=False)
     ood_trained = {**TASKS, "symmetric": {"datasets": ["train-AltLexWikiSimple"]}}
     with pytest.raises(ConfigError, match="train-AltLexWikiSimple"):  # the shared suite holds it out whole
-        parse_config({"tasks": ood_trained, "data": {"holdout": 0.1}, "select": {"enabled": True, "suite": "shared"}},
+        parse_config({"objectives": ood_trained, "data": {"holdout": 0.1},
+                      "select": {"enabled": True, "suite": "shared"}},
                      check_files=False)
-    ok = parse_config({"tasks": ood_trained, "data": {"holdout": 0.1},
+    ok = parse_config({"objectives": ood_trained, "data": {"holdout": 0.1},
                        "select": {"enabled": True, "suite": "shared", "validation": "in-domain"}}, check_files=False)
     assert ok.select.enabled
-    own = parse_config({"tasks": ood_trained}, check_files=False)  # the default: its own held-out rows
+    own = parse_config({"objectives": ood_trained}, check_files=False)  # the default: its own held-out rows
     assert own.selects() and own.select.suite == "recipe"
 
 
@@ -388,7 +390,7 @@ def test_train_then_select_end_to_end_on_the_real_validation_suite(tmp_path, one
     assert SHARED_DATA.is_dir(), f"{SHARED_DATA} is missing: the selection test needs the shared training data"
     base = write_tiny_model(tmp_path / "bert", layers=2)
     root = write_tiny_data(tmp_path / "data")
-    raw = tiny_config(base, root, model={"placement": "every-other", "trainable": "experts"},
+    raw = tiny_config(base, root, method={"name": "mote", "placement": "every-other", "trainable": "experts"},
                       data={"data_dir": str(root), "holdout": 0.1}, train={"steps": 4, "batch_size": 8})
     cfg = parse_config(raw, check_files=True)
     result = run_training(cfg, tmp_path / "run")

@@ -1,4 +1,4 @@
-"""The trainer end to end on a tiny random BERT: TA-CL batches, loss falls, arms, saving, Ctrl-C, evaluation."""
+"""The trainer end to end on a tiny random BERT: TA-CL batches, loss falls, methods, saving, Ctrl-C, evaluation."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_each_batch_holds_one_task_retrieval_one_dataset(tiny, tmp_path):
         "retrieval": {"datasets": ["train-toyqa", "train-toynli"]},  # two retrieval datasets: homogeneous
         "classification": {"datasets": ["ToyClassification", "train-toyclusters"]},  # heterogeneous
     }
-    run = prepare_run(_cfg(tiny, tasks=tasks), tmp_path / "run")
+    run = prepare_run(_cfg(tiny, objectives=tasks), tmp_path / "run")
     groups = _group_of(run.trainer)
     loader = run.trainer.get_train_dataloader()
     sampler = loader.batch_sampler
@@ -60,21 +60,21 @@ def test_each_batch_holds_one_task_retrieval_one_dataset(tiny, tmp_path):
     seen_columns = set()
     for batch in loader:
         group = batch["dataset_name"]
-        routes = run.cfg.task_kind(group.split(":")[0]).routes
+        routes = run.cfg.objective_kind(group.split(":")[0]).routes
         for column in ("anchor", "positive", "negative"):
             if f"{column}_task_ids" in batch:
                 ids = batch[f"{column}_task_ids"].unique().tolist()
-                assert len(ids) == 1 and run.arm.routing.task_names[ids[0]] == routes[column]
+                assert len(ids) == 1 and run.built.routing.task_names[ids[0]] == routes[column]
                 seen_columns.add((group.split(":")[0], column, routes[column]))
         n_neg = batch["negative_input_ids"].shape[0] if "negative_input_ids" in batch else 0
         assert batch["label"].shape[0] == batch["anchor_input_ids"].shape[0] + n_neg
     # retrieval batches send the two sides to different experts (query vs document)
     assert {("retrieval", "anchor", "query"), ("retrieval", "positive", "document")} <= seen_columns
-    assert run.arm.routing.expert("query") != run.arm.routing.expert("document")
+    assert run.built.routing.expert("query") != run.built.routing.expert("document")
 
 
-def test_static_arm_mixes_tasks_and_uses_one_temperature(tiny, tmp_path):
-    run = prepare_run(_cfg(tiny, arm="static", loss={"static_temperature": 0.07}), tmp_path / "run")
+def test_static_method_mixes_tasks_and_uses_one_temperature(tiny, tmp_path):
+    run = prepare_run(_cfg(tiny, method={"name": "static", "temperature": 0.07}), tmp_path / "run")
     assert not isinstance(run.trainer.loss, dict) and run.trainer.loss.temperature == 0.07
     mixed = 0
     for batch in run.trainer.get_train_dataloader():
@@ -96,7 +96,7 @@ def test_per_task_temperatures_reach_the_losses(tiny, tmp_path):
 
 def _fixed_losses(run, rows=16):
     """Each group's loss on its first ``rows`` pairs, eval mode (no dropout)."""
-    trainer, model = run.trainer, run.arm.model
+    trainer, model = run.trainer, run.built.model
     model.eval()
     out = {}
     with torch.no_grad():
@@ -126,8 +126,8 @@ def test_loss_falls(tiny, tmp_path):
 
 def test_untouched_experts_keep_the_base_embeddings_exactly(tiny, tmp_path):
     base, _ = tiny
-    cfg = _cfg(tiny, model={"base": base, "placement": "every", "max_seq_length": 32, "trainable": "experts"},
-               tasks={"retrieval": {"datasets": ["train-toyqa"]}}, train={"steps": 4, "batch_size": 8})
+    cfg = _cfg(tiny, method={"name": "mote", "placement": "every", "trainable": "experts"},
+               objectives={"retrieval": {"datasets": ["train-toyqa"]}}, train={"steps": 4, "batch_size": 8})
     result = run_training(cfg, tmp_path / "run")
     trained = mote.load(result.model_dir)
     fresh = mote.convert(base, placement="every")
@@ -138,12 +138,12 @@ def test_untouched_experts_keep_the_base_embeddings_exactly(tiny, tmp_path):
         assert not np.allclose(trained.encode(texts, task=task), fresh.encode(texts, task=task), atol=1e-4)
 
 
-@pytest.mark.parametrize("arm", ["ic", "ic-matched", "tlr"])
-def test_arms_train_and_save_loadable_models(tiny, tmp_path, arm):
-    result = run_training(_cfg(tiny, arm=arm, train={"steps": 3, "batch_size": 8}), tmp_path / arm)
+@pytest.mark.parametrize("method", ["ic", "ic-matched", "tlr"])
+def test_methods_train_and_save_loadable_models(tiny, tmp_path, method):
+    result = run_training(_cfg(tiny, method=method, train={"steps": 3, "batch_size": 8}), tmp_path / method)
     assert result.model_dir is not None and result.steps == 3
     texts = ["what is a rocket", "a moon launch"]
-    if arm.startswith("ic"):
+    if method.startswith("ic"):
         st = SentenceTransformer(str(result.model_dir), device="cpu")  # a plain folder: no mote needed
         assert st.prompts["query"] == "search_query: "
         assert not (result.model_dir / "mote_config.json").exists()
@@ -152,14 +152,14 @@ def test_arms_train_and_save_loadable_models(tiny, tmp_path, arm):
 
         st = mote.load(result.model_dir)
         assert isinstance(st[0], TLRTransformer)
-        lines = (tmp_path / arm / "metrics.jsonl").read_text()
+        lines = (tmp_path / method / "metrics.jsonl").read_text()
         assert "load_balance" in lines  # the router loss is part of the objective and logged
     assert st.encode(texts).shape == (2, 32)
 
 
 def test_ic_matched_trains_only_the_expert_layer_ffn_and_norms(tiny, tmp_path):
-    run = prepare_run(_cfg(tiny, arm="ic-matched", model={"placement": "1", "max_seq_length": 32}), tmp_path / "r")
-    trainable = {n for n, p in run.arm.model.named_parameters() if p.requires_grad}
+    run = prepare_run(_cfg(tiny, method={"name": "ic-matched", "placement": "1"}), tmp_path / "r")
+    trainable = {n for n, p in run.built.model.named_parameters() if p.requires_grad}
     assert trainable and all(".encoder.layer.1." in n for n in trainable)
     assert {n.split("encoder.layer.1.")[1].rsplit(".", 1)[0] for n in trainable} == {
         "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"}
@@ -169,7 +169,7 @@ def test_expert_learning_rate(tiny, tmp_path):
     run = prepare_run(_cfg(tiny, train={"steps": 2, "batch_size": 8, "learning_rate": 1e-4,
                                         "expert_learning_rate": 5e-4}), tmp_path / "run")
     opt = run.trainer.create_optimizer()
-    expert_params = {id(p) for m in mote.experts.expert_modules(run.arm.model) for p in m.parameters()}
+    expert_params = {id(p) for m in mote.experts.expert_modules(run.built.model) for p in m.parameters()}
     by_lr: dict[float, set[int]] = {}
     for g in opt.param_groups:
         by_lr.setdefault(g["lr"], set()).update(id(p) for p in g["params"])
@@ -243,12 +243,12 @@ def test_weight_decay_spares_unused_experts():
     assert torch.allclose(layer.weight[1], expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("arm", ["mote", "ic"])
-def test_saved_model_keeps_the_base_max_seq_length(tiny, tmp_path, arm):
+@pytest.mark.parametrize("method", ["mote", "ic"])
+def test_saved_model_keeps_the_base_max_seq_length(tiny, tmp_path, method):
     base, _ = tiny
-    cfg = _cfg(tiny, arm=arm, model={"base": base, "placement": "every", "max_seq_length": 16}, train={"steps": 1})
+    cfg = _cfg(tiny, method=method, model={"base": base, "max_seq_length": 16}, train={"steps": 1})
     run = prepare_run(cfg, tmp_path / "run")
-    assert run.arm.model.max_seq_length == 16  # training truncates
+    assert run.built.model.max_seq_length == 16  # training truncates
     result = run_training(cfg, tmp_path / "run2")
     saved = SentenceTransformer(str(result.model_dir), device="cpu", trust_remote_code=True)
     assert saved.max_seq_length == SentenceTransformer(base).max_seq_length == 32

@@ -1,4 +1,4 @@
-"""The TSEmbed arms in the TA-CL trainer, on a tiny random BERT: recipe checks, two stages with EANS, the no-EANS
+"""The TSEmbed methods in the TA-CL trainer, on a tiny random BERT: recipe checks, two stages with EANS, the no-EANS
 ablation, exact resume mid-stage-2 after SIGKILL, and the saved model / adapters."""
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from mote.train.losses import TaskInfoNCE
 from mote.train.trainer import OffsetTaskBatchSampler, run_training
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+LAB = Path(__file__).resolve().parents[1] / "lab"
 TEXTS = ["what is a rocket", "a moon launch", "cheese and bread", "the league season"]
 
 
@@ -40,11 +41,11 @@ def tiny(tmp_path_factory):
     return write_tiny_model(root / "bert"), write_tiny_data(root / "data")
 
 
-def _raw(tiny, arm="tsembed", steps=8, **overrides):
+def _raw(tiny, method="tsembed", steps=8, **overrides):
     base, root = tiny
     tsembed = {"lora": {"r": 4}, "eans": {"pool_size": 12, "refresh_every": 2, "num_negatives": 1},
                "stage1": {"learning_rate": 3e-3}, "stage2": {"learning_rate": 2e-3}}
-    return tiny_config(base, root, arm=arm, tsembed={**tsembed, **overrides.pop("tsembed", {})},
+    return tiny_config(base, root, method={"name": method, **tsembed, **overrides.pop("tsembed", {})},
                        train={"steps": steps, "batch_size": 8, "learning_rate": 1e-3, "warmup_ratio": 0.0},
                        **overrides)
 
@@ -52,18 +53,19 @@ def _raw(tiny, arm="tsembed", steps=8, **overrides):
 # ------------------------------------------------------------------------------------------------ recipe
 def test_recipe_checks_and_stage_steps(tiny):
     cfg = parse_config(_raw(tiny, steps=9))
-    assert (cfg.tsembed.stage1.steps, cfg.tsembed.stage2.steps) == (4, 5)  # train.steps split half / half
-    assert cfg.tsembed.stage1.learning_rate == 3e-3 and cfg.tsembed.stage2.eans and not cfg.tsembed.stage2.train_router
-    noeans = parse_config(_raw(tiny, arm="tsembed-noeans", steps=9)).tsembed_plan()
+    assert (cfg.method.stage1.steps, cfg.method.stage2.steps) == (4, 5)  # train.steps split half / half
+    assert cfg.method.stage1.learning_rate == 3e-3 and cfg.method.stage2.eans and not cfg.method.stage2.train_router
+    noeans_cfg = parse_config(_raw(tiny, method="tsembed-noeans", steps=9))
+    noeans = noeans_cfg.training_method().plan(noeans_cfg)
     assert noeans.stage2 is None and noeans.stage1.steps == 9 and noeans.total_steps == 9
-    partial = parse_config(_raw(tiny, steps=10, tsembed={"stage2": {"steps": 3}})).tsembed
+    partial = parse_config(_raw(tiny, steps=10, tsembed={"stage2": {"steps": 3}})).method
     assert (partial.stage1.steps, partial.stage2.steps) == (7, 3)
     # the dumped recipe re-parses to itself (resume compares them), and --steps keeps the split's ratio
     dumped = cfg.model_dump(mode="json")
     assert parse_config(dumped).model_dump() == cfg.model_dump()
     dumped["train"]["steps"] = 90
-    dumped["tsembed"] = rescale_stage_steps(dumped["tsembed"], 90)
-    assert (dumped["tsembed"]["stage1"]["steps"], dumped["tsembed"]["stage2"]["steps"]) == (40, 50)
+    dumped["method"] = rescale_stage_steps(dumped["method"], 90)
+    assert (dumped["method"]["stage1"]["steps"], dumped["method"]["stage2"]["steps"]) == (40, 50)
     parse_config(dumped)
 
     bad = _raw(tiny, tsembed={"stage1": {"steps": 3}, "stage2": {"steps": 3}},
@@ -73,31 +75,33 @@ def test_recipe_checks_and_stage_steps(tiny):
         parse_config(bad)
     text = str(info.value)
     assert info.value.problems and len(info.value.problems) == 3, text
-    assert "tsembed.stage1.steps (3) + tsembed.stage2.steps (3) = 6, but train.steps is 8" in text
-    assert "loss.cached: the tsembed arm needs the plain loss" in text
+    assert "method.stage1.steps (3) + method.stage2.steps (3) = 6, but train.steps is 8" in text
+    assert "loss.cached: the tsembed method needs the plain loss" in text
     assert "train.expert_learning_rate" in text
     with pytest.raises(ConfigError, match="EANS needs lora.routing: token"):  # EANS with mergeable routing
         parse_config(_raw(tiny, tsembed={"lora": {"routing": "sequence"}}))
-    with pytest.raises(ConfigError, match=r"tsembed\.lora: .*top_k \(5\) is larger than num_experts \(4\)"):
+    with pytest.raises(ConfigError, match=r"method\.lora: .*top_k \(5\) is larger than num_experts \(4\)"):
         parse_config(_raw(tiny, tsembed={"lora": {"top_k": 5}}))
-    with pytest.raises(ConfigError, match="loss.cached: the tsembed-noeans arm"):
-        parse_config(_raw(tiny, arm="tsembed-noeans", loss={"cached": True, "mini_batch_size": 4}))
-    # the other arms ignore the section
-    assert parse_config(_raw(tiny, arm="mote", loss={"cached": True, "mini_batch_size": 4})).arm == "mote"
+    with pytest.raises(ConfigError, match="loss.cached: the tsembed-noeans method"):
+        parse_config(_raw(tiny, method="tsembed-noeans", loss={"cached": True, "mini_batch_size": 4}))
+    # TSEmbed's settings are its own: another method refuses them, naming its own
+    with pytest.raises(ConfigError, match="method.lora: not a setting of the mote method; its settings: placement, "
+                                          "trainable"):
+        parse_config(_raw(tiny, method="mote"))
 
 
 def test_shipped_recipe_has_the_mote_data_budget():
-    mote_raw = yaml.safe_load((CONFIGS / "reproduce-recipe.yaml").read_text())  # the lab's mote recipe
+    mote_raw = yaml.safe_load((LAB / "reproduce-recipe.yaml").read_text())  # the lab's mote recipe
     ts_raw = yaml.safe_load((CONFIGS / "tsembed-minilm.yaml").read_text())
-    for key in ("seed", "tasks", "data"):
+    for key in ("seed", "objectives", "data"):
         assert ts_raw[key] == mote_raw[key], key
     for key in ("steps", "batch_size"):
         assert ts_raw["train"][key] == mote_raw["train"][key], key
     assert ts_raw["model"]["base"] == mote_raw["model"]["base"]
     assert ts_raw["model"]["max_seq_length"] == mote_raw["model"]["max_seq_length"]
     cfg = load_config(CONFIGS / "tsembed-minilm.yaml", check_files=False)
-    assert cfg.arm == "tsembed" and cfg.tsembed.total_steps == cfg.train.steps
-    assert load_config(CONFIGS / "reproduce-recipe.yaml", check_files=False, arm="tsembed").tsembed.total_steps == 120
+    assert cfg.method.name == "tsembed" and cfg.method.total_steps == cfg.train.steps
+    assert load_config(LAB / "reproduce-recipe.yaml", check_files=False, method="tsembed").method.total_steps == 120
 
 
 def test_a_later_stage_continues_the_batch_stream():
@@ -202,9 +206,9 @@ def test_two_stages_with_eans_save_and_reload(tiny, tmp_path, monkeypatch):
         assert np.array_equal(model.encode(TEXTS, task="query"), trained.encode(TEXTS, task="query"))
 
 
-def test_noeans_arm_runs_stage_one_for_all_steps(tiny, tmp_path, monkeypatch):
+def test_noeans_method_runs_stage_one_for_all_steps(tiny, tmp_path, monkeypatch):
     spy = _Spy(monkeypatch)
-    cfg = parse_config(_raw(tiny, arm="tsembed-noeans", steps=8, checkpoint={"every": 0}))
+    cfg = parse_config(_raw(tiny, method="tsembed-noeans", steps=8, checkpoint={"every": 0}))
     result = run_training(cfg, tmp_path / "run")
     assert result.steps == 8 and [s for s, _ in result.losses] == list(range(1, 9))
     assert not spy.of("refresh") and not spy.of("mine")

@@ -108,7 +108,7 @@ def test_no_validation_text_is_trained_on(suite, real_root):
     """Training with data.holdout = 0.1 never sees a validation query, held-out text or clustering title."""
     cfg = load_config("configs/mote-minilm.yaml")
     # and the new sources (mix B of the choose budget): caption pairs, Reddit titles and title sets
-    specs = [*cfg.task_specs(real_root), *(
+    specs = [*cfg.objective_specs(real_root), *(
         TaskSpec(f"{kind}-b", TASK_KINDS[kind], (DatasetSpec(Source(folder, folder=folder), max_examples=3000),))
         for kind, folder in (("symmetric", "train-Multi30kCaptions"), ("classification", "train-RedditTitles"),
                              ("clustering", "train-RedditTitlesClustering")))]
@@ -154,10 +154,10 @@ def test_the_ood_group_holds_only_sources_the_recipes_do_not_train_on(suite, rea
         assert set(json.loads((infos[name].path / "meta.json").read_text())["sources"]) <= set(validation.OOD_SOURCES)
     for recipe in ("configs/mote-minilm.yaml", "configs/demo.yaml"):
         cfg = load_config(recipe)
-        trained = {d.name for t in cfg.tasks.values() for d in t.dataset_configs()}
+        trained = {d.name for t in cfg.objectives.values() for d in t.dataset_configs()}
         assert not trained & set(validation.OOD_SOURCES), recipe
     budgets = yaml.safe_load(Path("lab/reproduce.yaml").read_text())["budgets"]
     for arm in budgets["choose"]["arms"].values():
-        for task in (arm.get("overrides", {}).get("tasks") or {}).values():
+        for task in (arm.get("overrides", {}).get("objectives") or {}).values():
             names = {d if isinstance(d, str) else d["name"] for d in task["datasets"]}
             assert not names & set(validation.OOD_SOURCES)

@@ -96,15 +96,31 @@ def write_tiny_model(path: str | Path, layers: int = 2, hidden: int = 32, seed: 
     return str(path)
 
 
+TINY_METHOD: dict[str, Any] = {"placement": "every", "trainable": "all"}  # where the method has these settings
+
+
+def tiny_method(method: Any = "mote") -> dict[str, Any]:
+    """A ``method:`` section for the tiny recipes: ``method`` (a name or a mapping) over :data:`TINY_METHOD`'s
+    settings that the method has (experts in every layer, every weight trained)."""
+    from mote.methods import METHODS, method_config_class, method_settings
+
+    settings = method_settings(method)
+    if not isinstance(settings, dict) or settings.get("name") not in METHODS:
+        return settings
+    fields = method_config_class(settings["name"]).model_fields
+    return {**{k: v for k, v in TINY_METHOD.items() if k in fields}, **settings}
+
+
 def tiny_config(base: str, data_root: str | Path, **overrides: Any) -> dict[str, Any]:
-    """A small recipe over the tiny data: all four task kinds, a few steps, no progress bar."""
+    """A small recipe over the tiny data: all four task kinds, a few steps, no progress bar. ``method=`` (a name
+    or a mapping) goes through :func:`tiny_method`."""
     cfg: dict[str, Any] = {
-        "arm": "mote",
+        "method": tiny_method(overrides.pop("method", "mote")),
         "seed": 7,
-        "model": {"base": base, "placement": "every", "max_seq_length": 32, "trainable": "all"},
+        "model": {"base": base, "max_seq_length": 32},
         "data": {"data_dir": str(data_root), "holdout": 0.0},
         "select": {"enabled": False},  # the trainer's tests train only; selection's tests turn it on
-        "tasks": {
+        "objectives": {
             "retrieval": {"datasets": ["train-toyqa"]},
             "symmetric": {"datasets": ["train-toynli"]},
             "classification": {"datasets": ["ToyClassification"]},
@@ -114,8 +130,8 @@ def tiny_config(base: str, data_root: str | Path, **overrides: Any) -> dict[str,
         "log": {"every": 1, "progress": False},
         "checkpoint": {"every": 3, "keep": 3},
     }
-    for key, value in overrides.items():  # sections are merged, except ``tasks`` (replaced)
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict) and key != "tasks":
+    for key, value in overrides.items():  # sections are merged, except ``objectives`` (replaced)
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict) and key != "objectives":
             cfg[key] = {**cfg[key], **value}
         else:
             cfg[key] = value

@@ -1,25 +1,27 @@
 """The experiment file of ``mote-lab reproduce``: validated up front into an :class:`ExperimentConfig` (pydantic).
 
-One YAML file names a training recipe (a ``mote train`` config), the arms (each one a ``mote.train`` arm plus
-recipe overrides), the base models ("blocks") with their arms and seeds, the evaluation datasets and split, the
-similarity and throughput measurements, and named **budgets**: overlays deep-merged onto the file before
-validation (mappings merge key by key, everything else, lists included, is replaced), so that
-``--budget small`` and ``--budget full`` differ only where they say so.
+One YAML file names a training recipe (a ``mote train`` config), the arms (each one a training method of
+``mote.methods`` with its settings, plus recipe overrides), the base models ("blocks") with their arms and seeds,
+the evaluation datasets and split, the similarity and throughput measurements, and named **budgets**: overlays
+deep-merged onto the file before validation (mappings merge key by key, everything else, lists included, is
+replaced), so that ``--budget small`` and ``--budget full`` differ only where they say so.
 
 Every problem is collected and reported at once in one :class:`ExperimentConfigError`: unknown keys, unknown arms
-or budgets, arms not known to ``mote.train``, seeds, names unfit for folders, and every problem of every run's
-training recipe (``mote.train.parse_config`` with its data checks), prefixed with the run it belongs to.
+or budgets, methods not registered in ``mote.methods``, seeds, names unfit for folders, and every problem of every
+run's training recipe (``mote.train.parse_config`` with its data checks), prefixed with the run it belongs to.
 
-The arm list is data: an arm is ``{arm: <a mote.train arm>, label: ..., overrides: {...}}``; a new
-``mote.train`` arm (say ``tsembed``) needs only a new entry here.
+The arm list is data: an arm is ``{method: <a registered method, or {name: ..., <its settings>}>, label: ...,
+overrides: {...}}``; a new method (say ``tsembed``) needs only a new entry here. A run's ``method:`` section is the
+arm's method with, in this order, :data:`LAB_BASE`'s method settings that the method has, the ``method:``
+settings of the recipe, ``training:``, the block's ``training:`` and the arm's ``overrides:``, and the arm's own.
 
 Example::
 
     recipe: mote-minilm.yaml               # relative to this file
     training: {train: {batch_size: 16}}    # overrides for every run
     arms:
-      ic: {arm: ic}
-      mote: {arm: mote, label: mote (EOB), overrides: {model: {placement: every-other}}}
+      ic: {method: ic}
+      mote: {method: {name: mote, placement: every-other}, label: mote (EOB)}
     models:
       minilm-l6: {base: all-MiniLM-L6-v2, arms: [ic, mote], seeds: [42]}
     eval: {datasets: [STSBenchmark, WikiQARetrieval], split: test}
@@ -69,9 +71,10 @@ class _Strict(BaseModel):
 
 
 class ArmSpec(_Strict):
-    """One arm of the comparison: a ``mote.train`` arm and what differs in its recipe."""
+    """One arm of the comparison: a training method (with its settings) and what differs in its recipe."""
 
-    arm: str | None = None  # the mote.train arm (default: this arm's own name)
+    # the method: a registered name, or {name: ..., <its settings>} (default: this arm's own name)
+    method: str | dict[str, Any] | None = None
     label: str | None = None  # how tables and plots name it (default: its name)
     description: str = ""
     overrides: dict[str, Any] = Field(default_factory=dict)  # deep-merged into the recipe
@@ -187,8 +190,12 @@ class ExperimentConfig(_Strict):
             return f"{self.arm_label(spec.point_of)} @{spec.at_step}"
         return spec.label or arm
 
-    def train_arm(self, arm: str) -> str:
-        return self.arms[self.source_arm(arm)].arm or self.source_arm(arm)
+    def train_method(self, arm: str) -> str:
+        """The name of the method that trains ``arm``'s runs (its source arm's)."""
+        source = self.source_arm(arm)
+        method = self.arms[source].method
+        name = method.get("name") if isinstance(method, Mapping) else method
+        return name if isinstance(name, str) else source
 
     def _lineage(self, arm: str) -> list[str]:
         """``arm``, then the arm it is selected from or a point of, and so on up to a trained arm."""
@@ -256,7 +263,8 @@ class ExperimentConfig(_Strict):
         raw = deep_merge(deep_merge(LAB_BASE, self.recipe_raw), self.training)
         raw = deep_merge(raw, block.training)
         raw = deep_merge(raw, self.arms[arm].overrides)
-        raw = deep_merge(raw, {"model": {"base": block.base}, "seed": seed, "arm": self.train_arm(arm)})
+        raw = deep_merge(raw, {"model": {"base": block.base}, "seed": seed})
+        raw["method"] = self._run_method(arm, block)
         if self.eval.validation is not None:  # the validation rows are never trained on
             raw = deep_merge(raw, {"data": {"holdout": self.eval.validation}})
         points = self.point_steps(model, arm)
@@ -268,13 +276,25 @@ class ExperimentConfig(_Strict):
             raw = deep_merge(raw, {"select": {"snapshots": wanted}})
         return raw
 
+    def _run_method(self, arm: str, block: ModelSpec) -> dict[str, Any]:
+        """The ``method:`` section of a run of the trained arm ``arm`` (see the module doc for the order)."""
+        from mote.methods import METHODS, method_config_class
+
+        name = self.train_method(arm)
+        fields = method_config_class(name).model_fields if name in METHODS else {}
+        settings = {k: v for k, v in LAB_BASE_METHOD.items() if k in fields}
+        for layer in (self.recipe_raw, self.training, block.training, self.arms[arm].overrides,
+                      {"method": self.arms[arm].method}):
+            value = layer.get("method")
+            if isinstance(value, Mapping):
+                settings = deep_merge(settings, {k: v for k, v in value.items() if k != "name"})
+        return {"name": name, **settings}
+
     def run_config(self, model: str, arm: str, seed: int, check_files: bool = True):
         """The validated :class:`mote.train.RunConfig` of one run."""
         from mote.train import parse_config
 
-        return parse_config(
-            self.run_recipe(model, arm, seed), f"{model}/{arm}/seed-{seed}", check_files, self.train_arm(arm)
-        )
+        return parse_config(self.run_recipe(model, arm, seed), f"{model}/{arm}/seed-{seed}", check_files)
 
     def train_data_dir(self) -> str | None:
         return (self.training.get("data") or {}).get("data_dir") or (self.recipe_raw.get("data") or {}).get(
@@ -293,11 +313,16 @@ class ExperimentConfig(_Strict):
 # were made with. The lab trains and selects as separate steps (a selected arm selects its source arm's run), so its
 # training runs never select, and its selections use the fixed shared suite (mote.eval.validation).
 LAB_BASE: dict[str, Any] = {
-    "model": {"max_seq_length": 128, "trainable": "all"},
+    "model": {"max_seq_length": 128},
     "train": {"steps": 200, "batch_size": 32, "learning_rate": 2e-5},
     "data": {"holdout": 0.0},
     "select": {"enabled": False, "suite": "shared", "consolidate": {"scored": True}},
 }
+
+
+# The method settings every lab run starts from, for the methods that have them: experts at every other layer (EOB),
+# every weight trained (the library's default is now the experts only).
+LAB_BASE_METHOD: dict[str, Any] = {"placement": "every-other", "trainable": "all"}
 
 
 def _default_steps() -> int:
@@ -359,7 +384,7 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
     return out
 
 
-def _known_train_arms() -> tuple[str, ...]:
+def _known_methods() -> tuple[str, ...]:
     from mote.methods import METHODS
 
     return tuple(METHODS)
@@ -415,7 +440,7 @@ def _dataset_problems(cfg: ExperimentConfig) -> list[str]:
 
 def _semantic_problems(cfg: ExperimentConfig, check_files: bool) -> list[str]:
     problems: list[str] = []
-    known = _known_train_arms()
+    known = _known_methods()
     for name, spec in cfg.arms.items():
         if not _NAME.match(name):
             problems.append(f"arms.{name}: a name must be letters, digits, '.', '_' or '-' (it names folders)")
@@ -431,8 +456,8 @@ def _semantic_problems(cfg: ExperimentConfig, check_files: bool) -> list[str]:
                 SelectConfig.model_validate({k: v for k, v in spec.select.items() if k != "enabled"})
             except ValidationError as e:
                 problems += [f"arms.{name}.select.{p}" for p in _pydantic_problems(e)]
-        elif spec.point_of is None and (spec.arm or name) not in known:  # point arms: _point_problems
-            problems.append(f"arms.{name}: unknown mote.train arm {spec.arm or name!r}; known: {list(known)}")
+        elif spec.point_of is None and cfg.train_method(name) not in known:  # point arms: _point_problems
+            problems.append(f"arms.{name}: unknown method {cfg.train_method(name)!r}; known: {list(known)}")
     problems += _point_problems(cfg)
     for mname, block in cfg.models.items():
         if not _NAME.match(mname):
@@ -487,7 +512,7 @@ def _semantic_problems(cfg: ExperimentConfig, check_files: bool) -> list[str]:
             for arm in block.arms:
                 spec = cfg.arms.get(arm)
                 if (spec is None or spec.select_from is not None or spec.point_of is not None
-                        or (spec.arm or arm) not in known):
+                        or cfg.train_method(arm) not in known):
                     continue
                 seed = block.seeds_of(arm)[0] if block.seeds_of(arm) else 0
                 try:
@@ -547,7 +572,7 @@ def _point_problems(cfg: ExperimentConfig) -> list[str]:
             problems.append(f"{where}.point_of: {spec.point_of!r} is not a trained or selected arm of arms "
                             f"({[a for a, s in cfg.arms.items() if s.point_of is None]})")
             continue
-        own = [k for k in ("arm", "overrides") if getattr(spec, k)]
+        own = [k for k in ("method", "overrides") if getattr(spec, k)]
         if own:
             problems.append(f"{where}: a point arm takes its model from {spec.point_of}'s run, so it has no {own} "
                             "of its own (give them to the arm it is a point of)")
@@ -568,9 +593,9 @@ def _point_problems(cfg: ExperimentConfig) -> list[str]:
                     f"{where}.at_step: {spec.at_step} is not inside {trained}'s run of {run.train.steps} steps in "
                     f"block {mname} (the final step is {spec.point_of} itself): choose a step below "
                     f"{run.train.steps}")
-            elif not run.method().keeps_snapshots:
-                problems.append(f"{where}: the {run.arm} arm keeps no weight snapshots, so it has no points; "
-                                "drop the point arm")
+            elif not run.training_method().keeps_snapshots:
+                problems.append(f"{where}: the {run.method.name} method keeps no weight snapshots, so it has no "
+                                "points; drop the point arm")
     return problems
 
 
@@ -633,6 +658,12 @@ def parse_experiment(
         if "budgets" in overlay or "default_budget" in overlay:
             problems.append(f"budgets.{chosen}: a budget cannot define budgets")
         merged = deep_merge(raw, {k: v for k, v in overlay.items() if k not in ("budgets", "default_budget")})
+    arms = merged.get("arms")
+    old = [name for name, spec in arms.items() if isinstance(spec, Mapping) and "arm" in spec] if isinstance(
+        arms, Mapping) else []
+    if old:  # the earlier spelling of an arm's method
+        raise ExperimentConfigError([f"arms.{name}: `arm: {arms[name]['arm']}` is now `method: {arms[name]['arm']}`"
+                                     for name in old], where)
     # the recipe file
     recipe_raw: dict[str, Any] = {}
     recipe = merged.get("recipe")

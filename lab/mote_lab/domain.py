@@ -16,7 +16,7 @@ What it does, with the library's public API only (``mote.train.parse_config``, `
    answers and the other test questions' answers (3,000 texts at most).
 3. **The user's recipe** names those two datasets and nothing else: the default recipe (MoTE, experts only,
    100 steps, 10% held out, per-task selection on the held-out rows of the two datasets). The baseline is the same
-   recipe with ``arm: ic`` (IC, every weight trained), whose selection is one WiSE-FT blend for the whole model
+   recipe with ``method: ic`` (IC, every weight trained), whose selection is one WiSE-FT blend for the whole model
    (ic + WiSE-FT). Seeds 42, 43, 44.
 4. **Scores**: the plain base, mote-selected and ic + WiSE-FT on the domain tests (nDCG@10 and @1) and on the
    headline's 14 datasets of the default suite (docs/results.md); mote (experts) unselected on the domain tests.
@@ -107,7 +107,7 @@ def prepare(out: Path, data_root: Path) -> dict[str, Any]:
                                  others[: MEDQUAD_CORPUS - sum(len(ps) for _, ps in chosen)],
                                  f"MedQuAD test questions (first {MEDQUAD_QUERIES}) against their answers and "
                                  "other test questions' answers")
-    recipe = {"tasks": {"retrieval": {"datasets": [
+    recipe = {"objectives": {"retrieval": {"datasets": [
         {"path": str(files / "pubmed_qa.csv"), "columns": {"query": "question", "positive": "abstract"}},
         {"path": str(files / "medquad.jsonl"), "max_examples": 3000}]}}}
     return {"recipe": recipe, "domain_sets": sizes,
@@ -168,7 +168,7 @@ def run(out: Path, seeds: tuple[int, ...]) -> None:
             key = f"{arm}-seed{seed}"
             if key in scores["runs"]:
                 continue
-            cfg = parse_config({**prepared["recipe"], "seed": seed, "arm": arm}, f"{arm} seed {seed}")
+            cfg = parse_config({**prepared["recipe"], "seed": seed, "method": arm}, f"{arm} seed {seed}")
             t = time.perf_counter()
             if not (run_dir / "model" / "selection.json").is_file():
                 import shutil
@@ -245,7 +245,7 @@ def report(out: Path, path: Path) -> str:
         f"({sets[MEDQUAD]['corpus']} texts).",
         "- **The recipe** names the two files and nothing else: the default recipe (MoTE, experts only, 100 steps of "
         "batch 16 at lr 1e-4, 10% of each file held out, per-task selection on those held-out rows). "
-        "**ic + WiSE-FT** is the same recipe with `arm: ic` (every weight trained), selected the same way (one "
+        "**ic + WiSE-FT** is the same recipe with `method: ic` (every weight trained), selected the same way (one "
         "blend for the whole model).",
         "- **Suite**: the headline's 14 datasets of the default suite ([results.md](results.md)); none is trained or "
         "selected on.",

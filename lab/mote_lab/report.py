@@ -193,20 +193,20 @@ def _recipe_lines(exp: ExperimentConfig, model: str) -> list[str]:
     for arm in block.arms:
         cfg = exp.run_config(model, arm, block.seeds_of(arm)[0], check_files=False)
         t = cfg.train
-        where, trained, lr = cfg.method().recipe_row(cfg)
+        where, trained, lr = cfg.training_method().recipe_row(cfg)
         at = exp.arm_step(arm)
         steps = t.steps if at is None else f"{at} of {t.steps}"
         lines.append(
-            f"| {exp.arm_label(arm)} | `{cfg.arm}` | {where} | {trained} | {steps} | {t.batch_size} | "
+            f"| {exp.arm_label(arm)} | `{cfg.method.name}` | {where} | {trained} | {steps} | {t.batch_size} | "
             f"{lr} | {cfg.model.max_seq_length} | {', '.join(map(str, block.seeds_of(arm)))} |"
         )
     first = exp.run_config(model, block.arms[0], block.seeds_of(block.arms[0])[0], check_files=False)
     data = []
-    for name, task in first.tasks.items():
+    for name, task in first.objectives.items():
         items = [f"{d.label}" + (f" (≤{d.max_examples:,})" if d.max_examples else "") for d in task.dataset_configs()]
-        kind = first.task_kind(name)
+        kind = first.objective_kind(name)
         data.append(f"- {name} (temperature {kind.temperature:g}): {', '.join(items)}")
-    return ["| arm | mote.train arm | expert layers | trained | steps | batch | lr | max seq | seeds |",
+    return ["| arm | method | expert layers | trained | steps | batch | lr | max seq | seeds |",
             "|---|---|---|---|---:|---:|---:|---:|---|", *lines, "",
             f"Training data (sampling `{first.data.sampling}`, warmup {first.train.warmup_ratio:g}, "
             f"scheduler {first.train.scheduler}):", "", *data]

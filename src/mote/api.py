@@ -197,7 +197,7 @@ def encode_mixed(
     the call, so fixed-size batches would pad more than the dense model's); the embeddings come back in input
     order. A token-routed model (TLR) routes each token whatever its task: its texts are batched by length alone.
 
-    Batches that really mix tasks (built by hand, or the ``static`` training arm's) still run in one forward:
+    Batches that really mix tasks (built by hand, or the ``static`` training method's) still run in one forward:
     :class:`MoTETransformer` groups their rows by expert.
     """
     from tqdm.auto import tqdm

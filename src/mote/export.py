@@ -39,7 +39,7 @@ def sequence_routed_module(model: SentenceTransformer) -> MoTETransformer:
             raise ValueError(
                 f"{type(first).__name__} routes tokens with learned routers, not whole sequences by task: neither a "
                 "per-task dense export nor a task_id graph reproduces it. Serve it with torch (mote.load) or export a "
-                "MoTE model (arm mote) instead."
+                "MoTE model (method mote) instead."
             )
         return mote_module(model)  # not a MoTE model at all: the usual error
     return first

@@ -19,7 +19,7 @@ A pair row whose *positive* hashes into the held-out range is not trained on eit
 unless its query is held out too): duplicate-question data chains pairs (A-B, B-C), and a held-out question must
 not come back as the positive of a trained pair. So ``kept`` and ``held`` do not always cover every row.
 
-The hash (BLAKE2b of the normalised key) does not depend on the seed, the arm or the process, so training with
+The hash (BLAKE2b of the normalised key) does not depend on the seed, the method or the process, so training with
 ``data.holdout: f`` and :mod:`mote.eval.validation` (which builds evaluation folders from the held-out rows)
 agree on every row. Passages are not keys: a held-out SQuAD question's paragraph may still be the positive of a
 trained question about the same paragraph.

@@ -161,7 +161,7 @@ class TaskBatchSampler(MultiDatasetDefaultBatchSampler):
 
 
 class MixedBatchSampler(MultiDatasetDefaultBatchSampler):
-    """Task-mixed batches over all groups (the ``static`` arm: training without TA-CL)."""
+    """Task-mixed batches over all groups (the ``static`` method: training without TA-CL)."""
 
     def __init__(
         self,

@@ -6,7 +6,7 @@ signatures that choose negatives stay comparable between refreshes, and stage 1'
 experts train with EANS negatives mixed into the candidates. Each stage has its own steps and learning rate.
 
 The paper gives neither the split nor the schedules (``docs/tsembed.md``); the defaults are documented choices.
-This module describes the plan; the TA-CL trainer runs it as the ``tsembed`` / ``tsembed-noeans`` arms
+This module describes the plan; the TA-CL trainer runs it as the ``tsembed`` / ``tsembed-noeans`` methods
 (:mod:`mote.train.tsembed`; ``docs/tsembed.md``, "Training"). In a training recipe the stages share ``train.steps``
 (``stage1_fraction`` splits it when the stage steps are left out).
 
@@ -74,7 +74,7 @@ class TSEmbedConfig(BaseModel):
     stage1_fraction: float = Field(
         default=0.5, gt=0, lt=1,
         description="In a training recipe: the share of train.steps that stage 1 gets when the stage steps are left "
-        "out (mote.train.config.fill_stage_steps); the paper gives no split.",
+        "out (fill_stage_steps); the paper gives no split.",
     )
     stage1: StageConfig = Field(default_factory=_stage1)
     stage2: StageConfig | None = Field(default_factory=_stage2)
@@ -176,7 +176,7 @@ def apply_stage(model: nn.Module, run: StageRun) -> dict[str, int]:
 
 # ------------------------------------------------------------------------------------------------ trainer glue
 def build_model(cfg: TSEmbedConfig, base, routing=None, max_seq_length: int | None = None, device: str = "cpu"):
-    """The ``tsembed`` arm's model: ``base`` with MoE-LoRA adapters (``cfg.lora``), sized, stage-1 trainable set.
+    """The ``tsembed`` method's model: ``base`` with MoE-LoRA adapters (``cfg.lora``), sized, stage-1 trainable set.
 
     Example:
         >>> model = build_model(TSEmbedConfig(), "all-MiniLM-L6-v2", max_seq_length=128)   # doctest: +SKIP
@@ -211,3 +211,63 @@ def wrap_losses(losses: dict, miner, router_mapping: dict[str, dict[str, str]]) 
         routes = router_mapping[group]
         out[group] = EANSLoss(loss, miner, group, routes.get("negative", routes.get("positive")))
     return out
+
+
+# ------------------------------------------------------------------------------------------------ TSEmbed steps
+def _split(total: int, fraction: float) -> int:
+    return max(1, min(total - 1, round(total * fraction)))
+
+
+def fill_stage_steps(tsembed: Mapping[str, Any], total: int) -> dict[str, Any]:
+    """The TSEmbed settings (a recipe's ``method:`` section) with omitted stage steps filled from the run's step
+    budget ``total``.
+
+    The stages share ``train.steps`` (the data budget of every method): with both stage steps omitted, stage 1 gets
+    ``round(stage1_fraction * total)`` (default half) and stage 2 the rest; with one given, the other gets the
+    rest; a single stage (``stage2: null``) gets all of it. Explicit values are kept as they are (the recipe check
+    then requires them to add up to ``train.steps``). Malformed input is left to the validation.
+
+    Example:
+        >>> fill_stage_steps({"stage1_fraction": 0.75}, 120)["stage2"]
+        {'steps': 30}
+    """
+    out = dict(tsembed)
+    s1, s2 = out.get("stage1", {}), out.get("stage2", {})
+    fraction = out.get("stage1_fraction", TSEmbedConfig.model_fields["stage1_fraction"].default)
+    if not (isinstance(s1, Mapping) and (s2 is None or isinstance(s2, Mapping))) or total < 1:
+        return out
+    if not isinstance(fraction, int | float) or not 0 < fraction < 1:
+        return out
+    s1, s2 = dict(s1 or {}), (dict(s2) if s2 is not None else None)
+    if s2 is None:
+        s1.setdefault("steps", total)
+    elif total >= 2:
+        if "steps" not in s1 and "steps" not in s2:
+            s1["steps"] = _split(total, fraction)
+        if "steps" not in s1 and isinstance(s2["steps"], int) and 0 < s2["steps"] < total:
+            s1["steps"] = total - s2["steps"]
+        if "steps" not in s2 and isinstance(s1["steps"], int) and 0 < s1["steps"] < total:
+            s2["steps"] = total - s1["steps"]
+    out["stage1"], out["stage2"] = s1, s2
+    return out
+
+
+def rescale_stage_steps(tsembed: Mapping[str, Any], total: int) -> dict[str, Any]:
+    """Dumped TSEmbed settings (a recipe's ``method:`` section) for a new step budget (``mote train --steps``): the
+    stage split is kept proportional (each stage at least one step). A budget too small for the stages (one step,
+    two stages) leaves the settings as they are: the recipe check then names the mismatch."""
+    out = dict(tsembed)
+    s1, s2 = dict(out.get("stage1") or {}), out.get("stage2")
+    if s2 is not None and total < 2:
+        return out
+    if s2 is None:
+        s1["steps"] = total
+    else:
+        s2 = dict(s2)
+        old1, old2 = int(s1.get("steps", 1)), int(s2.get("steps", 1))
+        s1["steps"] = _split(total, old1 / max(1, old1 + old2)) if total >= 2 else total
+        s2["steps"] = total - s1["steps"]
+    out["stage1"], out["stage2"] = s1, s2
+    return out
+
+

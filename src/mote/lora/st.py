@@ -259,7 +259,7 @@ class TSEmbedTransformer(InputModule):
         if not (root / CONFIG_NAME).is_file():
             raise NotATSEmbedModelError(
                 f"{model_name_or_path!r} has no {CONFIG_NAME}: it is not a TSEmbed model (create one with "
-                "mote.lora.convert, or train one with `mote train --arm tsembed`)"
+                "mote.lora.convert, or train one with `mote train` with `method: tsembed`)"
             )
         config = read_json_config(root / CONFIG_NAME, NotATSEmbedModelError, ("routing", "lora"))
         check_format_version(config, root / CONFIG_NAME, "TSEmbed", NotATSEmbedModelError)

@@ -1,5 +1,5 @@
 """``static``: the MoTE model and routing, trained on task-mixed batches with one temperature
-(``loss.static_temperature``): TA-CL's batching ablation.
+(``method.temperature``): TA-CL's batching ablation.
 
 Example:
     >>> from mote.methods import get_method
@@ -9,12 +9,27 @@ Example:
 
 from __future__ import annotations
 
-from mote.methods.mote import MoteMethod
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from mote.methods.mote import MoteConfig, MoteMethod
+
+if TYPE_CHECKING:
+    from mote.train.config import RunConfig
+
+
+class StaticConfig(MoteConfig):
+    """MoTE's settings and the one temperature of the task-mixed loss."""
+
+    temperature: float = Field(default=0.05, gt=0)
 
 
 class StaticMethod(MoteMethod):
-    """MoTE, task-mixed batches, one loss at ``loss.static_temperature``."""
+    """MoTE, task-mixed batches, one loss at ``method.temperature``."""
 
-    name = "static"
     summary = "MoTE with task-mixed batches and one temperature (the TA-CL ablation)"
     mixed_batches = True
+
+    def mixed_batch_temperature(self, cfg: RunConfig) -> float:
+        return cfg.method.temperature

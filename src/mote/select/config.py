@@ -160,7 +160,7 @@ def recipe_problems(recipe: Any, cfg: SelectConfig) -> list[str]:
     if cfg.validation != "in-domain":
         from mote.eval.validation import OOD_SOURCES
 
-        trained = {d.name for t in recipe.tasks.values() for d in t.dataset_configs() if d.name}
+        trained = {d.name for t in recipe.objectives.values() for d in t.dataset_configs() if d.name}
         clash = sorted(trained & set(OOD_SOURCES))
         if clash:
             problems.append(

@@ -131,8 +131,9 @@ _BUILDERS: dict[str, tuple[Callable[..., dict[str, Any] | None], dict[str, str]]
 
 
 def _digest(recipe: Any, task: str, dataset: Any, cap: int) -> str:
-    what = {"v": _VERSION, "task": task, "kind": recipe.task_kind(task).name, "source": dataset.source().describe(),
-            "columns": dataset.columns, "holdout": recipe.data.holdout, "cap": cap}
+    what = {"v": _VERSION, "task": task, "kind": recipe.objective_kind(task).name,  # "task": the digest's old key
+            "source": dataset.source().describe(), "columns": dataset.columns, "holdout": recipe.data.holdout,
+            "cap": cap}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -155,10 +156,10 @@ def build_recipe_sets(recipe: Any, output: str | Path, max_examples: int = 100, 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     out, skipped = [], []
-    for task in recipe.tasks:
-        kind = recipe.task_kind(task)
+    for task in recipe.objectives:
+        kind = recipe.objective_kind(task)
         build, sides = _BUILDERS[kind.name]
-        datasets = recipe.tasks[task].dataset_configs()
+        datasets = recipe.objectives[task].dataset_configs()
         cap = max(2 * MIN_ITEMS, -(-max_examples // len(datasets)))  # the task's budget, shared by its datasets
         for dataset in datasets:
             source = dataset.source()

@@ -5,7 +5,7 @@ raw final weights are in ``RUN/trained/`` and the selection in ``RUN/model/``. `
 other options (it replaces ``RUN/model/``, reading ``RUN/trained/``); on a run trained without selection it first
 moves the raw weights from ``model/`` to ``trained/`` (one rename), so they are never lost.
 
-The selected model is a normal model folder (a MoTE folder for the MoTE arms, a plain sentence-transformers folder
+The selected model is a normal model folder (a MoTE folder for the MoTE methods, a plain sentence-transformers folder
 for the dense ones) that loads, evaluates and exports like any other, plus ``selection.json`` / ``selection.md``
 (:mod:`mote.select.record`) and the run's ``train_config.yaml``. It is written to a temporary folder and renamed
 into place, so an interrupted selection leaves nothing half-written; the candidates' embeddings stay in the
@@ -107,7 +107,7 @@ def build_record(space: WeightSpace, result: SearchResult, cfg: SelectConfig, se
     return {
         "format": FORMAT,
         "run": str(run),
-        "arm": getattr(getattr(space, "recipe", None), "arm", None),
+        "method": getattr(getattr(getattr(space, "recipe", None), "method", None), "name", None),
         "base": getattr(getattr(getattr(space, "recipe", None), "model", None), "base", None),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": cfg.model_dump(mode="json"),
@@ -216,7 +216,7 @@ def _train_and_select(cfg: Any, output: str | os.PathLike, resume: bool, callbac
         return summary
     if not cfg.selects():
         if cfg.select.enabled:
-            log(f"selection: not applicable to the {cfg.arm} arm (its experts are chosen per token); "
+            log(f"selection: not applicable to the {cfg.method.name} method (its experts are chosen per token); "
                 f"{result.model_dir} is the trained model")
         return summary
     if world()[0] != 0:  # one process selects

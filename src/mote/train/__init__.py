@@ -1,7 +1,7 @@
 """mote.train: Task-Aware Contrastive Learning (TA-CL) for MoTE models and their baselines.
 
-One YAML recipe (:mod:`mote.train.config`) trains any arm of the comparison (a method of :mod:`mote.methods`: ``mote``,
-``ic``, ``static``, ``tlr``, ``ic-matched``, and the two-stage TSEmbed arms ``tsembed`` / ``tsembed-noeans`` of
+One YAML recipe (:mod:`mote.train.config`) trains any method of :mod:`mote.methods` (``mote``, ``ic``, ``static``,
+``tlr``, ``ic-matched``, and the two-stage TSEmbed methods ``tsembed`` / ``tsembed-noeans`` of
 :mod:`mote.train.tsembed`) with one trainer (:mod:`mote.train.trainer`) on the same batches.
 
 Example:
@@ -11,7 +11,7 @@ Example:
     >>> mote.load(result.model_dir).encode(["hi"], task="query")   # doctest: +SKIP
 """
 
-from mote.train.config import ARMS, ConfigError, RunConfig, load_config, parse_config
+from mote.train.config import ConfigError, RunConfig, load_config, parse_config
 from mote.train.losses import CachedTaskInfoNCE, TaskInfoNCE, info_nce
 
 
@@ -30,7 +30,6 @@ def demo_train(*args, **kwargs):
 
 
 __all__ = [
-    "ARMS",
     "CachedTaskInfoNCE",
     "ConfigError",
     "RunConfig",

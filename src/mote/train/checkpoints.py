@@ -102,11 +102,11 @@ RUN_FILE = "mote_run.json"  # in every checkpoint: the run it belongs to
 
 def run_record(cfg: RunConfig) -> dict[str, object]:
     """What identifies a run: the SHA-256 of its resolved recipe (every section: data, learning rates, steps),
-    its seed and its arm."""
+    its seed and its method."""
     import hashlib
 
     return {"recipe_sha256": hashlib.sha256(cfg.to_yaml().encode("utf-8")).hexdigest(), "seed": cfg.seed,
-            "arm": cfg.arm}
+            "method": cfg.method.name}
 
 
 class RunIdentity:
@@ -164,8 +164,8 @@ def check_resumed_config(cfg: RunConfig, output: Path) -> None:
         before = parse_config(yaml.safe_load(saved.read_text()), str(saved), check_files=False).model_dump()
         now = cfg.model_dump()
         diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-        if "tasks" not in diff and list(before["tasks"]) != list(now["tasks"]):
-            diff.append("tasks")  # the task order fixes the batch groups' order, hence the batches
+        if "objectives" not in diff and list(before["objectives"]) != list(now["objectives"]):
+            diff.append("objectives")  # their order fixes the batch groups' order, hence the batches
         if diff:
             raise ConfigError(
                 [f"section {k!r} differs from the run being resumed ({saved}); exact resume needs the same config"

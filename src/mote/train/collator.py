@@ -2,10 +2,10 @@
 
 It reads the same ``router_mapping`` (``{group: {column: task}}``) the stock
 :class:`~sentence_transformers.base.data_collator.BaseDataCollator` reads, and differs in three ways, each needed
-by an arm the stock collator cannot express:
+by a method the stock collator cannot express:
 
 * **per-row routing**: each row is routed by its own group (``dataset_name``), so a task-mixed batch (the
-  ``static`` arm) sends every row through its own task's expert. A single-task batch passes one task string, so
+  ``static`` method) sends every row through its own task's expert. A single-task batch passes one task string, so
   TA-CL batches take the one-``F.linear`` fast path.
 * **optional hard negatives**: rows without a negative are simply absent from the ``negative`` column (``K <= B``
   rows); the stock collator needs every row to fill every column.
@@ -13,7 +13,7 @@ by an arm the stock collator cannot express:
   loss uses to mask same-label candidates.
 
 MoTE-family models get ``task=`` (their ``preprocess`` prepends the task's prefix and stamps ``task_ids``); dense
-models (the ``ic`` arms) get the task's prefix as ``prompt``, exactly as ``encode(prompt=...)`` does.
+models (the ``ic`` methods) get the task's prefix as ``prompt``, exactly as ``encode(prompt=...)`` does.
 
 Example:
     >>> collate = TaskCollator(model.preprocess, router_mapping={"retrieval:squad": {"anchor": "query",

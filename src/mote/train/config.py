@@ -1,28 +1,38 @@
 """Training recipes: a YAML file validated up front into a :class:`RunConfig` (pydantic).
 
 Everything that can be checked before any work starts is checked at once, and every problem is reported in
-one :class:`ConfigError`: unknown keys, arms, task kinds and routing tasks, missing data folders, splits, files and
-columns, an empty file, a dataset whose rows do not fit its task, a test split named for training, and bad numbers.
+one :class:`ConfigError`: unknown keys, methods and their settings, task kinds and routing tasks, missing data
+folders, splits, files and columns, an empty file, a dataset whose rows do not fit its task, a test split named for
+training, and bad numbers.
 
 **The defaults are the validated recipe** (docs/selection.md, "The default recipe"): a recipe names its data and
 everything else is MoTE with experts in every other block (EOB), training only the experts (FFN + norms), 64
 tokens, 100 steps of batch 16 at learning rate 1e-4, 10% of every dataset held out, and per-task selection on
-those held-out rows at the end. ``configs/mote-minilm.yaml`` is such a recipe: data lists only. Example::
+those held-out rows at the end. ``configs/mote-minilm.yaml`` is such a recipe: data lists only. Its
+``objectives:`` are the training objectives by kind (retrieval, symmetric, classification, clustering), each with
+its datasets; a *task* is a routing task only (``query``, ``document``, ...: ``model.tasks``). Example::
 
-    tasks:
+    objectives:
       retrieval:
         datasets:
           - {path: tickets.csv, columns: {query: question, positive: answer}}   # your column names -> mote's
       classification:
         datasets: [{path: intents.jsonl}]                                       # {text, label} rows
 
-Every knob stays available (``model:``, ``train:``, ``data:``, ``select:``, ``arm:`` for the baselines).
+Every knob stays available (``model:``, ``train:``, ``data:``, ``select:``, and ``method:``: the training
+method and its own settings, e.g. ``method: ic`` for the baseline or
+``method: {name: mote, placement: every, trainable: all}``; :mod:`mote.methods`). Keys of the earlier recipe
+layout (``arm:``, ``tlr:``, ``tsembed:``, ``model.placement``, ``model.trainable``, ``loss.static_temperature``,
+``tasks:``)
+are refused up front, each with its new spelling.
 
-    >>> cfg = parse_config({"tasks": {"clustering": {"datasets": [{"path": "x.jsonl"}]}}}, check_files=False)
-    >>> cfg.task_specs(None)[0].kind.temperature
+    >>> cfg = parse_config({"objectives": {"clustering": {"datasets": [{"path": "x.jsonl"}]}}}, check_files=False)
+    >>> cfg.objective_specs(None)[0].kind.temperature
     0.06
     >>> cfg.train.steps, cfg.model.max_seq_length, cfg.data.holdout, cfg.select.enabled
     (100, 64, 0.1, True)
+    >>> cfg.method
+    MoteConfig(name='mote', placement='every-other', trainable=None)
 """
 
 from __future__ import annotations
@@ -33,18 +43,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from mote.data.pairs import LABELLED_SCHEMAS, PAIR_SCHEMAS, SCHEMAS, detect_schema
 from mote.data.sources import DataSourceError, Source, TestSplitError, check_split, peek, resolve_file
 from mote.data.tasks import COLUMNS, TASK_KINDS, TaskKind
 from mote.data.training import DatasetSpec, TaskSpec
-from mote.lora.plan import TSEmbedConfig
-from mote.methods import METHODS, get_method
+from mote.lora.plan import fill_stage_steps, rescale_stage_steps
+from mote.methods import (
+    DEFAULT_METHOD,
+    METHODS,
+    Method,
+    MethodConfig,
+    UnknownMethodError,
+    get_method,
+    method_config,
+    method_config_class,
+    method_settings,
+)
 from mote.routing import RoutingTable
 from mote.select.config import SelectConfig, recipe_problems
 
-ARMS: tuple[str, ...] = tuple(METHODS)  # the registered methods (mote.methods), at import time
 CONFIG_FILE = "train_config.yaml"
 
 
@@ -110,10 +129,11 @@ class DatasetConfig(_Strict):
         return Source(self.label, folder=self.name, split=self.split, columns=columns)
 
 
-class TaskConfig(_Strict):
-    """A training task: its datasets and (optional) overrides of its kind's defaults (see mote.data.tasks)."""
+class ObjectiveConfig(_Strict):
+    """A training objective (``objectives.<name>``): its datasets and (optional) overrides of its kind's defaults
+    (see mote.data.tasks)."""
 
-    kind: str | None = None  # default: the task's own name
+    kind: str | None = None  # default: the objective's own name
     datasets: list[str | DatasetConfig] = Field(min_length=1)
     temperature: float | None = Field(default=None, gt=0)
     symmetric: bool | None = None
@@ -126,19 +146,11 @@ class TaskConfig(_Strict):
 
 class ModelConfig(_Strict):
     base: str = "all-MiniLM-L6-v2"
-    placement: str = "every-other"  # EB: every, EOB: every-other, or layer indices "1,3"
     tasks: str | list[str] | None = None  # routing table spec (mote convert --tasks); default: the four tasks
     # Truncation while training (memory, speed); the saved model keeps the base model's own limit.
     max_seq_length: int | None = Field(default=64, gt=0)
     # Per routed task (e.g. {document: 256}): train each side at the length it is encoded at.
     task_max_seq_length: dict[str, int] = Field(default_factory=dict)
-    # what trains: "experts" (the expert FFN + norms; everything shared stays the base's) or "all";
-    # None = the method's own default (experts for the MoTE arms, every weight for ic)
-    trainable: Literal["all", "experts"] | None = None
-
-    def trains_experts_only(self) -> bool:
-        """Whether only the experts train (``trainable: experts``, or left to a MoTE arm's default)."""
-        return self.trainable != "all"
 
     def routing(self) -> RoutingTable:
         return RoutingTable.from_spec(self.tasks)
@@ -156,7 +168,6 @@ class DataConfig(_Strict):
 class LossConfig(_Strict):
     cached: bool = False  # GradCache: large batches in small memory
     mini_batch_size: int = Field(default=16, gt=0)
-    static_temperature: float = Field(default=0.05, gt=0)  # the static arm's one temperature
     gather_across_devices: bool = True  # DDP: in-batch negatives from every process
     # Matryoshka: the TA-CL loss at each of these leading dimensions too (sentence-transformers' MatryoshkaLoss
     # around every task's loss), e.g. [384, 256, 128, 64]; recorded in the saved MoTE model (mote_config.json)
@@ -174,11 +185,6 @@ class LossConfig(_Strict):
         elif weights is not None:
             raise ValueError("matryoshka_weights needs matryoshka_dims")
         return self
-
-
-class TLRConfig(_Strict):
-    aux_loss_weight: float = Field(default=0.01, ge=0)
-    router_learning_rate: float | None = Field(default=None, gt=0)
 
 
 class OptimConfig(_Strict):
@@ -215,38 +221,34 @@ class EvalConfig(_Strict):
 class RunConfig(_Strict):
     """A whole training recipe (the YAML file)."""
 
-    arm: str = "mote"  # a registered method (mote.methods)
+    # the training method and its own settings (mote.methods): `method: mote` or `method: {name: mote, ...}`
+    method: SerializeAsAny[MethodConfig] = Field(default_factory=lambda: method_config(DEFAULT_METHOD))
     seed: int = 42
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
-    tasks: dict[str, TaskConfig] = Field(min_length=1)
+    # the training objectives by kind (retrieval / symmetric / classification / clustering), each with its datasets
+    objectives: dict[str, ObjectiveConfig] = Field(min_length=1)
     loss: LossConfig = Field(default_factory=LossConfig)
-    tlr: TLRConfig = Field(default_factory=TLRConfig)
-    tsembed: TSEmbedConfig = Field(default_factory=TSEmbedConfig)
     train: OptimConfig = Field(default_factory=OptimConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
 
-    @field_validator("arm")
-    @classmethod
-    def _known_arm(cls, arm: str) -> str:
-        if arm not in METHODS:
-            raise ValueError(f"unknown arm {arm!r}; known: {list(METHODS)}")
-        return arm
-
     @model_validator(mode="before")
     @classmethod
-    def _stage_steps(cls, raw: Any) -> Any:
-        """Stage steps left out of ``tsembed:`` are taken from ``train.steps`` (see :func:`fill_stage_steps`)."""
-        if not isinstance(raw, Mapping) or not isinstance(raw.get("tsembed", {}), Mapping | None):
-            return raw
-        train = raw.get("train") or {}
-        total = train.get("steps", OptimConfig.model_fields["steps"].default) if isinstance(train, Mapping) else None
-        if not isinstance(total, int) or isinstance(total, bool):
-            return raw
-        return {**raw, "tsembed": fill_stage_steps(raw.get("tsembed") or {}, total)}
+    def _method_settings(cls, raw: Any) -> Any:
+        """``method:`` in its mapping form, with the settings that follow from ``train.steps`` filled in."""
+        return _normalise_method(raw)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_config(cls, value: Any) -> Any:
+        """The registered config class of the method, validated (:func:`parse_config` reports its problems one by
+        one, as ``method.<setting>: ...``)."""
+        if isinstance(value, Mapping) and value.get("name") not in METHODS:
+            raise ValueError(f"unknown method {value.get('name')!r}; known: {list(METHODS)}")
+        return method_config(value)
 
     # ------------------------------------------------------------------------------------------- derived
     def data_root(self) -> Path | None:
@@ -258,9 +260,9 @@ class RunConfig(_Strict):
         except FileNotFoundError:
             return None
 
-    def task_kind(self, name: str) -> TaskKind:
-        """The kind of task ``name`` with its per-task overrides applied."""
-        task = self.tasks[name]
+    def objective_kind(self, name: str) -> TaskKind:
+        """The kind of objective ``name`` with its per-objective overrides applied."""
+        task = self.objectives[name]
         base = TASK_KINDS[task.kind or name]
         return TaskKind(
             name=base.name,
@@ -271,96 +273,108 @@ class RunConfig(_Strict):
             symmetric=task.symmetric if task.symmetric is not None else base.symmetric,
         )
 
-    def task_specs(self, data_root: Path | None) -> list[TaskSpec]:
+    def objective_specs(self, data_root: Path | None) -> list[TaskSpec]:
+        """The objectives as the data layer's training specs (:class:`mote.data.training.TaskSpec`)."""
         specs = []
-        for name, task in self.tasks.items():
+        for name, task in self.objectives.items():
             datasets = tuple(
                 DatasetSpec(d.source(), d.max_examples, d.split_by, d.hard_negatives) for d in task.dataset_configs()
             )
-            specs.append(TaskSpec(name, self.task_kind(name), datasets))
+            specs.append(TaskSpec(name, self.objective_kind(name), datasets))
         return specs
 
-    def method(self):
-        """The run's :class:`~mote.methods.base.Method` (the registry entry of ``arm``)."""
-        return get_method(self.arm)
+    def training_method(self) -> Method:
+        """The run's :class:`~mote.methods.base.Method` (the registry entry of ``method.name``; its settings are
+        ``self.method``)."""
+        return get_method(self.method.name)
 
     def selects(self) -> bool:
         """Whether the run ends with per-task selection: ``select.enabled`` and a method it applies to (a
-        token-routed arm with selection left at its default trains without it, and says so)."""
-        return self.select.enabled and self.method().supports_select
-
-    def tsembed_plan(self) -> TSEmbedConfig:
-        """The TSEmbed plan of this run: its method's (``tsembed`` as given, or the stage-1-only ablation of
-        ``tsembed-noeans``); ``tsembed`` as given for a method without a plan."""
-        plan = getattr(self.method(), "plan", None)
-        return plan(self) if plan is not None else self.tsembed
+        token-routed method with selection left at its default trains without it, and says so)."""
+        return self.select.enabled and self.training_method().supports_select
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-# ------------------------------------------------------------------------------------------------ TSEmbed steps
-def _split(total: int, fraction: float) -> int:
-    return max(1, min(total - 1, round(total * fraction)))
+# ------------------------------------------------------------------------------------------------ the method section
+def _normalise_method(raw: Any) -> Any:
+    """``raw`` with ``method:`` in its mapping form (``mote`` -> ``{name: mote}``) and the settings that follow from
+    the run's step budget filled in (:meth:`~mote.methods.base.MethodConfig.for_steps`: TSEmbed's stage steps).
+    Malformed input is left to the validation."""
+    if not isinstance(raw, Mapping) or isinstance(raw.get("method"), MethodConfig):
+        return raw
+    settings = method_settings(raw.get("method"))
+    if isinstance(settings, Mapping) and settings.get("name") in METHODS:
+        train = raw.get("train") or {}
+        total = train.get("steps", OptimConfig.model_fields["steps"].default) if isinstance(train, Mapping) else None
+        if isinstance(total, int) and not isinstance(total, bool):
+            settings = method_config_class(settings["name"]).for_steps(dict(settings), total)
+    return {**raw, "method": settings}
 
 
-def fill_stage_steps(tsembed: Mapping[str, Any], total: int) -> dict[str, Any]:
-    """The ``tsembed`` section with omitted stage steps filled from the run's step budget ``total``.
-
-    The stages share ``train.steps`` (the data budget of every arm): with both stage steps omitted, stage 1 gets
-    ``round(stage1_fraction * total)`` (default half) and stage 2 the rest; with one given, the other gets the
-    rest; a single stage (``stage2: null``) gets all of it. Explicit values are kept as they are (the recipe check
-    then requires them to add up to ``train.steps``). Malformed input is left to the validation.
-
-    Example:
-        >>> fill_stage_steps({"stage1_fraction": 0.75}, 120)["stage2"]
-        {'steps': 30}
-    """
-    out = dict(tsembed)
-    s1, s2 = out.get("stage1", {}), out.get("stage2", {})
-    fraction = out.get("stage1_fraction", TSEmbedConfig.model_fields["stage1_fraction"].default)
-    if not (isinstance(s1, Mapping) and (s2 is None or isinstance(s2, Mapping))) or total < 1:
-        return out
-    if not isinstance(fraction, int | float) or not 0 < fraction < 1:
-        return out
-    s1, s2 = dict(s1 or {}), (dict(s2) if s2 is not None else None)
-    if s2 is None:
-        s1.setdefault("steps", total)
-    elif total >= 2:
-        if "steps" not in s1 and "steps" not in s2:
-            s1["steps"] = _split(total, fraction)
-        if "steps" not in s1 and isinstance(s2["steps"], int) and 0 < s2["steps"] < total:
-            s1["steps"] = total - s2["steps"]
-        if "steps" not in s2 and isinstance(s1["steps"], int) and 0 < s1["steps"] < total:
-            s2["steps"] = total - s1["steps"]
-    out["stage1"], out["stage2"] = s1, s2
-    return out
+def _method_problems(settings: Any) -> tuple[MethodConfig | None, list[str]]:
+    """The validated method config of a normalised ``method:`` value, or ``None`` and its problems (one each:
+    ``method.<setting>: ...``; a setting the method does not have names the ones it has)."""
+    try:
+        return method_config(settings), []
+    except UnknownMethodError as e:
+        return None, [f"method: {e}"]
+    except ValidationError as e:
+        cls = method_config_class(settings["name"])
+        own = [f for f in cls.model_fields if f != "name"]
+        problems = []
+        for err in e.errors():
+            if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+                problems.append(f"method.{err['loc'][0]}: not a setting of the {settings['name']} method; its "
+                                f"settings: {', '.join(own) if own else 'none'}")
+            else:
+                problems += _error_lines([err], "method")
+        return None, problems
+    except ValueError as e:  # not a name nor a mapping
+        return None, [str(e)]
 
 
-def rescale_stage_steps(tsembed: Mapping[str, Any], total: int) -> dict[str, Any]:
-    """A dumped ``tsembed`` section for a new step budget (``mote train --steps``): the stage split is kept
-    proportional (each stage at least one step). A budget too small for the stages (one step, two stages) leaves
-    the section as it is: it matters only to the TSEmbed arms, whose recipe check then names the mismatch, and
-    ``--steps 1`` stays valid for every other arm."""
-    out = dict(tsembed)
-    s1, s2 = dict(out.get("stage1") or {}), out.get("stage2")
-    if s2 is not None and total < 2:
-        return out
-    if s2 is None:
-        s1["steps"] = total
-    else:
-        s2 = dict(s2)
-        old1, old2 = int(s1.get("steps", 1)), int(s2.get("steps", 1))
-        s1["steps"] = _split(total, old1 / max(1, old1 + old2)) if total >= 2 else total
-        s2["steps"] = total - s1["steps"]
-    out["stage1"], out["stage2"] = s1, s2
-    return out
+# Keys of the earlier recipe layout -> their new spelling (the settings of a method moved to its `method:` section).
+def _old_key_problems(raw: Mapping[str, Any]) -> list[str]:
+    """One line per key of the earlier layout, naming its new spelling."""
+    def flow(name: str, settings: Any) -> str:
+        body = {"name": name, **settings} if isinstance(settings, Mapping) else {"name": name}
+        return yaml.safe_dump(body, default_flow_style=True, sort_keys=False, width=10_000).strip()
+
+    problems = []
+    if "arm" in raw:
+        problems.append(f"`arm: {raw['arm']}` is now `method: {raw['arm']}`")
+    if "tlr" in raw:
+        problems.append(f"`tlr:` is now the tlr method's settings: `method: {flow('tlr', raw['tlr'])}`")
+    if "tsembed" in raw:
+        problems.append(f"`tsembed:` is now the settings of the tsembed methods: "
+                        f"`method: {flow('tsembed', raw['tsembed'])}`")
+    model, loss = raw.get("model"), raw.get("loss")
+    old = raw.get("arm")  # the earlier key
+    for key in ("placement", "trainable"):
+        if isinstance(model, Mapping) and key in model:
+            # the example names the recipe's own method where it has the setting
+            name = old if isinstance(old, str) and old in METHODS and key in method_config_class(old).model_fields \
+                else DEFAULT_METHOD
+            problems.append(f"`model.{key}` is now `method.{key}` (`method: {{name: {name}, {key}: {model[key]}}}`)")
+    if "tasks" in raw:
+        problems.append("`tasks:` is now `objectives:` (the training objectives by kind, each with its datasets; "
+                        "`model.tasks` stays the routing tasks)")
+    if isinstance(loss, Mapping) and "static_temperature" in loss:
+        problems.append(f"`loss.static_temperature` is now `method.temperature` of the static method "
+                        f"(`method: {{name: static, temperature: {loss['static_temperature']}}}`)")
+    return problems
 
 
 # ------------------------------------------------------------------------------------------------ validation
 def _pydantic_problems(err: ValidationError, prefix: str = "") -> list[str]:
+    return _error_lines(err.errors(), prefix)
+
+
+def _error_lines(errors: list[Any], prefix: str = "") -> list[str]:
     out = []
-    for e in err.errors():
+    for e in errors:
         loc = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-after"))
         where = f"{prefix}{'.' if prefix and loc else ''}{loc}" or "config"
         msg = e["msg"].removeprefix("Value error, ")
@@ -426,45 +440,39 @@ def _semantic_problems(cfg: RunConfig, check_files: bool) -> list[str]:
     data_root = cfg.data_root()
     if cfg.data.data_dir and data_root is None:
         problems.append(f"data.data_dir: folder {cfg.data.data_dir!r} does not exist")
-    for name, task in cfg.tasks.items():
+    for name, task in cfg.objectives.items():
         kind_name = task.kind or name
         if kind_name not in TASK_KINDS:
             hint = "" if task.kind else f" (name it after a kind, or give kind: one of {sorted(TASK_KINDS)})"
-            problems.append(f"tasks.{name}: unknown task kind {kind_name!r}{hint}; known: {sorted(TASK_KINDS)}")
+            problems.append(f"objectives.{name}: unknown objective kind {kind_name!r}{hint}; known: "
+                            f"{sorted(TASK_KINDS)}")
             continue
-        kind = cfg.task_kind(name)
+        kind = cfg.objective_kind(name)
         bad_cols = sorted(set(task.routes or {}) - set(COLUMNS))
         if bad_cols:
-            problems.append(f"tasks.{name}.routes: unknown columns {bad_cols}; columns are {list(COLUMNS)}")
+            problems.append(f"objectives.{name}.routes: unknown columns {bad_cols}; columns are {list(COLUMNS)}")
         if routing is not None:
             for col, target in kind.routes.items():
                 if target not in routing.task_names:
                     problems.append(
-                        f"tasks.{name}: column {col!r} is routed to {target!r}, which is not a task of the routing "
-                        f"table {routing.task_names} (model.tasks)"
+                        f"objectives.{name}: column {col!r} is routed to {target!r}, which is not a task of the "
+                        f"routing table {routing.task_names} (model.tasks)"
                     )
         seen: set[str] = set()
         for i, ds in enumerate(task.dataset_configs()):
-            where = f"tasks.{name}.datasets[{i}] ({ds.label})"
+            where = f"objectives.{name}.datasets[{i}] ({ds.label})"
             if ds.label in seen:
                 problems.append(f"{where}: dataset listed twice in task {name!r}")
             seen.add(ds.label)
             problems += _dataset_problems(name, kind, ds, where, data_root, check_files)
-    method = cfg.method()
+    method = cfg.training_method()
     if cfg.loss.matryoshka_dims and method.router_aux_loss:
         plain = [name for name, m in METHODS.items() if not m.router_aux_loss]
         problems.append(
-            f"loss.matryoshka_dims: the {cfg.arm} arm adds a router load-balancing loss, which the Matryoshka loss "
-            f"cannot carry; use it with the {', '.join(plain[:-1])} or {plain[-1]} arms"
+            f"loss.matryoshka_dims: the {cfg.method.name} method adds a router load-balancing loss, which the "
+            f"Matryoshka loss cannot carry; use it with the {', '.join(plain[:-1])} or {plain[-1]} methods"
         )
     problems += method.problems(cfg)
-    if method.uses_placement:
-        try:
-            from mote.experts import resolve_placement
-
-            resolve_placement(cfg.model.placement, 1_000)
-        except ValueError as e:
-            problems.append(f"model.placement: {e}")
     if routing is not None:
         for task, length in cfg.model.task_max_seq_length.items():
             if task not in routing.task_names:
@@ -482,64 +490,76 @@ def _semantic_problems(cfg: RunConfig, check_files: bool) -> list[str]:
 
 def _select_problems(cfg: RunConfig) -> list[str]:
     """What per-task selection needs from the recipe: held-out rows to validate on, no validation source trained."""
-    if not cfg.selects():  # off, or a token-routed arm: it trains without selection (and says so at the end)
+    if not cfg.selects():  # off, or a token-routed method: it trains without selection (and says so at the end)
         return []
     return [f"select.enabled: {p}" for p in recipe_problems(cfg, cfg.select)]
 
 
 def parse_config(
-    raw: Mapping[str, Any] | None, source: str | None = None, check_files: bool = True, arm: str | None = None
+    raw: Mapping[str, Any] | None, source: str | None = None, check_files: bool = True, method: str | None = None
 ) -> RunConfig:
     """Validate a config mapping; one :class:`ConfigError` lists every problem found.
 
     ``check_files=False`` skips the data checks that read the disk (folders, splits, row layouts).
-    ``arm`` overrides the config's ``arm`` (the same recipe trains every arm).
+    ``method`` overrides the name of the recipe's method (the same recipe trains every method); the recipe's
+    method settings stay, so a setting the new method does not have is a problem.
     """
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError([f"the config must be a mapping of sections, got {type(raw).__name__}"], source)
+    old = _old_key_problems(raw)
+    if old:
+        raise ConfigError(old, source)
     raw = dict(raw)
-    if arm is not None:
-        raw["arm"] = arm
+    if method is not None:
+        settings = method_settings(raw.get("method"))
+        raw["method"] = {**settings, "name": method} if isinstance(settings, Mapping) else method
+    raw = _normalise_method(raw)
     problems: list[str] = []
+    config, problems = _method_problems(raw["method"])
+    if config is None:
+        raw.pop("method")  # its problems are listed; the rest is checked with the default method
+    else:
+        raw["method"] = config
     cfg = None
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as e:
         problems += _pydantic_problems(e)
-        # Check the datasets of whatever tasks did parse, so file problems come in the same report.
-        tasks = raw.get("tasks")
+        # Check the datasets of whatever objectives did parse, so file problems come in the same report.
+        objectives = raw.get("objectives")
         partial = None
-        if isinstance(tasks, Mapping):
+        if isinstance(objectives, Mapping):
             good = {}
-            for name, task in tasks.items():
+            for name, task in objectives.items():
                 try:
-                    good[name] = TaskConfig.model_validate(task)
+                    good[name] = ObjectiveConfig.model_validate(task)
                 except ValidationError:
                     continue
             if good:
                 try:
-                    partial = RunConfig(tasks=good, data=DataConfig.model_validate(raw.get("data") or {}))
+                    partial = RunConfig(objectives=good, data=DataConfig.model_validate(raw.get("data") or {}))
                 except ValidationError:
-                    partial = RunConfig(tasks=good)
+                    partial = RunConfig(objectives=good)
         if partial is not None:
-            problems += [p for p in _semantic_problems(partial, check_files) if p.startswith("tasks.")]
-    if cfg is not None:
+            problems += [p for p in _semantic_problems(partial, check_files) if p.startswith("objectives.")]
+    if cfg is not None and config is not None:
         problems += _semantic_problems(cfg, check_files)
+    elif cfg is not None:  # the method's problems are listed: check the data only
+        problems += [p for p in _semantic_problems(cfg, check_files) if p.startswith("objectives.")]
     if problems:
         raise ConfigError(problems, source)
     return cfg
 
 
-def load_config(path: str | os.PathLike, check_files: bool = True, arm: str | None = None) -> RunConfig:
+def load_config(path: str | os.PathLike, check_files: bool = True, method: str | None = None) -> RunConfig:
     """Read and validate a YAML training config (see :func:`parse_config`)."""
     from mote.files import read_yaml
 
-    return parse_config(read_yaml(path, "Training config", ConfigError), str(path), check_files, arm)
+    return parse_config(read_yaml(path, "Training config", ConfigError), str(path), check_files, method)
 
 __all__ = [
-    "ARMS",
     "CONFIG_FILE",
     "CheckpointConfig",
     "ConfigError",
@@ -549,10 +569,9 @@ __all__ = [
     "LogConfig",
     "LossConfig",
     "ModelConfig",
+    "ObjectiveConfig",
     "OptimConfig",
     "RunConfig",
-    "TLRConfig",
-    "TaskConfig",
     "fill_stage_steps",
     "load_config",
     "parse_config",

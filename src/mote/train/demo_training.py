@@ -25,7 +25,7 @@ from typing import Any
 # defaults are the validated recipe: experts only, 10% held out, selection on those rows at the end), with fewer
 # steps to stay a demo. The clustering expert sees no data: selection keeps it at the base.
 DEMO_RECIPE: dict[str, Any] = {
-    "tasks": {
+    "objectives": {
         "retrieval": {
             "datasets": [{"name": "train-SQuADDev", "max_examples": 1000}, "train-WikiQA", "train-TrecQA"],
         },
@@ -97,7 +97,7 @@ def demo_train(
     }
 
     trained = mote.load(trained_dir)
-    fresh = mote.convert(cfg.model.base, placement=cfg.model.placement)
+    fresh = mote.convert(cfg.model.base, placement=cfg.method.placement)
     diff = float(np.abs(trained.encode(PROBE_TEXTS, task=UNTOUCHED_TASK) - fresh.encode(PROBE_TEXTS,
                                                                                          task=UNTOUCHED_TASK)).max())
     moved = float(np.abs(trained.encode(PROBE_TEXTS, task="query") - fresh.encode(PROBE_TEXTS, task="query")).max())

@@ -69,7 +69,7 @@ class MoteTrainer(TrainerHooks, SentenceTransformerTrainer):
     Args:
         group_tasks: the task of each batch group, in ``train_dataset`` order.
         sampling: ``proportional`` | ``temperature`` | ``round-robin``; ``sampling_temperature`` for the second.
-        mixed: task-mixed batches instead (the ``static`` arm).
+        mixed: task-mixed batches instead (the ``static`` method).
         batch_offset: start the TA-CL batch stream this many batches in (a later training stage continues the
             stream of the stages before it, so a staged run sees exactly the batches of a one-stage run).
         checkpoint_extras: objects with ``save_checkpoint(folder)``, called for every checkpoint before it is

@@ -3,7 +3,7 @@
 
 Example:
     >>> data = load_run_data(cfg)                                    # doctest: +SKIP
-    >>> losses = make_losses(cfg, arm, data.groups())                # doctest: +SKIP
+    >>> losses = make_losses(cfg, built, data.groups())                # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sentence_transformers import SentenceTransformerTrainingArguments
 from mote.atomic import atomic_write_json, atomic_write_text
 from mote.data.training import TrainingData
 from mote.files import read_log
-from mote.methods import ArmModel
+from mote.methods import MethodModel
 from mote.train.callbacks import GracefulInterrupt, MetricsLogger, ProgressBar, QuickEvaluation
 from mote.train.checkpoints import CHECKPOINTS, RunIdentity
 from mote.train.collator import TaskCollator
@@ -55,7 +55,7 @@ class TrainResult:
 
 
 def make_losses(
-    cfg: RunConfig, arm: ArmModel, groups, aux_loss_weight: float | None = None
+    cfg: RunConfig, built: MethodModel, groups, aux_loss_weight: float | None = None
 ) -> dict[str, torch.nn.Module] | torch.nn.Module:
     """One loss per batch group (its task's temperature); a single global-temperature loss for a method with
     task-mixed batches (``static``).
@@ -63,7 +63,7 @@ def make_losses(
     ``aux_loss_weight``: the weight of the routers' load-balancing loss (default: the method's,
     :meth:`~mote.methods.base.Method.aux_loss_weight`; a TSEmbed stage passes its own).
     """
-    method = cfg.method()
+    method = cfg.training_method()
     if aux_loss_weight is None:
         aux_loss_weight = method.aux_loss_weight(cfg)
     common = dict(gather_across_devices=cfg.loss.gather_across_devices, aux_loss_weight=aux_loss_weight)
@@ -71,10 +71,10 @@ def make_losses(
     def make(temperature: float, symmetric: bool) -> torch.nn.Module:
         if cfg.loss.cached:
             return CachedTaskInfoNCE(
-                arm.model, mini_batch_size=cfg.loss.mini_batch_size, temperature=temperature, symmetric=symmetric,
+                built.model, mini_batch_size=cfg.loss.mini_batch_size, temperature=temperature, symmetric=symmetric,
                 **common,
             )
-        return TaskInfoNCE(arm.model, temperature=temperature, symmetric=symmetric, **common)
+        return TaskInfoNCE(built.model, temperature=temperature, symmetric=symmetric, **common)
 
     if cfg.loss.matryoshka_dims:
         plain = make
@@ -83,24 +83,24 @@ def make_losses(
             from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
 
             return MatryoshkaLoss(
-                arm.model, plain(temperature, symmetric), cfg.loss.matryoshka_dims, cfg.loss.matryoshka_weights
+                built.model, plain(temperature, symmetric), cfg.loss.matryoshka_dims, cfg.loss.matryoshka_weights
             )
 
     if method.mixed_batches:
-        return make(cfg.loss.static_temperature, False)
-    return {g.name: make(cfg.task_kind(g.task).temperature, cfg.task_kind(g.task).symmetric) for g in groups}
+        return make(method.mixed_batch_temperature(cfg), False)
+    return {g.name: make(cfg.objective_kind(g.task).temperature, cfg.objective_kind(g.task).symmetric) for g in groups}
 
 
 def training_arguments(
     cfg: RunConfig,
     output: Path,
-    arm: ArmModel,
+    built: MethodModel,
     router_mapping: dict[str, dict[str, str]],
     stage: Any = None,
 ) -> SentenceTransformerTrainingArguments:
     """The transformers/sentence-transformers arguments of a run, or of one TSEmbed stage (``stage``: a
     :class:`mote.lora.plan.StageRun`: its steps, learning rates and warm-up; checkpoints in ``output/<stage>/``)."""
-    lr_map = cfg.method().learning_rate_mapping(cfg, arm)
+    lr_map = cfg.training_method().learning_rate_mapping(cfg, built)
     steps, learning_rate, warmup_ratio = cfg.train.steps, cfg.train.learning_rate, cfg.train.warmup_ratio
     checkpoints = output / CHECKPOINTS
     if stage is not None:
@@ -156,7 +156,7 @@ def load_run_data(cfg: RunConfig) -> TrainingData:
     """The run's training data (seeded), with one summary line per dataset on the main process."""
     data_root = cfg.data_root()
     data = TrainingData.load(
-        cfg.task_specs(data_root), data_root, cfg.seed, progress=say, holdout=cfg.data.holdout
+        cfg.objective_specs(data_root), data_root, cfg.seed, progress=say, holdout=cfg.data.holdout
     )
     for row in data.summary():
         say(f"  {row['task']:<16} {row['dataset']:<40} {row['pairs']:>7,} pairs  {row['hard_negatives']:>7,} hard "
@@ -178,21 +178,21 @@ def write_run_files(cfg: RunConfig, output: Path, data: TrainingData, staging: l
 
 
 def make_collator(
-    arm: ArmModel, router_mapping: dict[str, dict[str, str]], task_max_seq_length: dict[str, int] | None = None
+    built: MethodModel, router_mapping: dict[str, dict[str, str]], task_max_seq_length: dict[str, int] | None = None
 ) -> TaskCollator:
     return TaskCollator(
-        preprocess_fn=arm.model.preprocess,
+        preprocess_fn=built.model.preprocess,
         router_mapping=router_mapping,
-        prefixes=None if arm.routed else arm.prefixes,
+        prefixes=None if built.routed else built.prefixes,
         task_max_seq_length=dict(task_max_seq_length or {}),
-        model=arm.model,
+        model=built.model,
     )
 
 
 def make_callbacks(
     cfg: RunConfig,
     output: Path,
-    arm: ArmModel,
+    built: MethodModel,
     interrupt: GracefulInterrupt,
     callbacks: list | None = None,
     step_offset: int = 0,
@@ -204,27 +204,27 @@ def make_callbacks(
     tags = {"stage": stage} if stage else None
     metrics = MetricsLogger(output, examples_per_step, step_offset=step_offset, tags=tags)
     # selection candidates (mote select)
-    steps = cfg.select.snapshot_steps(cfg.train.steps) if cfg.method().keeps_snapshots else []
+    steps = cfg.select.snapshot_steps(cfg.train.steps) if cfg.training_method().keeps_snapshots else []
     snapshots = WeightSnapshots(output, steps, cfg.train.steps, step_offset)
     out = [
         metrics,
         snapshots,
         QuickEvaluation(
-            output, cfg.eval.every, cfg.eval.at_end, cfg.eval.suite, cfg.eval.options, name=cfg.arm,
-            dense_prefixes=None if arm.routed else arm.prefixes, metrics=metrics, step_offset=step_offset,
+            output, cfg.eval.every, cfg.eval.at_end, cfg.eval.suite, cfg.eval.options, name=cfg.method.name,
+            dense_prefixes=None if built.routed else built.prefixes, metrics=metrics, step_offset=step_offset,
         ),
         interrupt,
         *(callbacks or []),
     ]
     if cfg.log.progress:
-        desc = f"train {cfg.arm}" + (f" {stage}" if stage else "")
+        desc = f"train {cfg.method.name}" + (f" {stage}" if stage else "")
         out.insert(1, ProgressBar(examples_per_step, desc=desc))
     return out
 
 
 def make_trainer(
     cfg: RunConfig,
-    arm: ArmModel,
+    built: MethodModel,
     args: SentenceTransformerTrainingArguments,
     train_dataset,
     losses,
@@ -238,7 +238,7 @@ def make_trainer(
 
     kwargs["checkpoint_extras"] = [RunIdentity(cfg), *kwargs.get("checkpoint_extras", ())]  # whose checkpoint
     trainer = MoteTrainer(
-        model=arm.model,
+        model=built.model,
         args=args,
         train_dataset=train_dataset,
         loss=losses,
@@ -247,7 +247,7 @@ def make_trainer(
         group_tasks=[g.task for g in groups],
         sampling=cfg.data.sampling,
         sampling_temperature=cfg.data.sampling_temperature,
-        mixed=cfg.method().mixed_batches,
+        mixed=cfg.training_method().mixed_batches,
         **kwargs,
     )
     trainer.remove_callback(PrinterCallback)

@@ -30,7 +30,7 @@ What :class:`MoteTrainer` adds, and why:
 * the data collator (:mod:`mote.train.collator`) reads ``router_mapping`` per row rather than per batch, and the
   model-card dataset statistics are skipped (see :meth:`MoteTrainer.add_model_card_callback`).
 
-:func:`run_training` is the whole ``mote train``: validate, load data, build the arm (its method,
+:func:`run_training` is the whole ``mote train``: validate, load data, build the method's model (its method,
 :mod:`mote.methods`), train, save. Where things live: :mod:`mote.train.mote_trainer` (the trainer subclass),
 :mod:`mote.train.parts` (losses, arguments, collator, callbacks: shared with the staged loop of
 :mod:`mote.train.tsembed`), :mod:`mote.train.checkpoints`, :mod:`mote.train.distributed`, and the TA-CL samplers
@@ -57,7 +57,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from mote.atomic import atomic_dir, atomic_write_text
 from mote.data.sampler import OffsetTaskBatchSampler
 from mote.data.training import TrainingData, to_dataset_dict
-from mote.methods import ArmModel
+from mote.methods import MethodModel
 from mote.train.callbacks import GracefulInterrupt
 from mote.train.checkpoints import CHECKPOINTS, MODEL, STAGING, TRAINED, check_resumed_config, recover_checkpoints
 from mote.train.config import CONFIG_FILE, RunConfig
@@ -114,7 +114,7 @@ class PreparedRun:
     cfg: RunConfig
     output: Path
     trainer: MoteTrainer
-    arm: ArmModel
+    built: MethodModel
     data: TrainingData
     interrupt: GracefulInterrupt
     resume_from: str | None
@@ -123,13 +123,14 @@ class PreparedRun:
 def prepare_run(
     cfg: RunConfig, output: str | os.PathLike, resume: bool = False, callbacks: list | None = None
 ) -> PreparedRun:
-    """Check the output folder, load the data, build the arm, its losses, collator and trainer (see
-    :func:`run_training`). A method with a training loop of its own (the TSEmbed arms train in stages, one
+    """Check the output folder, load the data, build the method's model, its losses, collator and trainer (see
+    :func:`run_training`). A method with a training loop of its own (the TSEmbed methods train in stages, one
     trainer each: :mod:`mote.train.tsembed`) is refused: use :func:`run_training`."""
     from transformers import set_seed
 
-    if cfg.method().training_loop is not None:
-        raise ValueError(f"the {cfg.arm} arm trains with a loop of its own (e.g. in stages): use run_training")
+    if cfg.training_method().training_loop is not None:
+        raise ValueError(f"the {cfg.method.name} method trains with a loop of its own (e.g. in stages): "
+                         "use run_training")
     output = Path(output)
     check_world(cfg)
     last = _check_output(cfg, output, resume)
@@ -137,25 +138,26 @@ def prepare_run(
     set_seed(cfg.seed)
     data = load_run_data(cfg)
     groups = data.groups()
-    arm = cfg.method().build(cfg)
-    counts = arm.parameter_counts()
-    say(f"arm {cfg.arm}: {type(arm.model[0]).__name__}, {counts['trainable']:,} of {counts['total']:,} parameters "
-         "trainable")
-    router_mapping = {g.name: dict(cfg.task_kind(g.task).routes) for g in groups}
-    collator = make_collator(arm, router_mapping, cfg.model.task_max_seq_length)
+    built = cfg.training_method().build(cfg)
+    counts = built.parameter_counts()
+    say(f"method {cfg.method.name}: {type(built.model[0]).__name__}, {counts['trainable']:,} of "
+        f"{counts['total']:,} parameters trainable")
+    router_mapping = {g.name: dict(cfg.objective_kind(g.task).routes) for g in groups}
+    collator = make_collator(built, router_mapping, cfg.model.task_max_seq_length)
     write_run_files(cfg, output, data, [output / CHECKPOINTS / STAGING])
     interrupt = GracefulInterrupt()
     trainer = make_trainer(
-        cfg, arm, training_arguments(cfg, output, arm, router_mapping), to_dataset_dict(groups),
-        make_losses(cfg, arm, groups), collator, make_callbacks(cfg, output, arm, interrupt, callbacks), groups,
+        cfg, built, training_arguments(cfg, output, built, router_mapping), to_dataset_dict(groups),
+        make_losses(cfg, built, groups), collator, make_callbacks(cfg, output, built, interrupt, callbacks), groups,
     )
-    return PreparedRun(cfg, output, trainer, arm, data, interrupt, last)
+    return PreparedRun(cfg, output, trainer, built, data, interrupt, last)
 
 
 def run_training(
     cfg: RunConfig, output: str | os.PathLike, resume: bool = False, callbacks: list | None = None
 ) -> TrainResult:
-    """Train ``cfg.arm`` on ``cfg``'s data into ``output`` (checkpoints, metrics, the final weights); see module doc.
+    """Train ``cfg.method`` on ``cfg``'s data into ``output`` (checkpoints, metrics, the final weights); see the
+    module doc.
 
     Layout of ``output``: ``train_config.yaml`` (the resolved recipe), ``data_summary.json``, ``metrics.jsonl`` /
     ``metrics.csv``, ``checkpoints/checkpoint-N/`` (resumable), ``snapshots/``, ``eval/`` (quick evaluations) and
@@ -164,7 +166,7 @@ def run_training(
     run selects (:meth:`RunConfig.selects`; :func:`mote.select.run.train_and_select` then writes ``model/``), else
     in ``model/``. This function trains only; ``mote train`` is :func:`mote.select.run.train_and_select`.
     ``callbacks`` are extra ``TrainerCallback`` s. A method may bring its own loop
-    (:meth:`~mote.methods.base.Method.training_loop`): the TSEmbed arms train in stages, ``stage1/``, ``stage2/``
+    (:meth:`~mote.methods.base.Method.training_loop`): the TSEmbed methods train in stages, ``stage1/``, ``stage2/``
     replacing ``checkpoints/`` (see :func:`mote.train.tsembed.run_tsembed`).
     """
     loop = training_loop(cfg)
@@ -178,16 +180,16 @@ def run_training(
     model_dir = None
     if not run.interrupt.interrupted:
         model_dir = output / final_folder(cfg)
-        if run.arm.base_max_seq_length is not None:  # inference keeps the base model's limit
-            run.arm.model.max_seq_length = run.arm.base_max_seq_length
+        if run.built.base_max_seq_length is not None:  # inference keeps the base model's limit
+            run.built.model.max_seq_length = run.built.base_max_seq_length
         if cfg.loss.matryoshka_dims:
-            record_matryoshka_dims(run.arm.model, cfg.loss.matryoshka_dims)
+            record_matryoshka_dims(run.built.model, cfg.loss.matryoshka_dims)
         if trainer.is_world_process_zero():
             with atomic_dir(model_dir, overwrite=True) as tmp:
-                run.arm.model.save(str(tmp))
+                run.built.model.save(str(tmp))
                 atomic_write_text(tmp / CONFIG_FILE, cfg.to_yaml())
         trainer.accelerator.wait_for_everyone()
-        say(f"saved the trained {cfg.arm} model to {model_dir}")
+        say(f"saved the trained {cfg.method.name} model to {model_dir}")
     else:
         say(f"interrupted at step {trainer.state.global_step}: checkpoint saved; continue with --resume")
     return TrainResult(
@@ -205,7 +207,7 @@ def final_folder(cfg: RunConfig) -> str:
 def training_loop(cfg: RunConfig):
     """The training loop of ``cfg``'s method when it brings its own (``"module:function"``, imported here), else
     ``None`` (the one-stage loop of :func:`prepare_run`)."""
-    spec = cfg.method().training_loop
+    spec = cfg.training_method().training_loop
     if spec is None:
         return None
     module, _, name = spec.partition(":")

@@ -1,12 +1,12 @@
-"""The TSEmbed arms in the TA-CL trainer: MoE-LoRA experts trained in two stages, the second with EANS negatives.
+"""The TSEmbed methods in the TA-CL trainer: MoE-LoRA experts trained in two stages, the second with EANS negatives.
 
 ``tsembed``: stage 1 (expert specialisation: adapters and routers, load-balancing loss, plain negatives: in-batch
 and the data's hard negatives), then stage 2 (routers frozen by default, EANS negatives mixed into every batch's
 candidates). ``tsembed-noeans``: stage 1 only, for the same total number of steps (the ablation). The plan, its
-defaults and what each stage trains come from :mod:`mote.lora.plan` (``cfg.tsembed``); this module runs it.
+defaults and what each stage trains come from :mod:`mote.lora.plan` (``cfg.method``); this module runs it.
 
 Each stage is one :class:`~mote.train.mote_trainer.MoteTrainer` (its own optimizer, warm-up and decay, learning rates
-and trainable set) on the same model object, the same data, collator and seed as every other arm. The stages
+and trainable set) on the same model object, the same data, collator and seed as every other method. The stages
 continue one TA-CL batch stream (stage 2 starts at batch ``stage1.steps``, see
 :class:`~mote.data.sampler.OffsetTaskBatchSampler`): a ``tsembed`` run of ``train.steps`` steps sees exactly the
 batches of a ``mote`` run of ``train.steps`` steps.
@@ -26,7 +26,7 @@ Resume (``--resume``): the first stage without a finished model resumes from its
 starts from the previous stage's model. EANS pools are saved in each checkpoint, so a resumed run mines exactly
 the negatives of an uninterrupted one (bitwise-identical weights on CPU, ``tests/test_train_tsembed.py``).
 
-DDP: as for the other arms (the trainer averages gradients itself). Each process mines EANS negatives for its
+DDP: as for the other methods (the trainer averages gradients itself). Each process mines EANS negatives for its
 own share of the batch from identical pools, and the mined negatives are gathered with the other candidates; a
 negative mined on two processes then appears twice among the candidates (one process de-duplicates within its
 share only), so EANS under DDP is close to, not bitwise, the single-process loss.
@@ -83,7 +83,7 @@ def stage_status(cfg: RunConfig, output: str | os.PathLike) -> list[StageStatus]
     from mote.lora.plan import stage_runs
 
     output = Path(output)
-    runs = stage_runs(cfg.tsembed_plan())
+    runs = stage_runs(cfg.training_method().plan(cfg))
     out = []
     for i, run in enumerate(runs):
         ckpts = output / run.name / CHECKPOINTS
@@ -97,12 +97,12 @@ def _start(cfg: RunConfig, output: Path, resume: bool) -> tuple[int, str | None]
     """``(first stage to run, checkpoint to resume it from)``; errors for a clash with an earlier run."""
     from mote.lora.plan import stage_runs
 
-    for run in stage_runs(cfg.tsembed_plan()):
+    for run in stage_runs(cfg.training_method().plan(cfg)):
         recover_checkpoints(output / run.name / CHECKPOINTS)  # what a killed checkpoint save left behind
     status = stage_status(cfg, output)
     started = any(s.last_checkpoint or s.done for s in status) or (output / MODEL).exists()
     if not resume:
-        if started or (output / CHECKPOINTS).is_dir():  # the latter: a one-stage arm's run
+        if started or (output / CHECKPOINTS).is_dir():  # the latter: a one-stage method's run
             raise FileExistsError(
                 f"{output} already holds a training run; pass --resume to continue it, or choose another --output"
             )
@@ -119,7 +119,7 @@ def _start(cfg: RunConfig, output: Path, resume: bool) -> tuple[int, str | None]
 def run_tsembed(
     cfg: RunConfig, output: str | os.PathLike, resume: bool = False, callbacks: list | None = None
 ) -> TrainResult:
-    """Train the ``tsembed`` / ``tsembed-noeans`` arm of ``cfg`` into ``output`` (module doc: layout, resume).
+    """Train the ``tsembed`` / ``tsembed-noeans`` method of ``cfg`` into ``output`` (module doc: layout, resume).
 
     ``callbacks`` (extra ``TrainerCallback`` s) join every stage's trainer and see that stage's own step numbers
     (``args.output_dir`` ends in ``<stage>/checkpoints``).
@@ -136,25 +136,25 @@ def run_tsembed(
     output = Path(output)
     check_world(cfg)
     start, resume_from = _start(cfg, output, resume)
-    plan = cfg.tsembed_plan()
+    plan = cfg.training_method().plan(cfg)
     runs = stage_runs(plan)
 
     set_seed(cfg.seed)
     data = load_run_data(cfg)
     groups = data.groups()
-    arm = cfg.method().build(cfg)
-    model = arm.model
+    built = cfg.training_method().build(cfg)
+    model = built.model
     report = model[0].parameter_report()
-    say(f"arm {cfg.arm}: {model[0]!r}")
+    say(f"method {cfg.method.name}: {model[0]!r}")
     say(f"  parameters: {report['total']:,} total, {report['adapters']:,} adapters ({report['experts']:,} experts + "
          f"{report['routers']:,} routers) trained, {report['active']:,} active per token; stages: "
          + ", ".join(f"{r.name} {r.steps} steps lr {r.learning_rate:g}{' + EANS' if r.eans else ''}" for r in runs))
-    router_mapping = {g.name: dict(cfg.task_kind(g.task).routes) for g in groups}
-    collator = make_collator(arm, router_mapping)
+    router_mapping = {g.name: dict(cfg.objective_kind(g.task).routes) for g in groups}
+    collator = make_collator(built, router_mapping)
     write_run_files(cfg, output, data, [output / r.name / CHECKPOINTS / STAGING for r in runs])
     if is_main():
         atomic_write_json(output / PARAMETERS_FILE, {
-            "arm": cfg.arm, **report,
+            "method": cfg.method.name, **report,
             "stages": [{"name": r.name, "steps": r.steps, "learning_rate": r.learning_rate, "eans": r.eans,
                         **apply_stage(model, r)} for r in runs],
         })
@@ -172,15 +172,15 @@ def run_tsembed(
     for i in range(start, len(runs)):
         run = runs[i]
         apply_stage(model, run)
-        losses = make_losses(cfg, arm, groups, aux_loss_weight=run.aux_loss_weight)
+        losses = make_losses(cfg, built, groups, aux_loss_weight=run.aux_loss_weight)
         extras = []
         if run.eans:
             miner = build_miner(plan, groups, router_mapping)
             losses = wrap_losses(losses, miner, router_mapping)
             extras.append(EANSRefreshCallback(miner, model, resume_from=resume_from if i == start else None))
         trainer = make_trainer(
-            cfg, arm, training_arguments(cfg, output, arm, router_mapping, stage=run), train_dataset, losses,
-            collator, [*extras, *make_callbacks(cfg, output, arm, interrupt, callbacks, offset, run.name)], groups,
+            cfg, built, training_arguments(cfg, output, built, router_mapping, stage=run), train_dataset, losses,
+            collator, [*extras, *make_callbacks(cfg, output, built, interrupt, callbacks, offset, run.name)], groups,
             batch_offset=offset, checkpoint_extras=extras,
         )
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -193,7 +193,7 @@ def run_tsembed(
         if i < len(runs) - 1:
             if trainer.is_world_process_zero():
                 with atomic_dir(output / run.name / MODEL, overwrite=True) as tmp:
-                    _save(arm, tmp, cfg)
+                    _save(built, tmp, cfg)
             trainer.accelerator.wait_for_everyone()
             say(f"{run.name} done: saved to {output / run.name / MODEL}")
         offset += run.steps
@@ -206,21 +206,21 @@ def run_tsembed(
         if start < len(runs) or not model_dir.is_dir():
             if is_main():
                 with atomic_dir(model_dir, overwrite=True) as tmp:
-                    _save(arm, tmp, cfg)
+                    _save(built, tmp, cfg)
             barrier()
-        say(f"saved the trained {cfg.arm} model to {model_dir}")
+        say(f"saved the trained {cfg.method.name} model to {model_dir}")
     else:
         say(f"interrupted at step {steps}: checkpoint saved; continue with --resume")
     return TrainResult(output, model_dir, steps, interrupt.interrupted, time.perf_counter() - t0,
                        logged_losses(output / "metrics.jsonl"))
 
 
-def _save(arm, folder: Path, cfg: RunConfig) -> None:
+def _save(built, folder: Path, cfg: RunConfig) -> None:
     """Save the model with the base model's own ``max_seq_length`` (training truncates), then restore it."""
-    model = arm.model
+    model = built.model
     training_length = model.max_seq_length
-    if arm.base_max_seq_length is not None:
-        model.max_seq_length = arm.base_max_seq_length
+    if built.base_max_seq_length is not None:
+        model.max_seq_length = built.base_max_seq_length
     try:
         model.save(str(folder))
     finally:
