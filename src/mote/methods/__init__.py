@@ -6,10 +6,10 @@ snapshots for ``mote select``, how its trained model is evaluated) and owns its 
 :class:`~mote.methods.base.MethodConfig` subclass, a recipe's ``method:`` section. The registry maps a name to
 both, the way PEFT maps a tuner type to its config and model classes. The trainer, the experiment runner, the
 evaluation and the CLI ask this registry and never branch on a method's name. A new method is one module plus one
-line in the registry below (``ic_matched.py`` is the worked example). One recipe, every arm trained by the same
-trainer on the same batches:
+line in the registry below (``ic_matched.py`` is the worked example). One recipe, every method trained by the
+same trainer on the same batches:
 
-============ ======================================================= ============= ==========================
+============== ============= ==========================
 arm          model                                                   batches       temperature
 ============ ======================================================= ============= ==========================
 mote         MoTE (experts at ``model.placement``), task routing      one task      per task (TA-CL)
