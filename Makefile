@@ -30,11 +30,12 @@ lint: install
 bench: install
 	$(PY) benchmarks/encode.py
 
-# The MoTE experiment (lab/reproduce.yaml): BUDGET=small (<= 45 min on a 2-core CPU), full (<= 2 h), tune (recipe
-# selection on held-out validation rows, ~26 min), seeds, gpu; resumable. Reports: docs/results*.md.
+# The MoTE experiments, one file per budget (lab/budgets/<BUDGET>.yaml): BUDGET=small (<= 45 min on a 2-core CPU),
+# full (<= 2 h), tune (recipe selection on held-out validation rows), headline, curve, ..., gpu; resumable.
+# Reports: docs/results*.md.
 BUDGET ?= small
 reproduce: install
-	$(VENV)/bin/mote-lab reproduce lab/reproduce.yaml --budget $(BUDGET)
+	$(VENV)/bin/mote-lab reproduce lab/budgets/$(BUDGET).yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache

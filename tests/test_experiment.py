@@ -62,7 +62,6 @@ def experiment(base: str, data: Path, cache: Path, **over) -> dict:
         "throughput": {"datasets": ["ToySTS"], "texts": 16, "rounds": 1, "chunk": 8, "batch_size": 8},
         "report": {"n_boot": 20, "significance": [["mote", "ic"]]},
         "device": "cpu",
-        "budgets": {"small": {}, "big": {"training": {"train": {"steps": 3}}, "models": {"tiny": {"seeds": [5]}}}},
     }
     return deep_merge(raw, over)
 
@@ -78,9 +77,9 @@ def test_every_problem_of_the_experiment_is_listed_at_once(tiny, tmp_path):
     raw["training"]["train"]["steps"] = 0
     raw["eval"]["datasets"] = ["ToySTS", "NoSuchSet"]
     raw["similarity"]["runs"] = ["nobody"]
-    raw["budgets"]["big"]["eval"] = {"spilt": "test"}
+    raw["eval"]["spilt"] = "test"
     with pytest.raises(ExperimentConfigError) as err:
-        parse_experiment(raw, tmp_path / "x.yaml", budget="small")
+        parse_experiment(raw, tmp_path / "x.yaml")
     text = "\n".join(err.value.problems)
     for needle in (
         "arms.base.colour: Extra inputs",  # unknown key
@@ -91,10 +90,10 @@ def test_every_problem_of_the_experiment_is_listed_at_once(tiny, tmp_path):
         "training recipe of tiny/ic, tiny/mote: train.steps",  # mote.train's validation of every run's recipe
         "unknown evaluation dataset(s) ['NoSuchSet']",
         "similarity.runs: ['nobody']",
-        "budgets.big: eval.spilt",  # a typo in another budget is found too
+        "eval.spilt: Extra inputs",
     ):
         assert needle in text, (needle, text)
-    assert "(budget small)" in str(err.value)
+    assert "in " + str(tmp_path / "x.yaml") in str(err.value)
     old = experiment(base, data, tmp_path)
     old["arms"]["ic"] = {"arm": "ic"}  # the earlier spelling
     old["arms"]["mote"]["overrides"] = {"model": {"placement": "every"}}
@@ -105,25 +104,25 @@ def test_every_problem_of_the_experiment_is_listed_at_once(tiny, tmp_path):
     with pytest.raises(ExperimentConfigError, match=r"training recipe of tiny/mote: `model.placement` is now "
                                                     r"`method.placement`"):
         parse_experiment(old, budget="small")
-    with pytest.raises(ExperimentConfigError, match="unknown budget 'huge'; budgets: small, big"):
-        parse_experiment(experiment(base, data, tmp_path), budget="huge")
+    with pytest.raises(ExperimentConfigError, match=r"budgets: .*lab/budgets/<budget>\.yaml") as err:
+        parse_experiment({**experiment(base, data, tmp_path), "budgets": {"small": {}}})  # the earlier layout
+    assert len(err.value.problems) == 1
     with pytest.raises(ExperimentConfigError, match="split"):  # a split the datasets do not have
         parse_experiment(experiment(base, data, tmp_path, eval={"split": "validation"}), budget="small")
 
 
-def test_budget_overlay_and_recipe_file(tiny, tmp_path):
+def test_recipe_file_and_training_section(tiny, tmp_path):
     base, data = tiny
     raw = experiment(base, data, tmp_path / "cache")
     recipe = raw.pop("training")
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     raw["recipe"] = "recipe.yaml"  # relative to the experiment file
     raw["training"] = {"train": {"learning_rate": 5e-4}}
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(raw))
-    small = load_experiment(tmp_path / "exp.yaml", budget="small")
-    big = load_experiment(tmp_path / "exp.yaml", budget="big")
-    assert small.run_config("tiny", "ic", 1).train.steps == 2 and big.run_config("tiny", "ic", 5).train.steps == 3
-    assert big.run_config("tiny", "ic", 5).train.learning_rate == 5e-4  # mappings merge: the overlay keeps the rest
-    assert big.models["tiny"].seeds == [5] and big.models["tiny"].arm_seeds == {"mote": [1, 2]}
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump(raw))
+    big = load_experiment(tmp_path / "big.yaml")
+    assert big.budget == "big"  # the file's stem names it (and its output folder)
+    assert big.run_config("tiny", "ic", 1).train.steps == 2  # mappings merge: training: keeps the recipe's rest
+    assert big.run_config("tiny", "ic", 1).train.learning_rate == 5e-4
     assert deep_merge({"a": {"b": 1, "c": [1, 2]}}, {"a": {"c": [3]}}) == {"a": {"b": 1, "c": [3]}}  # lists replace
 
 
@@ -136,27 +135,27 @@ def test_validation_budget_holds_rows_out_of_every_run(tiny, tmp_path, monkeypat
     built = []
     monkeypatch.setattr(validation, "build_validation_suite", lambda root, out, f: built.append((out, f)))
     raw = experiment(base, data, tmp_path / "cache", similarity={"enabled": False}, throughput={"enabled": False})
-    raw["budgets"]["tune"] = {"eval": {"validation": 0.2, "datasets": None}}
-    cfg = parse_experiment(raw, budget="tune", check_files=False)
+    tune = deep_merge(raw, {"eval": {"validation": 0.2, "datasets": None}})
+    cfg = parse_experiment(tune, check_files=False)
     assert cfg.eval.split == "validation" and cfg.eval.datasets == list(validation.DATASETS)
     assert cfg.eval.routes == validation.ROUTES
     assert cfg.eval_data_dir() == str(tmp_path / "cache" / "validation-holdout-0.2")
     assert {cfg.run_config("tiny", a, 1).data.holdout for a in ("ic", "mote")} == {0.2}
-    assert parse_experiment(raw, budget="small", check_files=False).run_config("tiny", "ic", 1).data.holdout == 0
+    assert parse_experiment(raw, check_files=False).run_config("tiny", "ic", 1).data.holdout == 0
     with pytest.raises(ExperimentConfigError, match="eval.validation"):
-        parse_experiment(deep_merge(raw, {"eval": {"validation": 1.5}}), budget="small", check_files=False)
+        parse_experiment(deep_merge(raw, {"eval": {"validation": 1.5}}), check_files=False)
     # with the data checks the suite is built from the training data (here: recorded, not built)
     with pytest.raises(ExperimentConfigError):  # the toy data folder has none of the suite's datasets
-        parse_experiment(raw, budget="tune")
+        parse_experiment(tune)
     assert built == [(str(tmp_path / "cache" / "validation-holdout-0.2"), 0.2)]
 
 
-def test_report_path_comes_from_the_budget(tiny, tmp_path):
+def test_report_path_comes_from_the_file(tiny, tmp_path):
     base, data = tiny
     raw = experiment(base, data, tmp_path / "cache")
-    raw["budgets"]["big"]["report"] = {"path": "docs/results-big.md"}
-    assert parse_experiment(raw, budget="big", check_files=False).report.path == "docs/results-big.md"
-    assert parse_experiment(raw, budget="small", check_files=False).report.path == "docs/results.md"
+    big = deep_merge(raw, {"report": {"path": "docs/results-big.md"}})
+    assert parse_experiment(big, check_files=False).report.path == "docs/results-big.md"
+    assert parse_experiment(raw, check_files=False).report.path == "docs/results.md"
 
 
 # ------------------------------------------------------------------------------------------------ plan
@@ -271,13 +270,17 @@ def test_cli_dry_run_lists_the_plan(tiny, tmp_path, capsys):
     from mote_lab.cli import main
 
     base, data = tiny
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(experiment(base, data, tmp_path / "cache")))
-    assert main(["reproduce", str(tmp_path / "exp.yaml"), "--budget", "big", "--output", str(tmp_path / "r"),
-                 "--dry-run"]) == 0
+    big = experiment(base, data, tmp_path / "cache", training={"train": {"steps": 3}}, models={"tiny": {"seeds": [5]}})
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump(big))
+    assert main(["reproduce", str(tmp_path / "big.yaml"), "--output", str(tmp_path / "r"), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert f"budget big -> {tmp_path / 'r' / 'big'}" in out
+    assert f"budget big -> {tmp_path / 'r' / 'big'}" in out  # the file's stem names the output folder
     assert "train tiny/ic/seed-5" in out and "train tiny/mote/seed-2" in out and "5 todo, 3 waiting" in out
     assert not (tmp_path / "r").exists()
+    # the earlier --budget: one line naming the file to run instead
+    assert main(["reproduce", str(tmp_path / "big.yaml"), "--budget", "small", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "lab/budgets/small.yaml" in err
 
 
 # ------------------------------------------------------------------------------------------------ report numbers
@@ -311,8 +314,7 @@ def test_validation_tables_give_each_groups_mean_and_gain():
     from mote_lab.config import load_experiment
     from mote_lab.report import summary_markdown
 
-    exp = load_experiment(Path(__file__).resolve().parents[1] / "lab" / "reproduce.yaml", budget="choose",
-                          check_files=False)
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "lab" / "budgets" / "choose.yaml", check_files=False)
     tt = {"a": "Classification (in-domain)", "b": "Retrieval (in-domain)", "c": "Retrieval (ood)"}
     s = summarize({"base": [{"a": 50.0, "b": 70.0, "c": 90.0}], "ic": [{"a": 54.0, "b": 70.0, "c": 88.0}]}, tt)
     md = summary_markdown(exp, s)
@@ -329,7 +331,7 @@ def test_headline_of_a_pair_against_the_base_shows_the_gain():
     from mote_lab.report import _headline
     from mote_lab.significance import Significance
 
-    exp = load_experiment(Path(__file__).resolve().parents[1] / "lab" / "reproduce.yaml", budget="headline",
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "lab" / "budgets" / "headline.yaml",
                           check_files=False)
     s = summarize({"base": [{"r": 50.0, "t": 70.0}], "mote-sel": [{"r": 52.0, "t": 70.0}]},
                   {"r": "Retrieval", "t": "STS"})

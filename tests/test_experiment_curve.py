@@ -219,11 +219,10 @@ def test_the_curve_section_gives_test_and_validation_scores_per_step_and_the_wal
 
 
 def test_the_curve_budget_lists_its_runs(capsys, tmp_path):
-    """lab/reproduce.yaml --budget curve: ic and mote (experts) at 100 / 400 steps, each plain and selected."""
+    """lab/budgets/curve.yaml: ic and mote (experts) at 100 / 400 steps, each plain and selected."""
     from mote_lab.cli import main
 
-    assert main(["reproduce", "lab/reproduce.yaml", "--budget", "curve", "--output", str(tmp_path / "r"),
-                 "--dry-run"]) == 0
+    assert main(["reproduce", "lab/budgets/curve.yaml", "--output", str(tmp_path / "r"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     for key in ("train minilm-l6/ic/seed-42", "point minilm-l6/ic-100/seed-42",
                 "select minilm-l6/ic-wise/seed-42", "select minilm-l6/ic-wise-100/seed-42",

@@ -181,7 +181,7 @@ def test_the_default_recipe_trains_exactly_the_headlines_mote_experts_run():
     from mote_lab.config import load_experiment
 
     ours = load_config(ROOT / "configs" / "mote-minilm.yaml", check_files=False)
-    exp = load_experiment(ROOT / "lab" / "reproduce.yaml", budget="headline", check_files=False)
+    exp = load_experiment(ROOT / "lab" / "budgets" / "headline.yaml", check_files=False)
     theirs = exp.run_config("minilm-l6", "mote-x", 42, check_files=False)
     for cfg in (ours, theirs):
         assert cfg.method.trains_experts_only()
@@ -198,19 +198,18 @@ def test_the_labs_trainings_never_select_and_its_recipe_budget_selects_on_own_ro
     """The lab trains and selects as separate steps (a selected arm selects its source arm's run), whatever the
     library's defaults: every trained run of every budget resolves with selection off; the `recipe` budget's
     selected arm uses the default (own held-out rows), the headline's the shared suite."""
-    import yaml
-
     from mote_lab.config import load_experiment
 
-    budgets = yaml.safe_load((ROOT / "lab" / "reproduce.yaml").read_text(encoding="utf-8"))["budgets"]
+    budgets = sorted((ROOT / "lab" / "budgets").glob("*.yaml"))
+    assert len(budgets) >= 10
     for budget in budgets:
-        exp = load_experiment(ROOT / "lab" / "reproduce.yaml", budget=budget, check_files=False)
+        exp = load_experiment(budget, check_files=False)
         for model, block in exp.enabled_models().items():
             for arm in block.arms:
                 if exp.source_arm(arm) == arm:
                     assert not exp.run_config(model, arm, block.seeds_of(arm)[0], check_files=False).selects()
-    recipe = load_experiment(ROOT / "lab" / "reproduce.yaml", budget="recipe", check_files=False)
-    headline = load_experiment(ROOT / "lab" / "reproduce.yaml", budget="headline", check_files=False)
+    recipe = load_experiment(ROOT / "lab" / "budgets" / "recipe.yaml", check_files=False)
+    headline = load_experiment(ROOT / "lab" / "budgets" / "headline.yaml", check_files=False)
     assert recipe.select_config("minilm-l6", "mote-own", 42).suite == "recipe"
     assert headline.select_config("minilm-l6", "mote-sel", 42).suite == "shared"
 

@@ -33,7 +33,7 @@ def _raw_runs(exp, model: str, raw: Path) -> dict[str, list]:
 
 @pytest.mark.parametrize("budget", BUDGETS)
 def test_committed_report_tables_regenerate_from_the_raw_results(budget):
-    exp = load_experiment(ROOT / "lab" / "reproduce.yaml", budget=budget, check_files=False)
+    exp = load_experiment(ROOT / "lab" / "budgets" / f"{budget}.yaml", check_files=False)
     report = ROOT / exp.report.path
     md = report.read_text(encoding="utf-8").splitlines()
     blocks = list(exp.enabled_models())

@@ -156,8 +156,7 @@ def test_the_ood_group_holds_only_sources_the_recipes_do_not_train_on(suite, rea
         cfg = load_config(recipe)
         trained = {d.name for t in cfg.objectives.values() for d in t.dataset_configs()}
         assert not trained & set(validation.OOD_SOURCES), recipe
-    budgets = yaml.safe_load(Path("lab/reproduce.yaml").read_text())["budgets"]
-    for arm in budgets["choose"]["arms"].values():
+    for arm in yaml.safe_load(Path("lab/budgets/choose.yaml").read_text())["arms"].values():
         for task in (arm.get("overrides", {}).get("objectives") or {}).values():
             names = {d if isinstance(d, str) else d["name"] for d in task["datasets"]}
             assert not names & set(validation.OOD_SOURCES)

@@ -1,6 +1,6 @@
 """mote_lab: ``mote-lab reproduce`` — every arm from the same base, data, steps and seeds; one report.
 
-An experiment file (:mod:`mote_lab.config`, e.g. ``lab/reproduce.yaml``) expands into a plan of
+An experiment file (:mod:`mote_lab.config`, e.g. ``lab/budgets/small.yaml``) expands into a plan of
 trainings and evaluations (:mod:`mote_lab.plan`), which the runner executes resumably
 (:mod:`mote_lab.runner`: ``mote.train.run_training`` and ``mote.eval.evaluate``), then measures parameters
 and encode throughput side by side (:mod:`mote_lab.measure`) and writes ``docs/results.md`` with its figures
@@ -8,7 +8,7 @@ and encode throughput side by side (:mod:`mote_lab.measure`) and writes ``docs/r
 
 Example:
     >>> from mote_lab import load_experiment, run_reproduction
-    >>> cfg = load_experiment("lab/reproduce.yaml", budget="small")                          # doctest: +SKIP
+    >>> cfg = load_experiment("lab/budgets/small.yaml")                          # doctest: +SKIP
     >>> run_reproduction(cfg, "runs/reproduce/small", report="docs/results.md")                  # doctest: +SKIP
 """
 

@@ -1,13 +1,14 @@
 """The lab's command line, ``mote-lab`` (``python -m mote_lab``): the experiments behind docs/results*.md.
 
-    mote-lab reproduce lab/reproduce.yaml --budget small             # train, evaluate, measure, write the report
-    mote-lab reproduce lab/reproduce.yaml --budget full --dry-run    # what is done, what resumes, what is to do
-    mote-lab reproduce lab/reproduce.yaml --budget small --report-only
-    mote-lab domain --output runs/domain                             # the user's-own-data scenario (issue 26)
-    mote-lab anchors [--check]                                       # docs/mteb-anchor.md from its raw files
+    mote-lab reproduce lab/budgets/small.yaml                # train, evaluate, measure, write the report
+    mote-lab reproduce lab/budgets/full.yaml --dry-run       # what is done, what resumes, what is to do
+    mote-lab reproduce lab/budgets/small.yaml --report-only
+    mote-lab domain --output runs/domain                     # the user's-own-data scenario (issue 26)
+    mote-lab anchors [--check]                               # docs/mteb-anchor.md from its raw files
 
-Runs go to ``<output>/<budget>`` (default ``runs/reproduce/<budget>``), so budgets never share folders. The lab
-uses the ``mote`` library through its public API only (``tests/test_architecture.py``).
+An experiment file is one budget; its name is the file's stem. Runs go to ``<output>/<name>`` (default
+``runs/reproduce/<name>``), so budgets never share folders. The lab uses the ``mote`` library through its public API
+only (``tests/test_architecture.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from mote_lab.plan import make_plan
     from mote_lab.runner import ReproductionInterrupted, plan_status, run_reproduction
 
-    exp = load_experiment(args.config, budget=args.budget)  # every problem of the file and its recipes, up front
+    if args.budget is not None:
+        raise ValueError(f"--budget is gone: each budget is its own experiment file; run mote-lab reproduce "
+                         f"lab/budgets/{args.budget}.yaml")
+    exp = load_experiment(args.config)  # every problem of the file and its recipes, up front
     root = Path(args.output) / (exp.budget or "default")
     report = args.report or exp.report.path
     if args.dry_run:
@@ -56,17 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "reproduce",
         help="train every arm of an experiment, evaluate them, and write the results report (resumable)",
-        description="Train every arm of an experiment file (lab/reproduce.yaml) from the same base on the same "
+        description="Train every arm of an experiment file (lab/budgets/<budget>.yaml) from the same base on the same "
         "data, steps and seeds, evaluate each, measure parameters and encode throughput, and write the report. "
         "Finished trainings and evaluations are reused; a killed training resumes from its last checkpoint.",
     )
-    p.add_argument("config", help="experiment YAML (lab/reproduce.yaml)")
-    p.add_argument("--budget", default=None, help="a budget of the file (e.g. small, full; default: its "
-                   "default_budget)")
-    p.add_argument("--output", default="runs/reproduce", help="output root; runs go to OUTPUT/BUDGET "
-                   "(default runs/reproduce)")
+    p.add_argument("config", help="experiment YAML, one budget (e.g. lab/budgets/small.yaml)")
+    p.add_argument("--budget", default=None, help=argparse.SUPPRESS)  # gone: a one-line error naming the file
+    p.add_argument("--output", default="runs/reproduce", help="output root; runs go to OUTPUT/NAME, NAME the "
+                   "experiment file's stem (default runs/reproduce)")
     p.add_argument("--report", default=None, help="the Markdown report; figures go to the folder of the same name "
-                   "without .md (default: the budget's report.path, else docs/results.md)")
+                   "without .md (default: the file's report.path, else docs/results.md)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is done / resumes / to do")
     p.add_argument("--report-only", action="store_true", help="only (re)write the report from finished runs")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")

@@ -1,43 +1,37 @@
 """The experiment file of ``mote-lab reproduce``: validated up front into an :class:`ExperimentConfig` (pydantic).
 
-One YAML file names a training recipe (a ``mote train`` config), the arms (each one a training method of
-``mote.methods`` with its settings, plus recipe overrides), the base models ("blocks") with their arms and seeds,
-the evaluation datasets and split, the similarity and throughput measurements, and named **budgets**: overlays
-deep-merged onto the file before validation (mappings merge key by key, everything else, lists included, is
-replaced), so that ``--budget small`` and ``--budget full`` differ only where they say so.
+One YAML file is one complete experiment (the lab's are ``lab/budgets/<budget>.yaml``, one file per budget, whose
+name is the file's stem): a training recipe (a ``mote train`` config) with the values every run changes in it
+(``training:``), the arms (each one a training method of ``mote.methods`` with its settings, plus recipe overrides),
+the base models ("blocks") with their arms and seeds, the evaluation datasets and split, the similarity and
+throughput measurements, and the report.
 
-Every problem is collected and reported at once in one :class:`ExperimentConfigError`: unknown keys, unknown arms
-or budgets, methods not registered in ``mote.methods``, seeds, names unfit for folders, and every problem of every
-run's training recipe (``mote.train.parse_config`` with its data checks), prefixed with the run it belongs to.
+Every problem is collected and reported at once in one :class:`ExperimentConfigError`: unknown keys, unknown arms,
+methods not registered in ``mote.methods``, seeds, names unfit for folders, and every problem of every run's
+training recipe (``mote.train.parse_config`` with its data checks), prefixed with the run it belongs to.
 
 The arm list is data: an arm is ``{method: <a registered method, or {name: ..., <its settings>}>, label: ...,
-overrides: {...}}``; a new method (say ``tsembed``) needs only a new entry here. A run's ``method:`` section is the
-arm's method with, in this order, :data:`LAB_BASE`'s method settings that the method has, the ``method:``
-settings of the recipe, ``training:``, the block's ``training:`` and the arm's ``overrides:``, and the arm's own.
+overrides: {...}}``; a new method (say ``tsembed``) needs only a new entry here. A run's recipe is the recipe file,
+then ``training:``, the block's ``training:`` and the arm's ``overrides:`` (mappings merge key by key, anything
+else replaces); its ``method:`` section is the arm's method with its settings (over :data:`LAB_BASE_METHOD`'s
+settings that the method has).
 
 Example::
 
     recipe: mote-minilm.yaml               # relative to this file
-    training: {train: {batch_size: 16}}    # overrides for every run
+    training: {train: {steps: 1600}, data: {holdout: 0.1}}    # for every run
     arms:
       ic: {method: ic}
       mote: {method: {name: mote, placement: every-other}, label: mote (EOB)}
+      mote-400: {point_of: mote, at_step: 400}        # learning-curve point: mote's run at step 400 (not retrained)
+      mote-sel: {select_from: mote}                   # per-task selection of the run
+      mote-sel-400: {point_of: mote-sel, at_step: 400}  # that selection made at step 400 (from mote-400)
     models:
-      minilm-l6: {base: all-MiniLM-L6-v2, arms: [ic, mote], seeds: [42]}
-    eval: {datasets: [STSBenchmark, WikiQARetrieval], split: test}
-    budgets:
-      small: {training: {train: {steps: 100}}}
-      curve:                               # learning-curve points: a run read at earlier steps (not retrained)
-        training: {train: {steps: 1600}}
-        arms:
-          mote-400: {point_of: mote, at_step: 400}       # mote's weight snapshot at step 400 (kept for it)
-          mote-sel: {select_from: mote}                   # per-task selection of the run
-          mote-sel-400: {point_of: mote-sel, at_step: 400}  # that selection made at step 400 (from mote-400)
-        models: {minilm-l6: {arms: [ic, mote, mote-400, mote-sel, mote-sel-400]}}
-        eval: {also_validation: true}      # every run on the validation suite too (needs data.holdout)
+      minilm-l6: {base: all-MiniLM-L6-v2, arms: [ic, mote, mote-400, mote-sel, mote-sel-400], seeds: [42]}
+    eval: {datasets: [STSBenchmark, WikiQARetrieval], split: test, also_validation: true}
 
-    >>> cfg = load_experiment("lab/reproduce.yaml", budget="small")   # doctest: +SKIP
-    >>> [r.name for r in cfg.train_runs()]                               # doctest: +SKIP
+    >>> cfg = load_experiment("lab/budgets/small.yaml")        # doctest: +SKIP
+    >>> cfg.budget, list(cfg.models)                            # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -159,7 +153,7 @@ class ReportSpec(_Strict):
 
 
 class ExperimentConfig(_Strict):
-    """The whole experiment, after the budget overlay."""
+    """The whole experiment (one file)."""
 
     name: str = "experiment"
     description: str = ""
@@ -173,12 +167,10 @@ class ExperimentConfig(_Strict):
     report: ReportSpec = Field(default_factory=ReportSpec)
     device: str = "auto"  # evaluation device: auto (cuda if available) | cpu | cuda | cuda:N
     keep_checkpoints: bool = False  # a finished run keeps model/ only (checkpoints matter only while it runs)
-    default_budget: str | None = None
-    budgets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     # filled in by load_experiment / parse_experiment
     source: str | None = None
-    budget: str | None = None
+    budget: str | None = None  # the experiment's short name (the file's stem): runs go to <output>/<budget>
     recipe_raw: dict[str, Any] = Field(default_factory=dict)
 
     # ------------------------------------------------------------------------------------------- derived
@@ -632,32 +624,22 @@ def parse_experiment(
     budget: str | None = None,
     check_files: bool = True,
 ) -> ExperimentConfig:
-    """Validate an experiment mapping under ``budget``; one :class:`ExperimentConfigError` lists every problem.
+    """Validate an experiment mapping; one :class:`ExperimentConfigError` lists every problem.
 
-    ``source`` is the experiment file (its folder resolves a relative ``recipe``). ``check_files=False`` skips
-    the checks that read the data folder.
+    ``source`` is the experiment file (its folder resolves a relative ``recipe``); ``budget`` the experiment's short
+    name (default: the file's stem). ``check_files=False`` skips the checks that read the data folder.
     """
     where = str(source) if source is not None else None
     if not isinstance(raw, Mapping):
         raise ExperimentConfigError(
             [f"the experiment file must be a mapping of sections, got {type(raw).__name__}"], where)
-    raw = dict(raw)
-    problems: list[str] = []
-    budgets = raw.get("budgets") or {}
-    if not isinstance(budgets, Mapping):
-        raise ExperimentConfigError(["budgets: must map budget names to overlays"], where)
-    chosen = budget if budget is not None else raw.get("default_budget")
+    if "budgets" in raw or "default_budget" in raw:  # the earlier one-file-many-budgets layout
+        raise ExperimentConfigError([
+            "budgets: an experiment file is one budget now, with no budgets: overlays; write each budget as a "
+            "complete file (the lab's are lab/budgets/<budget>.yaml) and run mote-lab reproduce FILE"], where)
     merged = dict(raw)
-    if chosen is not None:
-        if chosen not in budgets:
-            known = ", ".join(budgets) or "none defined"
-            raise ExperimentConfigError([f"unknown budget {chosen!r}; budgets: {known}"], where)
-        overlay = budgets[chosen] or {}
-        if not isinstance(overlay, Mapping):
-            raise ExperimentConfigError([f"budgets.{chosen}: must be a mapping (an overlay of this file)"], where)
-        if "budgets" in overlay or "default_budget" in overlay:
-            problems.append(f"budgets.{chosen}: a budget cannot define budgets")
-        merged = deep_merge(raw, {k: v for k, v in overlay.items() if k not in ("budgets", "default_budget")})
+    problems: list[str] = []
+    chosen = budget if budget is not None else (Path(source).stem if source is not None else None)
     arms = merged.get("arms")
     old = [name for name, spec in arms.items() if isinstance(spec, Mapping) and "arm" in spec] if isinstance(
         arms, Mapping) else []
@@ -682,8 +664,6 @@ def parse_experiment(
             except yaml.YAMLError as e:
                 problems.append(f"recipe: {path} is not valid YAML: {e}")
     source_name = where
-    if chosen is not None:
-        where = f"{where or 'the experiment'} (budget {chosen})"
     # Validate; on errors, drop the offending entries and validate again, so that the checks of the rest (arms,
     # recipes, datasets) still run and every problem is reported at once.
     candidate = {**_apply_validation(merged), "source": source_name, "budget": chosen, "recipe_raw": recipe_raw}
@@ -700,14 +680,6 @@ def parse_experiment(
         raise ExperimentConfigError(problems, where)
     problems += _resolve_points(cfg)
     problems += _semantic_problems(cfg, check_files)
-    # the other budgets: at least their shape (a typo in `full` should not wait until someone runs it)
-    for other, overlay in budgets.items():
-        if other == chosen or not isinstance(overlay, Mapping):
-            continue
-        try:
-            ExperimentConfig.model_validate({**deep_merge(raw, overlay), "budgets": {}})
-        except ValidationError as e:
-            problems += [f"budgets.{other}: {p}" for p in _pydantic_problems(e) if p not in problems]
     if problems:
         raise ExperimentConfigError(problems, where)
     return cfg
@@ -739,13 +711,11 @@ def resolve_recipe(recipe: str, source: str | os.PathLike | None) -> Path | None
     return next((p for p in candidates if p.is_file()), None)
 
 
-def load_experiment(
-    path: str | os.PathLike, budget: str | None = None, check_files: bool = True
-) -> ExperimentConfig:
-    """Read and validate an experiment YAML file (see :func:`parse_experiment`)."""
+def load_experiment(path: str | os.PathLike, check_files: bool = True) -> ExperimentConfig:
+    """Read and validate an experiment YAML file (see :func:`parse_experiment`); its name is the file's stem."""
     from mote.files import read_yaml
 
-    return parse_experiment(read_yaml(path, "Experiment file", ExperimentConfigError), Path(path), budget, check_files)
+    return parse_experiment(read_yaml(path, "Experiment file", ExperimentConfigError), Path(path), None, check_files)
 
 
 __all__ = [

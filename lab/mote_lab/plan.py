@@ -17,7 +17,7 @@ Order: per block the two baselines first, then the first seed of every arm (so a
 arm once), then the further seeds; each training is followed by its evaluation (and its validation evaluation).
 
 Example:
-    >>> cfg = load_experiment("lab/reproduce.yaml", budget="small")      # doctest: +SKIP
+    >>> cfg = load_experiment("lab/budgets/small.yaml")      # doctest: +SKIP
     >>> plan = make_plan(cfg, "runs/reproduce/small")                        # doctest: +SKIP
     >>> [t.key for t in plan.trainings][:2]                                  # doctest: +SKIP
     ['minilm-l6/ic/seed-42', 'minilm-l6/mote/seed-42']
@@ -109,7 +109,7 @@ class Plan:
 
 
 def make_plan(cfg: ExperimentConfig, root: str | Path) -> Plan:
-    """Expand ``cfg`` (after its budget) into the runs under ``root``."""
+    """Expand ``cfg`` into the runs under ``root``."""
     root = Path(root)
     plan = Plan(root, cfg)
     for mname, block in cfg.enabled_models().items():

@@ -293,7 +293,7 @@ def _report_text(plan: Plan, exp: ExperimentConfig, figdir: Path, rel: str) -> s
         "",
         f"Budget **{budget}**" + (f": {exp.description.strip()}" if exp.description else "") + ".",
         "Reproduce with " + (f"`make reproduce BUDGET={budget}` or " if str(exp.source).endswith(
-            "lab/reproduce.yaml") else "") + f"`mote-lab reproduce {exp.source or 'CONFIG'} --budget {budget}` "
+            f"lab/budgets/{budget}.yaml") else "") + f"`mote-lab reproduce {exp.source or 'CONFIG'}` "
         f"(resumable; trained models stay under `{plan.root}`).",
         "",
     ]

@@ -19,7 +19,7 @@ Every step prints one line when it starts and one when it ends (with its wall ti
 appended to ``timings.jsonl`` so that the report can give the wall time of the whole reproduction.
 
 Example:
-    >>> cfg = load_experiment("lab/reproduce.yaml", budget="small")      # doctest: +SKIP
+    >>> cfg = load_experiment("lab/budgets/small.yaml")      # doctest: +SKIP
     >>> run_reproduction(cfg, "runs/reproduce/small", report="docs/results.md")   # doctest: +SKIP
 """
 
