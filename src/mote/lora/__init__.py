@@ -8,7 +8,7 @@ and, with sequence routing, one task merges into a plain dense model (:mod:`mote
 
 Building, training or loading a TSEmbed model needs PEFT (its target-module matching), an optional extra:
 ``pip install 'mote[tsembed]'``; without it those fail with one ``ImportError`` that says so. The package itself
-imports without PEFT (the training recipe reads :class:`~mote.lora.plan.TSEmbedConfig` for every arm).
+imports without PEFT (the recipe and the method registry read :mod:`mote.lora.plan` whatever the method).
 
 Example:
     >>> from mote.lora import MoELoRAConfig, convert

@@ -41,7 +41,7 @@ from mote.lora.router import RoutingState
 from mote.routing import RoutingTable
 
 # PEFT's file names (peft.utils.constants CONFIG_NAME and SAFETENSORS_WEIGHTS_NAME; tests/test_install.py checks
-# them), so that mote.lora imports without PEFT: mote.train's recipe reads mote.lora.plan for every arm.
+# them), so that mote.lora imports without PEFT: the recipe reads mote.lora.plan whatever the method.
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 TSEMBED_EXTRA = "pip install 'mote[tsembed]'"
