@@ -9,27 +9,6 @@ evaluation and the CLI ask this registry and never branch on a method's name. A 
 line in the registry below (``ic_matched.py`` is the worked example). One recipe, every method trained by the
 same trainer on the same batches:
 
-============== ============= ==========================
-arm          model                                                   batches       temperature
-============ ======================================================= ============= ==========================
-mote         MoTE (experts at ``model.placement``), task routing      one task      per task (TA-CL)
-ic           the dense base, same task prefixes (instruction-cond.)  one task      per task
-static       MoTE, task routing                                      task-mixed    one (``loss.static_...``)
-tlr          MoTE experts + learned top-1 token routers (+ LB loss)  one task      per task
-ic-matched   the dense base + prefixes, training only the FFN and    one task      per task
-             both norms of the expert layers (everything else frozen)
-tsembed      frozen base + MoE-LoRA experts and routers              one task      per task
-             (``tsembed.lora``); stage 1 + EANS stage 2
-tsembed-     the same, stage 1 only for the same total steps         one task      per task
-noeans       (the ablation without EANS)
-============ ======================================================= ============= ==========================
-
-The TSEmbed arms (:mod:`mote.methods.tsembed`, trained by :mod:`mote.train.tsembed`) always train only the
-adapters (``model.placement`` and ``model.trainable`` do not apply); their learning rates and the trainable set of
-each stage come from ``tsembed.stage1`` / ``tsembed.stage2``. ``model.trainable: experts`` trains only the expert
-parameters of the MoTE arms (plus the routers for ``tlr``): the weights ``ic-matched`` trains in the dense model.
-With it, a task whose expert sees no training data keeps the base model's embeddings exactly.
-
 ============== ======================================================= ========== ================ ================
 method         model                                                   batches    temperature      settings
 ============== ======================================================= ========== ================ ================
