@@ -297,11 +297,17 @@ def report(out: Path, path: Path) -> str:
     for key in sorted(s["runs"]):
         if key != "base":
             lines.append(f"| {key} | `{json.dumps(s['runs'][key]['selection'], sort_keys=True)}` |")
-    lines += ["", "## Wall time per run (seconds)", "", "| run | training | training + selection |", "|---|---:|---:|"]
+    lines += ["", "## Wall time per run (seconds)", "",
+              "Wall clock of each invocation, with whatever else shared the 2 cores at the time: a record, not a "
+              "speed figure (the idle cost of selection against training is benchmarks/select_cost.py's, in "
+              "[selection.md](selection.md)). A run trained and selected in an earlier, interrupted invocation shows "
+              "\"earlier\".", "", "| run | training | training + selection |", "|---|---:|---:|"]
     for key in sorted(s["runs"]):
         if key != "base":
             e = s["runs"][key]
-            lines.append(f"| {key} | {e['train_s']} | {e['train_select_s']} |")
+            done_before = e["train_s"] is None
+            lines.append(f"| {key} | {'earlier' if done_before else e['train_s']} | "
+                         f"{'earlier' if done_before else e['train_select_s']} |")
     text = "\n".join(lines) + "\n"
     path.write_text(text, encoding="utf-8")
     return text
