@@ -537,3 +537,11 @@ def test_the_lab_cli_refuses_a_missing_experiment_file_in_one_line(tmp_path, cap
     assert main(["reproduce", str(tmp_path / "nope.yaml")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "nope.yaml" in err[0]
+
+
+def test_mote_reproduce_names_the_lab_command(capsys):
+    from mote.cli import main
+
+    assert main(["reproduce", "lab/reproduce.yaml", "--budget", "small"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mote-lab reproduce lab/budgets/" in err[0]

@@ -301,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or bool(os.environ.get("MOTE_DEBUG"))
     argv = [a for a in argv if a != "--debug"]
+    if argv[:1] == ["reproduce"]:  # the experiments moved out of the package, into the lab beside it
+        print("error: `mote reproduce` is now the lab's: mote-lab reproduce lab/budgets/<budget>.yaml "
+              "(make reproduce BUDGET=<budget>; the lab is installed by make install)", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_hf()
