@@ -19,7 +19,7 @@ from mote_lab.report import summary_markdown
 from mote_lab.summary import BlockResults, block_summary
 
 ROOT = Path(__file__).resolve().parents[1]
-BUDGETS = ["small", "seeds", "tune", "full", "select", "choose", "curve", "curve-1600", "headline"]
+BUDGETS = ["small", "seeds", "tune", "full", "select", "choose", "curve", "curve-1600", "headline", "recipe"]
 
 
 def _raw_runs(exp, model: str, raw: Path) -> dict[str, list]:
@@ -165,3 +165,38 @@ def test_the_readme_is_a_guide():
     assert len(readme.splitlines()) <= 250
     for link in ("docs/findings.md", "docs/results.md", "docs/usage.md", "docs/training.md", "docs/serving.md"):
         assert f"]({link}" in readme and (ROOT / link).is_file(), link
+
+
+def test_the_default_recipe_against_the_headline_table_is_recomputed():
+    """docs/selection.md's comparison of the default recipe (own rows) with the headline's mote-selected: its
+    trained models are the headline's (same identities), and every cell recomputes from the two reports' raw files."""
+    import re
+    import statistics
+
+    from mote.eval.stats import across_datasets
+
+    recipe, headline = ROOT / "docs/results-recipe/raw/minilm-l6", ROOT / "docs/results/raw/minilm-l6"
+
+    def load(path: Path) -> dict:
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    seeds = (42, 43, 44)
+    for s in seeds:
+        assert load(recipe / f"mote-x-seed{s}.json")["model_identity"] == \
+            load(headline / f"mote-x-seed{s}.json")["model_identity"], s
+    base = {d: e["main_score"] for d, e in load(headline / "base.json")["datasets"].items()}
+
+    def mean(folder: Path, stem: str) -> dict[str, float]:
+        return {d: statistics.mean(load(folder / f"{stem}-seed{s}.json")["datasets"][d]["main_score"] for s in seeds)
+                for d in base}
+
+    own, sel = mean(recipe, "mote-own"), mean(headline, "mote-sel")
+    text = (ROOT / "docs" / "selection.md").read_text(encoding="utf-8")
+    table = re.search(r"<!-- recipe-vs-headline -->(.*?)<!-- /recipe-vs-headline -->", text, re.S).group(1)
+    rows = [r.strip("|").split("|") for r in table.strip().splitlines()[2:]]
+    assert len(rows) == 3
+    for row, (x, y) in zip(rows, [(own, base), (sel, base), (own, sel)], strict=True):
+        r = across_datasets([x[d] - y[d] for d in base])
+        assert [c.strip() for c in row[1:]] == [
+            f"{r['mean_delta']:+.2f}", f"{r['wins']} / {r['losses']} / {r['ties']}", f"{r['wilcoxon_p']:.3f}",
+            f"{r['sign_test_p']:.3f}"], row[0]
