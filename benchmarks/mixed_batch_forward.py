@@ -20,7 +20,8 @@ from mote.export import export_dense
 from mote.serve.backends import load_backend
 
 TASKS = ["query", "document", "classification", "clustering"]
-WORDS = ["how", "do", "magnets", "work", "the", "movie", "was", "awesome", "stocks", "fell", "sharply", "after", "the", "bank", "raised", "rates"]
+WORDS = ["how", "do", "magnets", "work", "the", "movie", "was", "awesome", "stocks", "fell", "sharply", "after",
+         "the", "bank", "raised", "rates"]
 
 
 def main() -> None:
