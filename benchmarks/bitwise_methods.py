@@ -8,93 +8,15 @@ compared tensor by tensor (SHA-256 of every tensor of every saved safetensors fi
     PYTHONPATH=src python benchmarks/bitwise_methods.py train DIR new        # -> DIR/new.json
     python benchmarks/bitwise_methods.py compare DIR                      # one line per method; exit 1 on a difference
 
-The tiny helpers are copied here (not imported) so that both code versions train from the same files.
+``prepare`` writes the tiny model and data once, with the tests' helpers (tests/tiny_train.py), so that both
+code versions train from the same files.
 CPU only, one thread (bitwise determinism); a few steps per method.
 """
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 from typing import Any
-
-TOPICS = {
-    "space": ["rocket", "orbit", "planet", "astronaut", "telescope", "galaxy", "moon", "launch"],
-    "food": ["bread", "cheese", "recipe", "oven", "garlic", "noodle", "soup", "butter"],
-    "sport": ["goal", "match", "coach", "league", "tennis", "runner", "stadium", "season"],
-    "money": ["bank", "loan", "credit", "stock", "price", "market", "budget", "salary"],
-}
-
-
-def _jsonl_gz(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(path, "wt", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-
-
-def write_tiny_data(root: str | Path) -> Path:
-    """Write the tiny data folder: ``train-toyqa`` (retrieval pairs, some hard negatives), ``train-toynli``
-    (symmetric pairs), ``ToyClassification`` (``train`` + ``test`` splits, 4 labels) and ``train-toyclusters``
-    (clustering sets)."""
-    root = Path(root)
-    qa, nli, cls_train, cls_test, sets = [], [], [], [], []
-    names = list(TOPICS)
-    for t, (topic, words) in enumerate(TOPICS.items()):
-        other = TOPICS[names[(t + 1) % len(names)]]
-        for i, w in enumerate(words):
-            row = {"query": f"what is a {w} in {topic}", "positive": f"a {w} is a thing of {topic} number {i}"}
-            if i % 2 == 0:
-                row["negative"] = f"a {other[i]} is not about {topic}"
-            qa.append(row)
-            qa.append({"query": f"tell me about the {w}", "positive": f"the {w} story, {topic} edition {i}"})
-            nli.append({"query": f"the {w} is near the {words[i - 1]}", "positive": f"a {words[i - 1]} by a {w}"})
-            cls_train.append({"text": f"i love my {w} and {words[(i + 3) % 8]}", "label": topic})
-            cls_train.append({"text": f"no {w} today, only {words[(i + 5) % 8]}", "label": topic})
-            cls_test.append({"text": f"test {w} {topic}", "label": topic})
-        sets.append({"sentences": [f"{w} news {j}" for j, w in enumerate(words)], "labels": [topic] * len(words)})
-    mixed = {"sentences": [s for st in sets for s in st["sentences"]], "labels": [lb for st in sets for lb in
-                                                                                 st["labels"]]}
-    _jsonl_gz(root / "train-toyqa" / "train.jsonl.gz", qa)
-    _jsonl_gz(root / "train-toynli" / "train.jsonl.gz", nli)
-    _jsonl_gz(root / "ToyClassification" / "train.jsonl.gz", cls_train)
-    _jsonl_gz(root / "ToyClassification" / "test.jsonl.gz", cls_test)
-    _jsonl_gz(root / "train-toyclusters" / "train.jsonl.gz", [mixed])
-    return root
-
-
-def write_tiny_model(path: str | Path, layers: int = 2, hidden: int = 32, seed: int = 0, dropout: float = 0.1) -> str:
-    """Save a random tiny BERT sentence-transformer (Transformer, mean Pooling, Normalize) and return its path."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules import Normalize, Transformer
-    from sentence_transformers.sentence_transformer.modules import Pooling
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from mote.base_models import resolve_model_path
-
-    path = Path(path)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden,
-        max_position_embeddings=64,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-    )
-    raw = path.with_name(path.name + "-hf")
-    BertModel(config).save_pretrained(raw)
-    tokenizer.save_pretrained(raw)
-    st = SentenceTransformer(
-        modules=[Transformer(str(raw), max_seq_length=32), Pooling(hidden, "mean"), Normalize()], device="cpu"
-    )
-    st.save(str(path))
-    return str(path)
-
 
 METHODS = ["mote", "ic", "static", "tlr", "ic-matched", "tsembed", "tsembed-noeans"]
 TSEMBED = {"lora": {"r": 4}, "eans": {"pool_size": 12, "refresh_every": 2, "num_negatives": 1},
@@ -203,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(a.dir)
     if a.verb == "prepare":
         root.mkdir(parents=True, exist_ok=True)
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from tiny_train import write_tiny_data, write_tiny_model
+
         write_tiny_model(root / "bert")
         write_tiny_data(root / "data")
         return 0
