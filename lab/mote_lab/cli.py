@@ -14,7 +14,6 @@ only (``tests/test_architecture.py``).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -87,19 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``mote-lab``: bad input (an experiment file or recipe problem, a missing file) is one line and exit 2, as
-    ``mote``'s; the traceback only with ``--debug``."""
-    import os
+    ``mote``'s (the same runner, :func:`mote.cli.run_verbs`); the traceback only with ``--debug``."""
+    from mote.cli import run_verbs
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv or bool(os.environ.get("MOTE_DEBUG"))
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        return 130
-    except (ValueError, OSError, ImportError) as e:
-        if debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_verbs(build_parser(), argv)

@@ -295,18 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
 USER_ERRORS = (ValueError, OSError, ImportError)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one verb. The one place where the library's errors become a one-line ``error: ...`` and exit 2; the
-    traceback is shown only with ``--debug`` (anywhere on the line) or ``MOTE_DEBUG=1``."""
+def run_verbs(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse ``argv`` with ``parser`` and run the chosen verb (``args.func``). The one place where the library's
+    errors become a one-line ``error: ...`` and exit 2 (``mote`` and the lab's ``mote-lab`` alike); the traceback is
+    shown only with ``--debug`` (anywhere on the line) or ``MOTE_DEBUG=1``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or bool(os.environ.get("MOTE_DEBUG"))
-    argv = [a for a in argv if a != "--debug"]
-    if argv[:1] == ["reproduce"]:  # the experiments moved out of the package, into the lab beside it
-        print("error: `mote reproduce` is now the lab's: mote-lab reproduce lab/budgets/<budget>.yaml "
-              "(make reproduce BUDGET=<budget>; the lab is installed by make install)", file=sys.stderr)
-        return 2
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args([a for a in argv if a != "--debug"])
     _quiet_hf()
     try:
         return int(args.func(args) or 0)
@@ -318,6 +313,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``mote`` verb (:func:`run_verbs`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["reproduce"]:  # the experiments moved out of the package, into the lab beside it
+        print("error: `mote reproduce` is now the lab's: mote-lab reproduce lab/budgets/<budget>.yaml "
+              "(make reproduce BUDGET=<budget>; the lab is installed by make install)", file=sys.stderr)
+        return 2
+    return run_verbs(build_parser(), argv)
+
+
+__all__ = ["USER_ERRORS", "build_parser", "main", "run_verbs"]
 
 
 if __name__ == "__main__":
