@@ -3,6 +3,11 @@
 ``mote.convert``, ``mote.load``, ``mote.encode`` and ``mote.encode_mixed`` (re-exported by :mod:`mote`); the module
 class they build and load is :class:`mote.model.MoTETransformer`.
 
+A weight snapshot of a ``mote train`` run (``RUN/snapshots/step-N``: the encoder's weights and ``snapshot.json``) is a
+model folder too: :func:`snapshot_source` resolves it to the run's raw trained model folder and the snapshot's
+weights file, and ``load`` (MoTE runs) or :func:`load_snapshot` (any run that keeps snapshots, dense ones too) gives
+the run's model with those weights, bitwise.
+
 Example:
     >>> import mote
     >>> model = mote.convert("all-MiniLM-L6-v2", placement="every-other")            # doctest: +SKIP
@@ -15,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +31,18 @@ from sentence_transformers.base.modules import Transformer
 
 from mote.base_models import DEFAULT_BASE_MODEL, hub_errors, resolve_model_path
 from mote.batching import length_batches, token_lengths
-from mote.files import ModelFolderError, check_class_paths
+from mote.files import (
+    RUN_MODEL,
+    RUN_TRAINED,
+    SELECTION_FILE,
+    SNAPSHOT_META,
+    SNAPSHOT_WEIGHTS,
+    SNAPSHOTS,
+    ModelFolderError,
+    check_class_paths,
+    read_json_config,
+    safetensors_header,
+)
 from mote.model import CONFIG_NAME, MoTETransformer, NotAMoTEModelError
 from mote.routing import RoutingTable
 from mote.task_calls import check_texts
@@ -86,7 +103,17 @@ def mote_module(model: SentenceTransformer) -> MoTETransformer:
 
 
 def load(path: str | os.PathLike, device: str | None = None) -> SentenceTransformer:
-    """Load a saved MoTE model; a clear error if ``path`` is missing or not a MoTE model."""
+    """Load a saved MoTE model; a clear error if ``path`` is missing or not a MoTE model.
+
+    A weight snapshot folder of a MoTE run (``RUN/snapshots/step-N``) loads as the run's model with the snapshot's
+    weights (:func:`load_snapshot`)."""
+    source = snapshot_source(path)
+    if source is not None:
+        if not (source[0] / CONFIG_NAME).is_file():
+            raise NotAMoTEModelError(
+                f"{str(path)!r} is a weight snapshot of a run whose model ({source[0]}) is not a MoTE model: load it "
+                "with mote.api.load_snapshot (`mote eval` takes it as it is)")
+        return load_snapshot(path, device=device)
     path = resolve_model_path(path)
     local = Path(path)
     if local.exists() and not (local / "modules.json").is_file():
@@ -118,6 +145,121 @@ def load(path: str | os.PathLike, device: str | None = None) -> SentenceTransfor
             ) from None
     mote_module(model)
     return model
+
+
+def encoder_of(model: SentenceTransformer) -> torch.nn.Module:
+    """The Hugging Face encoder inside a sentence-transformers model (MoTE's ``auto_model`` or a Transformer's): what
+    a weight snapshot holds."""
+    first = model[0]
+    return getattr(first, "auto_model", None) or first.model
+
+
+def run_model_folder(run_dir: str | os.PathLike, error: type[Exception] = ModelFolderError) -> Path:
+    """The raw final model of a ``mote train`` run: ``RUN/trained`` (a run that selects), else ``RUN/model`` unless
+    that is a selected model; ``error`` naming the fix for an unfinished run, or one whose raw weights are gone."""
+    run = Path(run_dir)
+    folder = run / RUN_TRAINED if (run / RUN_TRAINED).is_dir() else run / RUN_MODEL
+    if not (folder / "modules.json").is_file():
+        raise error(f"{run} is not a finished `mote train` run: it has no {RUN_TRAINED}/ or {RUN_MODEL}/ (train it, "
+                    "or resume it with --resume)")
+    if (folder / SELECTION_FILE).is_file():
+        raise error(f"{folder} is a selected model and the run has no {RUN_TRAINED}/ (its raw final weights): use "
+                    "the run that trained it")
+    return folder
+
+
+_STEP = re.compile(r"step-(\d+)")
+
+
+def snapshot_source(path: str | os.PathLike) -> tuple[Path, Path] | None:
+    """``(model folder, weights file)`` of a weight snapshot folder ``RUN/snapshots/step-N``: the run's raw trained
+    model folder (:func:`run_model_folder`: architecture, tokenizer, routing, prefixes) and the snapshot's encoder
+    weights. ``None`` for any other path (a model folder, a name, a path that does not exist).
+
+    Raises :class:`ModelFolderError` naming the fix for a folder named like a snapshot without ``snapshot.json`` (or
+    its weights, or whose ``snapshot.json`` names another step), a snapshot of a run that has not finished, and a
+    model folder or weights file that leaves the run folder (a link is never followed out of it).
+
+    Example:
+        >>> snapshot_source("runs/x/snapshots/step-50")     # doctest: +SKIP
+        (PosixPath('runs/x/trained'), PosixPath('runs/x/snapshots/step-50/model.safetensors'))
+    """
+    folder = Path(path)
+    name = _STEP.fullmatch(folder.name)
+    if name is None or folder.parent.name != SNAPSHOTS or not folder.is_dir() or (folder / "modules.json").exists():
+        return None
+    step = int(name.group(1))
+    if not (folder / SNAPSHOT_META).is_file():
+        raise ModelFolderError(f"{folder} is named like a weight snapshot but has no {SNAPSHOT_META}: it is not one "
+                               "`mote train` wrote; give a model folder, or a snapshot folder of a run")
+    meta = read_json_config(folder / SNAPSHOT_META, ModelFolderError, required=("step",))
+    if meta["step"] != step:
+        raise ModelFolderError(f"{folder / SNAPSHOT_META} is the snapshot of step {meta['step']!r}, not of its "
+                               f"folder's step {step}: the folder was renamed; give it back its name "
+                               f"step-{meta['step']}")
+    weights = folder / SNAPSHOT_WEIGHTS
+    if not weights.is_file():
+        raise ModelFolderError(f"{folder} has no {SNAPSHOT_WEIGHTS}: the snapshot is incomplete (a resumed run writes "
+                               "a missing one again)")
+    run = folder.parent.parent
+    try:
+        model_dir = run_model_folder(run)
+    except ModelFolderError as e:
+        if any((run / d / "modules.json").is_file() for d in (RUN_TRAINED, RUN_MODEL)):
+            raise ModelFolderError(f"{folder}: a snapshot holds the encoder's weights only, and {e}") from None
+        raise ModelFolderError(
+            f"{folder} is a snapshot of a run that has not finished: {run} has no {RUN_TRAINED}/ or {RUN_MODEL}/ yet, "
+            "and a snapshot holds the encoder's weights only (the rest of its model is the run's); finish the run "
+            f"(mote train RECIPE --output {run} --resume) and load the snapshot then") from None
+    inside = run.resolve()
+    for p in (model_dir, weights):
+        if inside not in p.resolve().parents:
+            raise ModelFolderError(f"{p} leads out of the run folder {run} (a link?); refusing to follow it")
+    return model_dir, weights
+
+
+def load_snapshot_weights(model: SentenceTransformer, weights: str | os.PathLike) -> SentenceTransformer:
+    """Load a weight snapshot's file into ``model``'s encoder (:func:`encoder_of`), in place and bitwise; returns
+    ``model``. :class:`ModelFolderError` when the weights do not fit the model (another run's, or another model's)."""
+    from safetensors.torch import load_model
+
+    weights = Path(weights)
+    shapes, _ = safetensors_header(weights)
+    encoder = encoder_of(model)
+    state = encoder.state_dict()
+    fix = "it is a snapshot of another model; load a snapshot of this run"
+    unexpected = [k for k in shapes if k not in state]
+    wrong = [k for k in shapes if k in state and list(state[k].shape) != shapes[k]]
+    if unexpected or wrong:
+        k = (unexpected or wrong)[0]
+        what = "no such weight" if unexpected else f"shape {shapes[k]}, the model's {list(state[k].shape)}"
+        raise ModelFolderError(f"{weights} does not fit the model ({len(unexpected)} unknown and {len(wrong)} "
+                               f"mis-shaped weights, e.g. {k!r}: {what}): {fix}")
+    missing, _ = load_model(encoder, str(weights), strict=False)
+    if missing:
+        raise ModelFolderError(f"{weights} does not fit the model ({len(missing)} of its weights missing, e.g. "
+                               f"{sorted(missing)[0]!r}): {fix}")
+    return model
+
+
+def load_snapshot(path: str | os.PathLike, device: str | None = None) -> SentenceTransformer:
+    """The model of a weight snapshot folder ``RUN/snapshots/step-N``: the run's trained model (:func:`load` for MoTE
+    and TLR runs, else a sentence-transformers model: the dense ``ic`` runs) with the snapshot's weights, bitwise.
+
+    Example:
+        >>> model = load_snapshot("runs/ic/snapshots/step-50")   # doctest: +SKIP
+    """
+    source = snapshot_source(path)
+    if source is None:
+        raise ModelFolderError(f"{str(path)!r} is not a weight snapshot folder (RUN/{SNAPSHOTS}/step-N of a `mote "
+                               "train` run)")
+    model_dir, weights = source
+    if (model_dir / CONFIG_NAME).is_file():
+        model = load(model_dir, device=device)
+    else:
+        check_modules_file(model_dir)
+        model = SentenceTransformer(str(model_dir), device=device)
+    return load_snapshot_weights(model, weights)
 
 
 def check_modules_file(folder: Path, error: type[Exception] = ModelFolderError) -> None:
@@ -228,4 +370,16 @@ def encode_mixed(
     return result
 
 
-__all__ = ["check_modules_file", "convert", "encode", "encode_mixed", "load", "mote_module"]
+__all__ = [
+    "check_modules_file",
+    "convert",
+    "encode",
+    "encode_mixed",
+    "encoder_of",
+    "load",
+    "load_snapshot",
+    "load_snapshot_weights",
+    "mote_module",
+    "run_model_folder",
+    "snapshot_source",
+]

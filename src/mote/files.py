@@ -36,6 +36,17 @@ FORMAT_VERSION = 1
 saved before it was recorded); a higher one was saved by a newer mote and is refused (:func:`check_format_version`).
 Raise it when a saved folder of the new code would not load correctly in the old code."""
 
+# The folders and files of a `mote train` run (what training writes, and what selection and the snapshot loader
+# read): RUN/model (the model to use), RUN/trained (the raw final weights of a run that selects),
+# RUN/snapshots/step-N/ (weight snapshots: the encoder's weights and snapshot.json), and selection.json in a
+# selected model folder. Named once here, at the bottom of the layers, for every module that opens a run.
+RUN_MODEL = "model"
+RUN_TRAINED = "trained"
+SNAPSHOTS = "snapshots"
+SNAPSHOT_WEIGHTS = "model.safetensors"
+SNAPSHOT_META = "snapshot.json"
+SELECTION_FILE = "selection.json"
+
 # modules.json class paths that mote no longer provides -> the path of the same class now. A folder naming one is
 # refused with the fix (check_class_paths) rather than failing inside sentence-transformers' import of the path.
 REMOVED_CLASS_PATHS: dict[str, str] = {
@@ -258,6 +269,12 @@ def read_yaml(path: str | os.PathLike, what: str, error) -> Any:
 __all__ = [
     "FORMAT_VERSION",
     "REMOVED_CLASS_PATHS",
+    "RUN_MODEL",
+    "RUN_TRAINED",
+    "SELECTION_FILE",
+    "SNAPSHOTS",
+    "SNAPSHOT_META",
+    "SNAPSHOT_WEIGHTS",
     "ModelFolderError",
     "append_log",
     "check_class_paths",

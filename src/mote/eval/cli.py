@@ -44,6 +44,20 @@ def _routing(args: argparse.Namespace):
     return RoutingTable.from_spec(args.tasks) if args.tasks else None
 
 
+def _model(args: argparse.Namespace) -> tuple[object, str | None]:
+    """``(model, name)`` for the harness: ``args.model`` as given, except a weight snapshot folder
+    (``RUN/snapshots/step-N``), which is loaded here (:func:`mote.api.load_snapshot`: the run's model with the
+    snapshot's weights) and named after its folder as a path would be (``step-N``, ``step-N+ic``)."""
+    from pathlib import Path
+
+    from mote.api import load_snapshot, snapshot_source
+
+    if snapshot_source(args.model) is None:
+        return args.model, args.name
+    name = args.name or Path(args.model).name + ("+ic" if _mode(args) == "ic" else "")
+    return load_snapshot(args.model), name
+
+
 def _cache(args: argparse.Namespace):
     return False if args.no_cache else (args.cache or True)
 
@@ -82,7 +96,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError("--alpha/--template/--moee-opt go with --moee VIEW")
     if args.moee is not None and (args.ic or args.dense):
         raise ValueError("--moee cannot be combined with --ic/--dense")
-    model = _moee_encoder(args) if args.moee is not None else args.model
+    model, name = (_moee_encoder(args), args.name) if args.moee is not None else _model(args)
     results = evaluate(
         model,
         suite=args.suite,
@@ -96,7 +110,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cache=_cache(args),
         split=args.split,
         overwrite=args.overwrite,
-        name=args.name,
+        name=name,
         dims=args.dims,
     )
     print(results_markdown(results))
@@ -124,8 +138,9 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     texts = read_texts(args.texts, field=args.field)
     if args.limit:
         texts = texts[: args.limit]
+    model, name = _model(args)
     res = task_similarity(
-        args.model,
+        model,
         texts,
         tasks=args.task_list.split(",") if args.task_list else None,
         mode=_mode(args),
@@ -134,7 +149,7 @@ def cmd_similarity(args: argparse.Namespace) -> int:
         cache=_cache(args),
         batch_size=args.batch_size,
         overwrite=args.overwrite,
-        name=args.name,
+        name=name,
     )
     print(similarity_markdown(res))
     if args.output:
@@ -165,7 +180,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     """Add this subsystem's verbs to the `mote` parser."""
     p = subparsers.add_parser("eval", help="evaluate a model on the offline MTEB-style suite")
-    p.add_argument("model", help="MoTE folder, sentence-transformers model/folder, or all-MiniLM-L6-v2 (offline)")
+    p.add_argument("model", help="MoTE folder, sentence-transformers model/folder, a run's weight snapshot folder "
+                   "(RUN/snapshots/step-N), or all-MiniLM-L6-v2 (offline)")
     p.add_argument(
         "--suite",
         default="default",

@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-SELECTION_FILE = "selection.json"
+from mote.files import SELECTION_FILE
+
 SELECTION_MD = "selection.md"
 FORMAT = 1
 

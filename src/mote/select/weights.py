@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from sentence_transformers import SentenceTransformer
 
-from mote.train.snapshots import encoder_of, list_snapshots
+from mote.api import encoder_of
+from mote.train.snapshots import list_snapshots
 
 SHARED = "shared"
 Group = str | int  # "shared" or an expert index
@@ -122,18 +123,11 @@ class WeightSpace:
         import yaml
         from safetensors.torch import load_file
 
-        from mote.select.record import SELECTION_FILE
-        from mote.train.checkpoints import MODEL, TRAINED
+        from mote.api import run_model_folder
         from mote.train.config import CONFIG_FILE, parse_config
 
         run = Path(run_dir)
-        model_dir = run / TRAINED if (run / TRAINED).is_dir() else run / MODEL  # the raw final weights
-        if not (model_dir / "modules.json").is_file():
-            raise SelectionError(f"{run} is not a finished `mote train` run: it has no {TRAINED}/ or {MODEL}/ "
-                                 "(train it, or resume it with --resume)")
-        if (model_dir / SELECTION_FILE).is_file():
-            raise SelectionError(f"{model_dir} is a selected model and the run has no {TRAINED}/ (its raw final "
-                                 "weights) to select from: select from the run that trained it")
+        model_dir = run_model_folder(run, SelectionError)  # the raw final weights
         saved = model_dir / CONFIG_FILE
         if not saved.is_file():
             raise SelectionError(f"{model_dir} has no {CONFIG_FILE}: selection needs the recipe the run trained")

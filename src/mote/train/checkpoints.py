@@ -18,6 +18,7 @@ from pathlib import Path
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mote.atomic import atomic_write_json, recover_dir, replace_dir
+from mote.files import RUN_MODEL, RUN_TRAINED
 from mote.train.config import CONFIG_FILE, ConfigError, RunConfig, parse_config
 from mote.train.distributed import world
 
@@ -26,8 +27,8 @@ logger = logging.getLogger(__name__)
 STAGING = ".staging"
 COMPLETE = ".complete"  # marker in a staged checkpoint once every file of it is on disk
 CHECKPOINTS = "checkpoints"
-MODEL = "model"  # the model to use: the selection when the run selects, else the trained weights
-TRAINED = "trained"  # the raw final weights of a run that selects (what `mote select` chooses from)
+MODEL = RUN_MODEL  # the model to use: the selection when the run selects, else the trained weights
+TRAINED = RUN_TRAINED  # the raw final weights of a run that selects (what `mote select` chooses from)
 
 
 def recover_checkpoints(ckpts: Path) -> None:

@@ -2,7 +2,9 @@
 
 A snapshot is the encoder's weights only (no optimizer state, unlike a checkpoint), written atomically once per
 chosen step to ``<run>/snapshots/step-<N>/model.safetensors`` with ``snapshot.json`` (step, fraction of the run).
-A resumed run writes the snapshots it has not written yet; one that exists is never rewritten.
+A resumed run writes the snapshots it has not written yet; one that exists is never rewritten. A snapshot folder is
+also a model: ``mote.load`` (and ``mote eval``, ``mote info``, ...) opens it as the run's model with the snapshot's
+weights (:func:`mote.api.snapshot_source`).
 
 Example:
     >>> trainer.add_callback(WeightSnapshots("runs/x", steps=[25, 50, 75], total_steps=100))   # doctest: +SKIP
@@ -19,17 +21,11 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from mote.api import encoder_of
 from mote.atomic import atomic_dir, atomic_write_json
-
-SNAPSHOTS = "snapshots"
-WEIGHTS = "model.safetensors"
-META = "snapshot.json"
-
-
-def encoder_of(model) -> object:
-    """The Hugging Face encoder inside a sentence-transformers model (MoTE's ``auto_model`` or a Transformer's)."""
-    first = model[0]
-    return getattr(first, "auto_model", None) or first.model
+from mote.files import SNAPSHOT_META as META
+from mote.files import SNAPSHOT_WEIGHTS as WEIGHTS
+from mote.files import SNAPSHOTS
 
 
 class WeightSnapshots(TrainerCallback):
