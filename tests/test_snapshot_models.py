@@ -1,9 +1,10 @@
 """A weight snapshot folder (``RUN/snapshots/step-N``) is a model: ``mote.load`` / ``mote.api.load_snapshot``, the
-CLI verbs and ``mote eval`` open it as the run's model with the snapshot's weights, bitwise; bad snapshot folders
-are one line naming the fix."""
+CLI verbs and ``mote eval`` open it as the run's model with the snapshot's weights, bitwise; ``mote select RUN
+--at-step N`` selects among what existed at step N; bad snapshot folders are one line naming the fix."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -18,6 +19,8 @@ import mote
 from mote.api import encoder_of, load_snapshot, snapshot_source
 from mote.cli import main
 from mote.files import ModelFolderError
+from mote.select.config import SelectConfig
+from mote.select.weights import WeightSpace
 from mote.train.snapshots import list_snapshots
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -57,6 +60,13 @@ def reference(run: Path, step: int) -> SentenceTransformer:
         str(model_dir), device="cpu")
     encoder_of(model).load_state_dict(load_file(str(run / "snapshots" / f"step-{step}" / "model.safetensors")))
     return model
+
+
+def _tree_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f.relative_to(folder).as_posix().encode() + f.read_bytes())
+    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -116,12 +126,46 @@ def test_mote_eval_scores_a_snapshot_folder_as_its_model(runs, tmp_path, method)
     assert res["model_identity"] != load_encoder(str(run / "model"), mode="auto").identity
 
 
+# ------------------------------------------------------------------------------------------------ select at a step
+def test_select_at_a_step_sees_only_what_existed_then_and_writes_to_output(runs, tmp_path):
+    from mote.select.record import read_selection
+    from mote.select.run import select_run
+
+    run = runs["mote"]
+    before = _tree_digest(run / "model")
+    space = WeightSpace.from_run(run, at_step=4)
+    assert space.endpoint_names() == ["final", "step-2"]
+    assert WeightSpace.from_run(run).endpoint_names() == ["final", "step-2", "step-4"]  # at the end: both
+    snap = load_file(str(run / "snapshots" / "step-4" / "model.safetensors"))
+    assert all(torch.equal(space.endpoints["final"][k], v) for k, v in snap.items())
+    assert all(torch.equal(p, snap[n]) for n, p in space.params.items())  # the model stands at step 4 too
+
+    cfg = SelectConfig(alphas=[0.5, 1.0], snapshots=[1 / 3, 2 / 3], consolidate={"enabled": False})
+    out = select_run(run, tmp_path / "at4", cfg, at_step=4, cache=tmp_path / "cache", log=lambda m: None)
+    record = read_selection(out)
+    assert out == tmp_path / "at4" and record["at_step"] == 4 and record["run"] == str(run)
+    assert record["grid"] == ["base", "final@0.5", "final", "step-2"]
+    assert "at step 4" in (out / "selection.md").read_text().splitlines()[0]
+    assert mote.encode(mote.load(out), TEXTS, task="query").shape == (3, 32)
+    assert _tree_digest(run / "model") == before and not (run / "trained").exists()  # the run's own model: as it was
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 def _one_line_error(capsys, argv: list[str], needle: str) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     assert needle in err, err
+
+
+def test_select_at_a_step_needs_output_and_a_kept_step(runs, tmp_path, capsys):
+    run = str(runs["mote"])
+    _one_line_error(capsys, ["select", run, "--at-step", "4"], "name its folder with --output")
+    _one_line_error(capsys, ["select", run, "--at-step", "4", "--output", f"{run}/model"],
+                    "name its folder with --output")
+    _one_line_error(capsys, ["select", run, "--at-step", "3", "--output", str(tmp_path / "x")],
+                    "kept no weight snapshot at step 3: it kept steps [2, 4]")
+    assert not (tmp_path / "x").exists()
 
 
 def _fake_run(tmp_path: Path, model_from: Path | None, snapshot_from: Path) -> Path:
@@ -138,6 +182,8 @@ def test_a_snapshot_of_an_unfinished_run_is_one_line(runs, tmp_path, capsys):
     _one_line_error(capsys, ["info", str(snap)], "is a snapshot of a run that has not finished")
     _one_line_error(capsys, ["eval", str(snap), "--datasets", "ToySTS", "--output", str(tmp_path / "e")],
                     "has no trained/ or model/ yet")
+    _one_line_error(capsys, ["select", str(snap.parents[1]), "--at-step", "2", "--output", str(tmp_path / "s")],
+                    "is not a finished `mote train` run")
 
 
 def test_a_snapshot_that_does_not_fit_the_runs_model_is_one_line(runs, tmp_path, capsys):

@@ -1,8 +1,18 @@
-"""CLI verb of mote.select: ``mote select RUN_DIR [--output MODEL] [--validation both|in-domain|ood] ...``."""
+"""CLI verb of mote.select: ``mote select RUN_DIR [--output MODEL] [--at-step N] [--validation ...] ...``."""
 
 from __future__ import annotations
 
 import argparse
+
+
+def _step(value: str) -> int:
+    try:
+        step = int(value)
+    except ValueError:
+        step = 0
+    if step <= 0:
+        raise argparse.ArgumentTypeError(f"--at-step takes an optimiser step (a positive integer), got {value!r}")
+    return step
 
 
 def _config(args: argparse.Namespace):
@@ -37,7 +47,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     from mote.select.record import read_selection, summary_lines
     from mote.select.run import select_run
 
-    out = select_run(args.run, args.output, _config(args), data_dir=args.data_dir, overwrite=args.overwrite)
+    out = select_run(args.run, args.output, _config(args), data_dir=args.data_dir, overwrite=args.overwrite,
+                     at_step=args.at_step)
     print(f"selected model: {out} (see {out}/selection.md)")
     print("\n".join(summary_lines(read_selection(out))))
     return 0
@@ -57,6 +68,9 @@ def register(subparsers) -> None:
     p.add_argument("run", help="a `mote train` run folder (with trained/ or model/, and snapshots/)")
     p.add_argument("--output", default=None,
                    help="the selected model folder (default RUN/model, re-decided from RUN/trained)")
+    p.add_argument("--at-step", type=_step, default=None, metavar="N",
+                   help="select the run as it stood at step N (a step it kept a snapshot of): the candidates are "
+                   "the base, the snapshots before N and blends of step N's weights; needs --output")
     p.add_argument("--validation", choices=VALIDATION_CHOICES, default=None,
                    help="validation groups to choose on (default: the recipe's select.validation, else both)")
     p.add_argument("--shared", choices=("auto", "global", "base"), default=None,

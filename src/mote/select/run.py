@@ -5,6 +5,10 @@ raw final weights are in ``RUN/trained/`` and the selection in ``RUN/model/``. `
 other options (it replaces ``RUN/model/``, reading ``RUN/trained/``); on a run trained without selection it first
 moves the raw weights from ``model/`` to ``trained/`` (one rename), so they are never lost.
 
+``select_run(RUN, OUT, at_step=N)`` (``mote select RUN --at-step N --output OUT``) selects the run as it stood at
+step N: the candidates are what existed then (the base, the snapshots before N, blends of step N's snapshot, which
+is the ``final`` endpoint), written to ``OUT`` (never ``RUN/model``), and the record says so (``at_step``).
+
 The selected model is a normal model folder (a MoTE folder for the MoTE methods, a plain sentence-transformers folder
 for the dense ones) that loads, evaluates and exports like any other, plus ``selection.json`` / ``selection.md``
 (:mod:`mote.select.record`) and the run's ``train_config.yaml``. It is written to a temporary folder and renamed
@@ -107,6 +111,7 @@ def build_record(space: WeightSpace, result: SearchResult, cfg: SelectConfig, se
     return {
         "format": FORMAT,
         "run": str(run),
+        "at_step": getattr(space, "at_step", None),  # the run's step selected at (None: its end)
         "method": getattr(getattr(getattr(space, "recipe", None), "method", None), "name", None),
         "base": getattr(getattr(getattr(space, "recipe", None), "model", None), "base", None),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -138,25 +143,34 @@ def select_run(
     overwrite: bool = False,
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
+    at_step: int | None = None,
 ) -> Path:
     """Select per task on validation data and write the selected model (default ``<run>/model``, module doc).
+
+    ``at_step``: select the run as it stood at that step (its snapshot there is the ``final`` endpoint, the
+    snapshots before it the others) into ``output``, which must be given and not be the run's own model folders.
 
     ``cfg`` defaults to the run recipe's ``select:`` section. Validation (``cfg.suite``): ``recipe``, the held-out
     rows of the recipe's own datasets (:mod:`mote.select.holdout_sets`) plus the out-of-domain sets named in
     ``cfg.datasets``; ``shared``, the fixed suite built from the data root (:mod:`mote.eval.validation`). Raises
-    :class:`SelectionError` (naming the fix) for a run that cannot be selected: unfinished, token-routed, or with
-    no validation rows.
+    :class:`SelectionError` (naming the fix) for a run that cannot be selected: unfinished, token-routed, with
+    no validation rows, or without a snapshot at ``at_step`` (the message lists the steps it kept).
     """
     from mote.eval.cache import EmbeddingCache
     from mote.train.checkpoints import MODEL, TRAINED
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     run = Path(run_dir)
+    if at_step is not None and (output is None or Path(output).resolve() in
+                                ((run / MODEL).resolve(), (run / TRAINED).resolve())):
+        raise SelectionError(f"a selection at step {at_step} is not the run's own model: name its folder with "
+                             f"--output (mote select {run} --at-step {at_step} --output DIR); {run / MODEL} stays "
+                             "as it is")
     out = Path(output) if output is not None else run / MODEL
     own = out.resolve() == (run / MODEL).resolve()  # the run's own model folder: a derived, re-decidable selection
     if out.exists() and not (overwrite or own):
         raise FileExistsError(f"{out} already exists; choose another --output or pass --overwrite")
-    space = WeightSpace.from_run(run, device=device)
+    space = WeightSpace.from_run(run, device=device, at_step=at_step)
     cfg = cfg or space.recipe.select
     problems = recipe_problems(space.recipe, cfg)
     if problems:
@@ -173,7 +187,8 @@ def select_run(
     if own and not (run / TRAINED).exists():  # a run trained without selection: its raw weights move aside first
         os.replace(run / MODEL, run / TRAINED)
     write_selected(space, result, out, record, overwrite=True if own else overwrite)
-    log(f"selected model written to {out} ({result.evaluations} evaluations, {result.seconds:.0f} s): "
+    log(f"selected model{'' if at_step is None else f' at step {at_step}'} written to {out} "
+        f"({result.evaluations} evaluations, {result.seconds:.0f} s): "
         f"validation mean {result.reference.mean:.2f} (base) -> {result.selected.mean:.2f}")
     return out
 

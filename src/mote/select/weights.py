@@ -1,7 +1,8 @@
 """The weights a selection chooses among: the base model's, the trained endpoints, and blends of the two.
 
 A trained run has *endpoints*: ``final`` (its ``model/``) and the snapshots kept during training (``step-N``,
-:mod:`mote.train.snapshots`). A :class:`Setting` ``(endpoint, alpha)`` of a parameter group is
+:mod:`mote.train.snapshots`); read at an earlier step (``at_step``), ``final`` is that step's snapshot and the
+endpoints are the snapshots before it. A :class:`Setting` ``(endpoint, alpha)`` of a parameter group is
 ``base + alpha * (endpoint - base)`` (WiSE-FT); alpha 0 is the base exactly and alpha 1 the endpoint exactly
 (copied, not computed, so both are bitwise). The groups of a MoTE model are its shared (non-expert) weights and
 one group per expert (slice ``e`` of every stacked expert weight); a dense model has the shared group only.
@@ -117,13 +118,17 @@ class WeightSpace:
 
     # ------------------------------------------------------------------------------------------- construction
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike, device: str = "cpu") -> WeightSpace:
+    def from_run(cls, run_dir: str | os.PathLike, device: str = "cpu", at_step: int | None = None) -> WeightSpace:
         """The space of a ``mote train`` run folder: ``trained/`` (else ``model/``: the final weights),
-        ``snapshots/`` and the recipe's base."""
+        ``snapshots/`` and the recipe's base.
+
+        ``at_step``: the run as it stood at that optimiser step: the snapshot of the step is the ``final`` endpoint
+        (and the model's weights), and only the snapshots before it are endpoints. A step the run kept no snapshot
+        of is a :class:`SelectionError` listing the steps it kept."""
         import yaml
         from safetensors.torch import load_file
 
-        from mote.api import run_model_folder
+        from mote.api import load_snapshot_weights, run_model_folder, snapshot_source
         from mote.train.config import CONFIG_FILE, parse_config
 
         run = Path(run_dir)
@@ -132,12 +137,23 @@ class WeightSpace:
         if not saved.is_file():
             raise SelectionError(f"{model_dir} has no {CONFIG_FILE}: selection needs the recipe the run trained")
         cfg = parse_config(yaml.safe_load(saved.read_text(encoding="utf-8")), str(saved), check_files=False)
+        kept = list_snapshots(run)
+        if at_step is not None:
+            name = f"step-{at_step}"
+            if name not in kept:
+                steps = [int(n.removeprefix("step-")) for n in kept]
+                raise SelectionError(f"{run} kept no weight snapshot at step {at_step}: it kept steps "
+                                     f"{steps or 'none'} (its recipe's select.snapshots); choose one of them")
+            _, weights = snapshot_source(kept[name].parent)
+            kept = {n: p for n, p in kept.items() if int(n.removeprefix("step-")) < at_step}
         model, base = load_run_model(model_dir, cfg.model.base, device)
+        if at_step is not None:
+            load_snapshot_weights(model, weights)
         endpoints = {"final": {k: v.detach().clone() for k, v in encoder_of(model).state_dict().items()}}
-        for name, path in list_snapshots(run).items():
+        for name, path in kept.items():
             endpoints[name] = load_file(str(path))
         space = cls(model, base, endpoints)
-        space.run_dir, space.recipe, space.model_dir = run, cfg, model_dir
+        space.run_dir, space.recipe, space.model_dir, space.at_step = run, cfg, model_dir, at_step
         return space
 
     # ------------------------------------------------------------------------------------------- groups

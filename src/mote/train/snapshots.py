@@ -4,7 +4,7 @@ A snapshot is the encoder's weights only (no optimizer state, unlike a checkpoin
 chosen step to ``<run>/snapshots/step-<N>/model.safetensors`` with ``snapshot.json`` (step, fraction of the run).
 A resumed run writes the snapshots it has not written yet; one that exists is never rewritten. A snapshot folder is
 also a model: ``mote.load`` (and ``mote eval``, ``mote info``, ...) opens it as the run's model with the snapshot's
-weights (:func:`mote.api.snapshot_source`).
+weights (:func:`mote.api.snapshot_source`), and ``mote select RUN --at-step N`` selects among what existed then.
 
 Example:
     >>> trainer.add_callback(WeightSnapshots("runs/x", steps=[25, 50, 75], total_steps=100))   # doctest: +SKIP
