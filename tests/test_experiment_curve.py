@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from test_experiment import TOY, CountingTrainer, _fake_results, experiment
 
 from mote_lab import ExperimentConfigError, make_plan, parse_experiment
@@ -114,10 +113,8 @@ def test_also_validation_needs_held_out_rows(tiny, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ running
 def _fake_select_run(calls):
-    def fake(run_dir, output, cfg, overwrite=False, **kw):  # the search itself: tests/test_select.py
-        from mote.train.snapshots import list_snapshots
-
-        calls.append((Path(run_dir).as_posix().split("/train/")[1], list(list_snapshots(run_dir))))
+    def fake(run_dir, output, cfg, overwrite=False, at_step=None, **kw):  # the search itself: tests/test_select.py
+        calls.append((Path(run_dir).as_posix().split("/train/")[1], at_step))
         if Path(output).exists():
             shutil.rmtree(output)
         shutil.copytree(Path(run_dir) / "model", output)
@@ -126,10 +123,12 @@ def _fake_select_run(calls):
     return fake
 
 
-def test_points_are_the_snapshots_bitwise_and_select_among_the_earlier_candidates(tiny, tmp_path, monkeypatch):
+def test_points_are_evaluated_straight_from_the_snapshots_and_selected_at_their_step(tiny, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
+    from mote.eval import load_encoder
     from mote.train.snapshots import encoder_of
+    from mote_lab.runner import _eval_mode, block_routing, model_folder
 
     calls = []
     monkeypatch.setattr("mote.select.run.select_run", _fake_select_run(calls))
@@ -140,17 +139,24 @@ def test_points_are_the_snapshots_bitwise_and_select_among_the_earlier_candidate
     run_reproduction(cfg, root, report=report, trainer=trainer)
     assert [k for k, _ in trainer.calls] == ["tiny/train/ic/seed-1", "tiny/train/mote/seed-1"]  # points: not trained
     runs = {t.arm: t for t in plan.trainings}
+    evals = {e.arm: e for e in plan.evaluations}
     for arm, step in (("ic-1", 1), ("ic-2", 2), ("mote-2", 2)):
         t = runs[arm]
-        snap = load_file(str(t.point.dir / "snapshots" / f"step-{step}" / "model.safetensors"))
-        got = encoder_of(load_model_folder(t.model_dir)).state_dict()
-        final = encoder_of(load_model_folder(t.point.model_dir)).state_dict()
-        assert set(snap) <= set(got) and all(torch.equal(got[k], snap[k]) for k in snap), arm
-        assert any(not torch.equal(final[k], snap[k]) for k in snap), arm  # trained on after the point
-        assert (t.model_dir / "train_config.yaml").read_text() == (t.point.model_dir / "train_config.yaml").read_text()
+        assert [p.name for p in t.dir.iterdir()] == [DONE], arm  # no model folder written: the marker only
+        assert model_folder(t) == t.point.dir / "snapshots" / f"step-{step}"
+        # what the point was evaluated as: the source's final model with the snapshot's state dict in its encoder
+        ref = load_model_folder(t.point.model_dir)
+        encoder_of(ref).load_state_dict(load_file(str(model_folder(t) / "model.safetensors")))
+        mode = _eval_mode(cfg, evals[arm])
+        routing = block_routing(cfg, "tiny") if mode == "ic" else None
+        want = load_encoder(ref, mode=mode, routing=routing).identity
+        got = json.loads((evals[arm].dir / "results.json").read_text())["model_identity"]
+        final = json.loads((evals[t.point.arm].dir / "results.json").read_text())["model_identity"]
+        assert got == want != final, arm  # the snapshot's weights, not the run's final ones
     assert json.loads((root / "tiny/eval/mote-2/seed-1/results.json").read_text())["encoder"]["kind"] == "mote"
-    # the selection at step 2 sees the snapshot of step 1 (not 2: that is its final weights); at the end, both
-    assert calls == [("ic/seed-1", ["step-1", "step-2"]), ("ic-2/seed-1", ["step-1"])]
+    assert json.loads((root / "tiny/eval/ic-2/seed-1/results.json").read_text())["encoder"]["prefixes"]  # ic mode
+    # the selection of the point at step 2 is mote select of ic's run at step 2; at the end, of the whole run
+    assert calls == [("ic/seed-1", None), ("ic/seed-1", 2)]
     for e in plan.evaluations:
         assert set(json.loads((e.dir / "results.json").read_text())["datasets"]) == set(TOY), e.key
     md = report.read_text()

@@ -78,9 +78,9 @@ class ArmSpec(_Strict):
     select_from: str | None = None
     select: dict[str, Any] = Field(default_factory=dict)
     # A point arm is not trained either: it is another arm's run as it stood at optimiser step ``at_step`` (a point of
-    # a learning curve). A point of a trained arm is that run's weight snapshot at the step (the source run keeps
-    # snapshots at every step its points name); a point of a selected arm is that selection made from the source's
-    # point at the same step (the block must list that point too).
+    # a learning curve). A point of a trained arm is that run's weight snapshot folder at the step, evaluated as it is
+    # (the source run keeps snapshots at every step its points name); a point of a selected arm is the selection of
+    # the source run at the same step (``mote select --at-step``; the block must list the trained arm's point too).
     point_of: str | None = None
     at_step: int | None = Field(default=None, gt=0)
 

@@ -131,7 +131,8 @@ def curve_lines(plan: Plan, model: str, test: Summary | None, val: Summary | Non
                              _minutes(_seconds(entries, t.key, ("validate",)))])
     lines += ["", "#### Wall time of each run (min)", "",
               "Training = the whole run (every point before its end comes from it at no extra training cost); "
-              "snapshot = writing a point's model; selection = `mote select` of that point; summed over "
+              "snapshot = a point read from its run's weight snapshot (nothing is made: checking the snapshot); "
+              "selection = `mote select` of the run at that point's step; summed over "
               "invocations from `timings.jsonl` (– = not run in this output folder).", "",
               "| run | seed | step | made by | made in | test evaluation | validation evaluation |",
               "|---|---:|---:|---|---:|---:|---:|", *["| " + " | ".join(r) + " |" for r in rows], ""]

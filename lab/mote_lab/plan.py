@@ -4,8 +4,9 @@ Folders under the output root (``runs/reproduce/<budget>``)::
 
     <block>/train/<arm>/seed-<s>/     mote train's run folder (model/, metrics.jsonl, checkpoints/) + DONE marker;
                                       for a selected arm: model/ = mote select of its source arm's run (same seed);
-                                      for a point arm: model/ = the source run's weight snapshot at the point's
-                                      step, snapshots/ = the source's earlier ones (what a selection of it may use)
+                                      for a point arm: the DONE marker only (its model is the source run's
+                                      snapshots/step-N, evaluated as it is); for a point of a selected arm:
+                                      model/ = mote select of the source run at that step (--at-step N)
     <block>/eval/<arm>/seed-<s>/      mote eval's results.json / results.md / items/ + marker
     <block>/eval/base/, eval/base-ic/ the untrained base (dense) and the base with the task prefixes (ic)
     <block>/eval-validation/...       with ``eval.also_validation``: the same runs scored on the validation suite
@@ -40,7 +41,7 @@ class TrainRun:
     seed: int
     dir: Path
     source: TrainRun | None = None  # a selected arm: the run it selects from (its model/ is the selection)
-    point: TrainRun | None = None  # a point arm: the trained run whose snapshot at ``at_step`` its model/ is
+    point: TrainRun | None = None  # a point arm: the trained run whose snapshot at ``at_step`` is its model
     at_step: int | None = None
 
     @property

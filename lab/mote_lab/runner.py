@@ -7,9 +7,11 @@ What counts as finished (checked before each step, so a killed ``mote-lab reprod
   a folder with checkpoints but no model resumes with ``run_training(resume=True)`` (bitwise the batches of an
   uninterrupted run); a model without the marker (killed right after saving) is checked and marked; once marked,
   its checkpoints are deleted (``keep_checkpoints: true`` keeps them);
-* a **point** (an arm's run read at an earlier step: ``point_of`` / ``at_step``) is done when its folder has
-  ``model/`` and a marker naming its source run and step; it is made from the source's weight snapshot at that step
-  (:func:`make_point`), never trained; a source without that snapshot is an error naming the fix;
+* a **point** (an arm's run read at an earlier step: ``point_of`` / ``at_step``) is done when its folder has a
+  marker naming its source run and step; nothing else is written or trained: its model is the source run's weight
+  snapshot folder at that step, evaluated as it is (:func:`check_point`, ``mote.api.load_snapshot``), and a point
+  of a selected arm is ``mote select`` of the source run at that step (``select_run(..., at_step=N)``); a source
+  without that snapshot is an error naming the fix;
 * an **evaluation** is done when its folder has ``results.json`` and a marker whose key (the training's run id,
   the datasets, split, routes and data folder) matches; otherwise it is re-run, and the embedding cache makes
   the datasets it had already encoded cost seconds;
@@ -139,7 +141,11 @@ def select(run: TrainRun, exp: ExperimentConfig, source_marker: dict[str, Any] |
     if run.model_dir.is_dir() and marker is not None and marker.get("select_key") == key:
         return "reused", marker
     t0 = time.perf_counter()
-    select_run(run.source.dir, run.model_dir, exp.select_config(run.model, run.arm, run.seed), overwrite=True)
+    cfg = exp.select_config(run.model, run.arm, run.seed)
+    if run.source.point is not None:  # a point of a selected arm: the selection of the point's run at its step
+        select_run(run.source.point.dir, run.model_dir, cfg, overwrite=True, at_step=run.source.at_step)
+    else:
+        select_run(run.source.dir, run.model_dir, cfg, overwrite=True)
     marker = {**_mark_done(run, round(time.perf_counter() - t0, 1), None), "select_key": key}
     atomic_write_json(run.dir / DONE, marker)
     return "selected", marker
@@ -154,61 +160,56 @@ def point_key(run: TrainRun, source_marker: dict[str, Any] | None) -> str:
     return _sha({"source": (source_marker or {}).get("run_id"), "point": run.at_step})
 
 
-def make_point(run: TrainRun, source_marker: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
-    """The model of a point arm (or reuse it): ``model/`` = the source run's final model folder with the weights of
-    its snapshot at ``run.at_step`` (the source's recipe file beside them), and ``snapshots/`` = the source's
-    snapshots before that step (hard links), so that selecting the point sees the candidates that existed then.
-    Written atomically; raises :class:`MissingSnapshotError` when the source kept no snapshot at the step."""
-    import os
+def snapshot_folder(run: TrainRun) -> Path:
+    """A point arm's model: its source run's weight snapshot folder at ``run.at_step``, a model as it is."""
+    from mote.train.snapshots import SNAPSHOTS
 
-    from safetensors.torch import load_model
+    return run.point.dir / SNAPSHOTS / f"step-{run.at_step}"
 
-    from mote.atomic import atomic_dir
-    from mote.train.config import CONFIG_FILE
-    from mote.train.snapshots import META, SNAPSHOTS, WEIGHTS, encoder_of, list_snapshots
+
+def model_folder(run: TrainRun) -> Path:
+    """The folder a run's evaluations load: a point arm's snapshot folder (:func:`snapshot_folder`), else
+    ``model/``."""
+    return snapshot_folder(run) if run.point is not None else run.model_dir
+
+
+def check_point(run: TrainRun, source_marker: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """A point arm (or reuse it): nothing is written but its done marker, since its model is the source run's
+    weight snapshot at ``run.at_step``, which ``mote.api.load_snapshot`` loads as it is. Checks that the snapshot is
+    there and opens as a model of its run (:func:`mote.api.snapshot_source`); raises :class:`MissingSnapshotError`
+    when the source kept no snapshot at the step."""
+    from mote.api import snapshot_source
+    from mote.train.snapshots import list_snapshots
 
     key = point_key(run, source_marker)
     marker = _read_json(run.dir / DONE)
-    if run.model_dir.is_dir() and marker is not None and marker.get("point_key") == key:
+    if marker is not None and marker.get("point_key") == key:
         return "reused", marker
     src = run.point
     kept = list_snapshots(src.dir)
-    name = f"step-{run.at_step}"
-    if name not in kept:
+    if snapshot_folder(run).name not in kept:
         raise MissingSnapshotError(
             f"{src.dir} has no weight snapshot at step {run.at_step} for the point arm {run.arm} (it kept "
             f"{list(kept) or 'none'}): the run was trained before this point was asked for; delete {src.dir} to "
             f"retrain it (its recipe now keeps the snapshot), or give {run.arm} a step it kept")
     t0 = time.perf_counter()
-    model = load_model_folder(src.model_dir)
-    load_model(encoder_of(model), str(kept[name]), strict=True)
-    with atomic_dir(run.model_dir, overwrite=True) as tmp:
-        model.save(str(tmp))
-        if (src.model_dir / CONFIG_FILE).is_file():
-            shutil.copyfile(src.model_dir / CONFIG_FILE, tmp / CONFIG_FILE)
-        atomic_write_json(tmp / "point.json", {"source": str(src.dir), "step": run.at_step,
-                                               "source_run_id": (source_marker or {}).get("run_id")})
-    earlier = {n: p for n, p in kept.items() if int(n.removeprefix("step-")) < run.at_step}
-    with atomic_dir(run.dir / SNAPSHOTS, overwrite=True) as tmp:
-        for n, weights in earlier.items():
-            (tmp / n).mkdir()
-            shutil.copyfile(weights.parent / META, tmp / n / META)
-            try:
-                os.link(weights, tmp / n / WEIGHTS)  # same bytes, no copy (a snapshot is never rewritten)
-            except OSError:  # another file system: a copy
-                shutil.copyfile(weights, tmp / n / WEIGHTS)
+    snapshot_source(snapshot_folder(run))
     marker = {**_mark_done(run, round(time.perf_counter() - t0, 1), run.at_step), "point_key": key}
     atomic_write_json(run.dir / DONE, marker)
-    return "made", marker
+    return "checked", marker
 
 
 def load_model_folder(model_dir: Path, device: str = "cpu"):
-    """A saved model folder as a ``SentenceTransformer`` (MoTE folders through ``mote.load``)."""
+    """A saved model folder as a ``SentenceTransformer`` (MoTE folders through ``mote.load``; a weight snapshot
+    folder through ``mote.api.load_snapshot``: its run's model with the snapshot's weights)."""
     from sentence_transformers import SentenceTransformer
 
     import mote
+    from mote.api import load_snapshot, snapshot_source
     from mote.model import CONFIG_NAME
 
+    if snapshot_source(model_dir) is not None:
+        return load_snapshot(model_dir, device=device)
     if (model_dir / CONFIG_NAME).is_file():
         return mote.load(model_dir, device=device)
     return SentenceTransformer(str(model_dir), device=device)
@@ -260,12 +261,17 @@ def _eval_mode(exp: ExperimentConfig, ev: EvalRun) -> str:
     mode = exp.arms[ev.arm].eval_mode
     if mode != "detect":
         return mode
-    kind = first_module_type(ev.train.model_dir) or ""
+    folder = ev.train.model_dir
+    if ev.train.point is not None:  # a snapshot folder: its model files are its run's
+        from mote.api import snapshot_source
+
+        folder = snapshot_source(snapshot_folder(ev.train))[0]
+    kind = first_module_type(folder) or ""
     if not kind.startswith("sentence_transformers."):
         return "auto"
     from mote.select.record import read_selection
 
-    record = read_selection(ev.train.model_dir)  # a dense model selected back to the base drops the prefixes
+    record = read_selection(folder)  # a dense model selected back to the base drops the prefixes
     return "dense" if record is not None and not record["choice"]["prepend"].get("*", True) else "ic"
 
 
@@ -308,17 +314,19 @@ def load_model(exp: ExperimentConfig, ev: EvalRun, device: str):
 
     if ev.baseline:
         return SentenceTransformer(resolve_model_path(exp.models[ev.model].base), device=device)
-    return load_model_folder(ev.train.model_dir, device)
+    return load_model_folder(model_folder(ev.train), device)
 
 
 def load_eval_encoder(exp: ExperimentConfig, ev: EvalRun, device: str):
     """The :class:`mote.eval.Encoder` that evaluates ``ev`` (base: dense; base-ic and dense arms: the block's
-    prefixes; other arms: ``mote.eval.load_encoder``'s own detection on the model folder)."""
+    prefixes; other arms: ``mote.eval.load_encoder``'s own detection on the model folder; a point arm's snapshot
+    folder is loaded first, as its run's model with the snapshot's weights)."""
     from mote.eval import load_encoder
 
     mode = _eval_mode(exp, ev)
     if mode == "auto" and not ev.baseline:  # MoTE, TLR and TSEmbed folders are evaluated with their own routing
-        return load_encoder(str(ev.train.model_dir), mode="auto", name=run_name(ev), device=device)
+        spec = str(ev.train.model_dir) if ev.train.point is None else load_model(exp, ev, device)
+        return load_encoder(spec, mode="auto", name=run_name(ev), device=device)
     routing = block_routing(exp, ev.model) if mode == "ic" else None
     return load_encoder(load_model(exp, ev, device), mode=mode, routing=routing, name=run_name(ev))
 
@@ -455,7 +463,7 @@ def plan_status(plan: Plan) -> list[Status]:
         if isinstance(step, TrainRun) and step.point is not None:
             marker = _read_json(step.dir / DONE)
             src = markers.get(step.point.key)
-            state = "done" if (src is not None and marker is not None and step.model_dir.is_dir()
+            state = "done" if (src is not None and marker is not None
                                and marker.get("point_key") == point_key(step, src)) else (
                 "todo" if src is not None else "waiting")
             if state == "done":
@@ -538,7 +546,7 @@ def run_reproduction(
             head = f"({i}/{len(steps)}) {kind} {step.key}"
             if isinstance(step, TrainRun) and step.point is not None:
                 _say(f"{head} (step {step.at_step} of {step.point.key}) ...")
-                what, marker = make_point(step, markers.get(step.point.key))
+                what, marker = check_point(step, markers.get(step.point.key))
                 markers[step.key] = marker
             elif isinstance(step, TrainRun) and step.source is not None:
                 _say(f"{head} (select from {step.source.key}) ...")
@@ -588,7 +596,8 @@ __all__ = [
     "MissingSnapshotError",
     "ReproductionInterrupted",
     "StaleRunError",
-    "make_point",
+    "check_point",
+    "model_folder",
     "plan_status",
     "resolve_device",
     "run_reproduction",
