@@ -52,6 +52,27 @@ def test_mteb_retrieval_adapter_scores_a_perfect_ranking():
     assert "q" in str(per_query) or per_query is not None
 
 
+def test_retrieval_metrics_without_abstention_are_the_full_calls_values_but_the_naucs():
+    # the short path repeats mteb's calculate_retrieval_scores without its evaluate_abstention calls: if mteb changes
+    # how any other metric is computed, the two disagree here
+    import numpy as np
+
+    from mote.adapters.mteb import retrieval_metrics
+
+    rng = np.random.default_rng(0)
+    docs = [f"d{i}" for i in range(40)]
+    results = {f"q{q}": {d: float(rng.integers(0, 5)) / 4 for d in rng.choice(docs, 25, replace=False)}
+               for q in range(30)}  # rounded scores: ties, broken as mteb breaks them
+    qrels = {q: {str(d): 1 for d in rng.choice(docs, int(rng.integers(1, 4)), replace=False)} for q in results}
+    full, full_per_query = retrieval_metrics(results, qrels, [1, 3, 10, 100])
+    fast, fast_per_query = retrieval_metrics(results, qrels, [1, 3, 10, 100], abstention=False)
+    naucs = {k for k in full if k.startswith("nauc")}
+    assert naucs and not any(k.startswith("nauc") for k in fast)
+    assert fast == {k: v for k, v in full.items() if k not in naucs}
+    assert fast_per_query == full_per_query
+    assert 0 < fast["ndcg_at_10"] < 1
+
+
 @pytest.mark.parametrize("name", sorted(__import__("mote.adapters.transformers", fromlist=["USED"]).USED))
 def test_trainer_private_methods_exist_with_the_called_signature(name):
     from transformers import Trainer

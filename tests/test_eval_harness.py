@@ -523,3 +523,17 @@ def test_cli_eval_compare_similarity(tiny_model, toy_root, tmp_path, capsys):
     assert "Inter-task similarity" in out and "Significance" in out
     assert main(["eval", str(tiny_model), "--output", str(tmp_path / "x"), "--datasets", "Nope", *base[:2]]) == 2
     assert "Available evaluation datasets" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["ToyRetrieval", "ToyReranking", "ToySTS"])
+def test_main_score_only_gives_the_full_main_score_without_the_abstention_metrics(toy_root, name):
+    from mote.eval import datasets as ds
+    from mote.eval.harness import evaluate_dataset
+
+    info = ds.discover(toy_root)[name]
+    full, full_items = evaluate_dataset(FakeEncoder(), info, split="test")
+    fast, fast_items = evaluate_dataset(FakeEncoder(), info, split="test", full=False)
+    assert fast["main_score"] == full["main_score"] and fast["main_metric"] == full["main_metric"]
+    assert {k: v for k, v in full["metrics"].items() if not k.startswith("nauc")} == fast["metrics"]
+    assert all(np.array_equal(full_items[k], fast_items[k]) for k in full_items)
+    assert any(k.startswith("nauc") for k in full["metrics"]) == (name != "ToySTS")

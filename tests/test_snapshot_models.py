@@ -124,6 +124,9 @@ def test_mote_eval_scores_a_snapshot_folder_as_its_model(runs, tmp_path, method)
     assert res["model"] == "step-2"
     assert res["model_identity"] == load_encoder(reference(run, 2), mode="auto").identity
     assert res["model_identity"] != load_encoder(str(run / "model"), mode="auto").identity
+    # the library call takes the snapshot path as it is, like the CLI
+    direct = load_encoder(str(snap), mode="auto")
+    assert direct.identity == res["model_identity"] and direct.name == "step-2"
 
 
 # ------------------------------------------------------------------------------------------------ select at a step

@@ -67,15 +67,31 @@ def pair_metrics(task: Any, distances: Mapping[str, list[float]], labels: list[i
 
 
 def retrieval_metrics(
-    results: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]], k_values: Sequence[int]
+    results: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]], k_values: Sequence[int],
+    abstention: bool = True,
 ) -> tuple[dict[str, Any], Any]:
     """mteb's retrieval scores (nDCG, MAP, recall, precision, MRR, nAUCs, hit rate at ``k_values``) and its
-    per-query scores: ``(metrics, per_query)``."""
-    from mteb._evaluators.retrieval_metrics import calculate_retrieval_scores, make_score_dict
+    per-query scores: ``(metrics, per_query)``.
 
-    (per_query, ndcg, _map, recall, precision, naucs, mrr, naucs_mrr, hit_rate) = calculate_retrieval_scores(
-        results, qrels, list(k_values)
-    )
-    metrics = make_score_dict(ndcg=ndcg, _map=_map, recall=recall, precision=precision, mrr=mrr, naucs=naucs,
-                              naucs_mrr=naucs_mrr, hit_rate=hit_rate, task_scores={})
+    ``abstention=False`` leaves out the nAUC abstention metrics, which cost more than all the others together
+    (per-candidate selection scores only the main score); every other value is computed by mteb's same steps and
+    is equal to the full call's (``tests/test_adapters.py``)."""
+    from mteb._evaluators import retrieval_metrics as rm
+
+    if abstention:
+        (per_query, ndcg, _map, recall, precision, naucs, mrr, naucs_mrr, hit_rate) = rm.calculate_retrieval_scores(
+            results, qrels, list(k_values)
+        )
+    else:  # calculate_retrieval_scores' steps without its evaluate_abstention calls
+        import pytrec_eval
+
+        ks = ",".join(str(k) for k in k_values)
+        measures = {f"map_cut.{ks}", f"ndcg_cut.{ks}", f"recall.{ks}", f"P.{ks}", f"success.{ks}"}
+        per_query = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(results)
+        ndcg, _map, recall, precision, *_, hit_rate = rm.parse_metrics_from_scores(per_query, list(k_values))
+        mrr_scores = rm.mrr(qrels, results, list(k_values))
+        mrr = {k: sum(v) / len(v) for k, v in mrr_scores.items()}
+        naucs, naucs_mrr = {}, {}
+    metrics = rm.make_score_dict(ndcg=ndcg, _map=_map, recall=recall, precision=precision, mrr=mrr, naucs=naucs,
+                                 naucs_mrr=naucs_mrr, hit_rate=hit_rate, task_scores={})
     return metrics, per_query

@@ -44,20 +44,6 @@ def _routing(args: argparse.Namespace):
     return RoutingTable.from_spec(args.tasks) if args.tasks else None
 
 
-def _model(args: argparse.Namespace) -> tuple[object, str | None]:
-    """``(model, name)`` for the harness: ``args.model`` as given, except a weight snapshot folder
-    (``RUN/snapshots/step-N``), which is loaded here (:func:`mote.api.load_snapshot`: the run's model with the
-    snapshot's weights) and named after its folder as a path would be (``step-N``, ``step-N+ic``)."""
-    from pathlib import Path
-
-    from mote.api import load_snapshot, snapshot_source
-
-    if snapshot_source(args.model) is None:
-        return args.model, args.name
-    name = args.name or Path(args.model).name + ("+ic" if _mode(args) == "ic" else "")
-    return load_snapshot(args.model), name
-
-
 def _cache(args: argparse.Namespace):
     return False if args.no_cache else (args.cache or True)
 
@@ -96,7 +82,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError("--alpha/--template/--moee-opt go with --moee VIEW")
     if args.moee is not None and (args.ic or args.dense):
         raise ValueError("--moee cannot be combined with --ic/--dense")
-    model, name = (_moee_encoder(args), args.name) if args.moee is not None else _model(args)
+    model, name = (_moee_encoder(args), args.name) if args.moee is not None else (args.model, args.name)
     results = evaluate(
         model,
         suite=args.suite,
@@ -138,7 +124,7 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     texts = read_texts(args.texts, field=args.field)
     if args.limit:
         texts = texts[: args.limit]
-    model, name = _model(args)
+    model, name = (args.model, args.name)
     res = task_similarity(
         model,
         texts,

@@ -393,16 +393,23 @@ def load_encoder(
         label = name or Path(str(spec)).name or str(spec)
         path = resolve_model_path(spec)
         local = Path(path)
-        if local.exists() and not (local / "modules.json").is_file():
-            raise ValueError(f"{str(spec)!r} is not a sentence-transformers model folder (it has no modules.json)")
-        if not local.exists() and ("/" not in str(spec) or str(spec).startswith((".", "/"))):
-            raise FileNotFoundError(
-                f"Model {str(spec)!r} is neither a local folder nor an offline-packaged model "
-                "(e.g. all-MiniLM-L6-v2); give a model folder or a hub id (org/name)."
-            )
-        loader = _routed_folder_loader(local)
-        is_mote = loader is not None
-        model = loader(path, device=device) if loader else SentenceTransformer(path, device=device)
+        from mote.api import load_snapshot, snapshot_source
+
+        if snapshot_source(local) is not None:  # RUN/snapshots/step-N: the run's model with the snapshot's weights
+            model = load_snapshot(local, device=device)
+            is_mote = _is_mote_model(model)
+        else:
+            if local.exists() and not (local / "modules.json").is_file():
+                raise ValueError(f"{str(spec)!r} is not a sentence-transformers model folder (it has no "
+                                 "modules.json)")
+            if not local.exists() and ("/" not in str(spec) or str(spec).startswith((".", "/"))):
+                raise FileNotFoundError(
+                    f"Model {str(spec)!r} is neither a local folder nor an offline-packaged model "
+                    "(e.g. all-MiniLM-L6-v2); give a model folder or a hub id (org/name)."
+                )
+            loader = _routed_folder_loader(local)
+            is_mote = loader is not None
+            model = loader(path, device=device) if loader else SentenceTransformer(path, device=device)
     if is_mote:
         if mode == "dense" or mode == "ic":
             raise ValueError(

@@ -238,6 +238,7 @@ def evaluate_dataset(
     show_progress: bool = False,
     data: Any = None,
     dims: int | None = None,
+    full: bool = True,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Score one dataset: ``(result entry for results.json, per-item arrays)``; scores in percent.
 
@@ -245,6 +246,7 @@ def evaluate_dataset(
     ``data``: the dataset as :func:`mote.eval.datasets.load` returns it for this split, when the caller scores
     it many times (per-task selection); otherwise it is read here.
     ``dims``: score the first ``dims`` dimensions, renormalised (Matryoshka); the cache keeps full embeddings.
+    ``full=False``: the main score without the metrics that cost time and are not it (:mod:`mote.eval.metrics`).
     """
     t0 = time.perf_counter()
     split = info.resolve_split(split, suite)
@@ -269,7 +271,7 @@ def evaluate_dataset(
     with warnings.catch_warnings():  # mteb's protocol on small sets: labels a fit never predicts score 0, as in mteb
         warnings.filterwarnings("ignore", category=UserWarning, module=r"sklearn\.")
         warnings.filterwarnings("ignore", message=".*(ill-defined|did not converge|least populated class).*")
-        scored = SCORERS[info.task_type](data, embed, encoder, task)
+        scored = SCORERS[info.task_type](data, embed, encoder, task, full=full)
     entry = {
         "task_type": info.task_type,
         "main_metric": scored.main_metric,

@@ -24,6 +24,8 @@ Reranking           as retrieval over each query's own candidates (mteb 2.x rera
 ==================  ======================================================================================
 
 Each scorer also returns per-item data (``items``) for paired significance tests (see :mod:`mote.eval.compare`).
+``full=False`` asks a scorer for its main score (and items) and lets it skip metrics that cost time and are not
+the main score (retrieval and reranking: mteb's nAUC abstention metrics); per-candidate selection scores that way.
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def _floatify(d: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ scorers
-def score_sts(data: STSData, embed: Embed, encoder: Any, task: Any) -> Scored:
+def score_sts(data: STSData, embed: Embed, encoder: Any, task: Any, full: bool = True) -> Scored:
     from sklearn.metrics.pairwise import (
         paired_cosine_distances,
         paired_euclidean_distances,
@@ -175,7 +177,7 @@ class _Columns:
         return _Columns({k: [v[i] for i in indices] for k, v in self.columns.items()})
 
 
-def score_classification(data: ClassificationData, embed: Embed, encoder: Any, task: Any) -> Scored:
+def score_classification(data: ClassificationData, embed: Embed, encoder: Any, task: Any, full: bool = True) -> Scored:
     codes = label_codes(data.train_labels + data.test_labels)
     y_train, y_test = codes[: len(data.train_labels)], codes[len(data.train_labels) :]
     train_ds = _Columns({task.label_column_name: y_train.tolist()})
@@ -233,7 +235,7 @@ def kmeans_assign(emb: np.ndarray, n_clusters: int, seed: int = SEED) -> np.ndar
     return np.asarray(model.labels_)
 
 
-def score_clustering(data: ClusteringData, embed: Embed, encoder: Any, task: Any) -> Scored:
+def score_clustering(data: ClusteringData, embed: Embed, encoder: Any, task: Any, full: bool = True) -> Scored:
     all_texts = [t for sentences, _ in data.sets for t in sentences]
     emb_all = embed(all_texts, "text")
     v_measures: list[float] = []
@@ -271,7 +273,8 @@ def score_clustering(data: ClusteringData, embed: Embed, encoder: Any, task: Any
 PAIR_FUNCTIONS = ("similarity", "cosine", "manhattan", "euclidean", "dot")
 
 
-def score_pair_classification(data: PairClassificationData, embed: Embed, encoder: Any, task: Any) -> Scored:
+def score_pair_classification(data: PairClassificationData, embed: Embed, encoder: Any, task: Any,
+                              full: bool = True) -> Scored:
     from sklearn.metrics.pairwise import (
         paired_cosine_distances,
         paired_euclidean_distances,
@@ -305,12 +308,13 @@ def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(scores, idx, axis=1)
 
 
-def _retrieval_metrics(results: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]) -> tuple[dict, dict]:
-    metrics, per_query = mteb_steps.retrieval_metrics(results, qrels, RETRIEVAL_K_VALUES)
+def _retrieval_metrics(results: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]],
+                       full: bool = True) -> tuple[dict, dict]:
+    metrics, per_query = mteb_steps.retrieval_metrics(results, qrels, RETRIEVAL_K_VALUES, abstention=full)
     return _floatify(metrics), per_query
 
 
-def score_retrieval(data: RetrievalData, embed: Embed, encoder: Any, task: Any) -> Scored:
+def score_retrieval(data: RetrievalData, embed: Embed, encoder: Any, task: Any, full: bool = True) -> Scored:
     qrels = {q: docs for q, docs in data.qrels.items() if docs}  # mteb drops queries without judgements
     qids = [q for q in data.queries if q in qrels]
     doc_ids = list(data.corpus)
@@ -324,12 +328,12 @@ def score_retrieval(data: RetrievalData, embed: Embed, encoder: Any, task: Any) 
         idx, vals = _top_k(sims, top)
         for r, qid in enumerate(qids[start : start + 256]):
             results[qid] = {doc_ids[j]: float(v) for j, v in zip(idx[r], vals[r])}
-    metrics, per_query = _retrieval_metrics(results, {q: qrels[q] for q in qids})
+    metrics, per_query = _retrieval_metrics(results, {q: qrels[q] for q in qids}, full)
     items = {"ndcg_at_10": np.asarray([per_query[q]["ndcg_cut_10"] for q in qids], dtype=np.float64)}
     return Scored(metrics, MAIN_METRIC["Retrieval"], items, len(qids))
 
 
-def score_reranking(data: RerankingData, embed: Embed, encoder: Any, task: Any) -> Scored:
+def score_reranking(data: RerankingData, embed: Embed, encoder: Any, task: Any, full: bool = True) -> Scored:
     from sklearn.metrics import average_precision_score
 
     corpus, queries, qrels, top_ranked = reranking_as_retrieval(data)
@@ -350,7 +354,7 @@ def score_reranking(data: RerankingData, embed: Embed, encoder: Any, task: Any) 
         order = np.argsort(-sims, kind="stable")[:10]
         hits = np.nonzero(rel[order])[0]
         mrr_v1.append(1.0 / (hits[0] + 1) if len(hits) else 0.0)
-    metrics, per_query = _retrieval_metrics(results, {q: qrels[q] for q in qids})
+    metrics, per_query = _retrieval_metrics(results, {q: qrels[q] for q in qids}, full)
     metrics["map"] = float(np.mean(ap_v1))
     metrics["mrr"] = float(np.mean(mrr_v1))
     items = {"ap": np.asarray([per_query[q]["map_cut_1000"] for q in qids], dtype=np.float64)}

@@ -192,7 +192,7 @@ class Evaluator:
                 out[v.name] = self._memo[key]
                 continue
             entry, _ = evaluate_dataset(encoder, v.info, routes=v.overrides, cache=self.cache,
-                                        batch_size=self.batch_size, split=v.split, data=v.data())
+                                        batch_size=self.batch_size, split=v.split, data=v.data(), full=False)
             out[v.name] = float(entry["main_score"])
             if key is not None:
                 self._memo[key] = out[v.name]
