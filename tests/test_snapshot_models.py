@@ -183,7 +183,8 @@ def _fake_run(tmp_path: Path, model_from: Path | None, snapshot_from: Path) -> P
 def test_a_snapshot_of_an_unfinished_run_is_one_line(runs, tmp_path, capsys):
     snap = _fake_run(tmp_path, None, runs["mote"] / "snapshots" / "step-2")
     _one_line_error(capsys, ["info", str(snap)], "is a snapshot of a run that has not finished")
-    _one_line_error(capsys, ["eval", str(snap), "--datasets", "ToySTS", "--output", str(tmp_path / "e")],
+    _one_line_error(capsys, ["eval", str(snap), "--datasets", "ToySTS", "--data-dir", str(runs["data"]),
+                              "--output", str(tmp_path / "e")],
                     "has no trained/ or model/ yet")
     _one_line_error(capsys, ["select", str(snap.parents[1]), "--at-step", "2", "--output", str(tmp_path / "s")],
                     "is not a finished `mote train` run")
