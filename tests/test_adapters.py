@@ -197,3 +197,52 @@ def test_no_override_of_a_private_library_method_outside_the_adapters():
                 if private and any(attr in vars(b) for b in lib_bases):
                     wrong.append(f"{name}.{cls.__name__}.{attr}")
     assert wrong == []
+
+
+# ------------------------------------------------------------------------------------------------ encoder prefix
+def test_encoder_prefix_cache_is_bitwise_skips_a_repeated_batch_and_leaves_no_trace(tiny_bert):
+    # transformers' encoder loop calls encoder.layer[i](hidden, mask, ...) in order: if a release changes that, the
+    # cached encode stops being bitwise (or stops skipping) and this fails
+    import numpy as np
+    import torch
+
+    import mote
+    from mote.adapters.encoder_prefix import LayerPrefixCache
+    from mote.api import encoder_of
+    from mote.experts import transformer_layers
+
+    model = mote.convert(tiny_bert, placement="1,3")
+    hf = encoder_of(model)
+    texts = ["a short one", "a much longer sentence with many more tokens in it than the first", "mid length text"]
+    with torch.no_grad():
+        for layer in transformer_layers(hf)[1:]:  # the experts differ from the base, as candidates do
+            for p in layer.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+    plain = {t: mote.encode(model, texts, task=t, batch_size=2) for t in ("query", "document")}
+    keys = sorted(hf.state_dict())
+    calls = []
+    attention = transformer_layers(hf)[0].attention
+    handle = attention.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with LayerPrefixCache(transformer_layers(hf)[:1]) as prefix:
+            assert sorted(hf.state_dict()) == keys  # names and weights stay where they are
+            prefix.scope = "base"
+            first = {t: mote.encode(model, texts, task=t, batch_size=2) for t in ("query", "document")}
+            n_first = len(calls)
+            again = {t: mote.encode(model, texts, task=t, batch_size=2) for t in ("query", "document")}
+            assert len(calls) == n_first and prefix.hits == prefix.misses == n_first  # every batch came back
+            prefix.scope = "other shared weights"  # another scope: computed again
+            mote.encode(model, texts, task="query", batch_size=2)
+            assert len(calls) > n_first
+            prefix.scope = None  # off: every layer runs, nothing is stored
+            before = (len(calls), prefix.misses)
+            mote.encode(model, texts, task="query", batch_size=2)
+            assert len(calls) > before[0] and prefix.misses == before[1]
+    finally:
+        handle.remove()
+    for t in plain:
+        assert np.array_equal(plain[t], first[t]) and np.array_equal(plain[t], again[t]), t
+    assert not np.array_equal(plain["query"], plain["document"])  # the experts differ: the test can tell
+    assert all("forward" not in vars(layer) for layer in transformer_layers(hf))
+    with torch.no_grad():
+        assert np.array_equal(mote.encode(model, texts, task="query", batch_size=2), plain["query"])

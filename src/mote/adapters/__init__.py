@@ -12,6 +12,8 @@ module                          private parts
                                 ``_undersample_data``, ``_run_experiment``, ``_calculate_avg_scores``,
                                 ``_compute_metrics``) and ``mteb._evaluators.retrieval_metrics``
 ``mote.adapters.transformers``  ``Trainer._run_epoch``, ``Trainer._get_output_dir``, ``Trainer._save_checkpoint``
+``mote.adapters.encoder_        transformers' encoder loop (``encoder.layer[i](hidden, mask, ...)`` in order): the
+prefix``                        layers before the first expert layer, computed once per batch during selection
 ``mote.adapters.sentence_       ``BaseModel._module_classes`` (module classes loadable without
 transformers``                  ``trust_remote_code``)
 =============================== ==================================================================================

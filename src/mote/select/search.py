@@ -24,7 +24,9 @@ only (:mod:`mote.eval.validation`; never a test split):
 
 Only what a candidate changes is encoded: the embedding cache keys each task by the digest of its expert's dense
 function (:func:`mote.eval.encoders.function_digests`), so a query-expert candidate re-encodes no classification
-text and a setting seen before (or an expert at the base) costs a cache read.
+text and a setting seen before (or an expert at the base) costs a cache read. Within an encode, the layers before
+the first expert layer run once per batch and shared setting (:class:`~mote.adapters.encoder_prefix.
+LayerPrefixCache`): candidates that change only experts differ only after them.
 
 Example:
     >>> space = WeightSpace.from_run("runs/train/mote")                                   # doctest: +SKIP
@@ -169,6 +171,7 @@ class Evaluator:
         self.prefixes = prefixes  # dense models: the instruction prefixes of the trained (alpha > 0) settings
         self.log = log or (lambda msg: None)
         self.calls = 0
+        self.prefix = _prefix_cache(space)
         # a set's score is a function of the embeddings of the tasks it routes to: keyed by their cache identities,
         # a state scored before (the selected model, a consolidation round's reference) is not scored again
         self._memo: dict[tuple, float] = {}
@@ -184,6 +187,8 @@ class Evaluator:
         from mote.eval.harness import evaluate_dataset
 
         encoder = self.encoder(prepend)
+        if self.prefix is not None:  # the cached layers hold the shared weights: one scope per shared setting
+            self.prefix.scope = self.space.current.get(SHARED)
         out: Scores = {}
         for v in sets:
             ids = tuple(encoder.cache_identity(t) for t in sorted(set(v.routes().values())))
@@ -198,6 +203,20 @@ class Evaluator:
                 self._memo[key] = out[v.name]
         self.calls += 1
         return out
+
+
+def _prefix_cache(space: WeightSpace) -> Any:
+    """A :class:`~mote.adapters.encoder_prefix.LayerPrefixCache` over the layers of a routed space's encoder before
+    its first expert layer (they hold only shared weights), or None (a dense space, or experts in layer 0)."""
+    from mote.adapters.encoder_prefix import LayerPrefixCache
+    from mote.api import encoder_of
+    from mote.experts import expert_layer_indices, transformer_layers
+
+    if not space.routed:
+        return None
+    hf = encoder_of(space.model)
+    first = min(expert_layer_indices(hf), default=0)
+    return LayerPrefixCache(transformer_layers(hf)[:first]) if first > 0 else None
 
 
 # ------------------------------------------------------------------------------------------------ the result
@@ -499,5 +518,9 @@ def search(
     ``evaluator``: anything with ``score(sets, prepend) -> {dataset: score}`` and a ``calls`` count, scoring the
     space's current weights (default: :class:`Evaluator`, the harness on the validation sets with ``cache``).
     """
+    import contextlib
+
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    return _Search(space, sets, cfg, cache, prefixes, log, evaluator).run()
+    evaluator = evaluator or Evaluator(space, cache, cfg.batch_size, prefixes, log)
+    with getattr(evaluator, "prefix", None) or contextlib.nullcontext():
+        return _Search(space, sets, cfg, cache, prefixes, log, evaluator).run()
