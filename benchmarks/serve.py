@@ -17,6 +17,7 @@ deployments', ONNX >= 1.5x torch.
 
     python benchmarks/serve.py --quick          # ~3-4 min on 2 cores
     python benchmarks/serve.py [--cpus 2] [--seconds 8] [--rates 10,20,40,80,160] [--setups mote-torch,...]
+    python benchmarks/serve.py --paired mote-torch,dense1-torch --rounds 5   # one ratio, drift-resistant
 
 The client runs on the same machine and takes CPU too: every setup pays for it alike.
 """
@@ -227,6 +228,10 @@ def main() -> None:
     p.add_argument("--texts-per-request", type=int, default=1, help="inputs per request (default 1)")
     p.add_argument("--replicas", type=int, default=1,
                    help="replicas of the one-deployment setups (mote-torch, dense1-torch, mote-onnx), sharing --cpus")
+    p.add_argument("--paired", default=None, metavar="A,B",
+                   help="two setups deployed side by side and measured alternately, closed loop only, --rounds times "
+                        "(ratio A/B per round: the machine's drift hits both alike); e.g. mote-torch,dense1-torch")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of --paired")
     a = p.parse_args()
     if a.quick:
         a.seconds = min(a.seconds, 3.0)
@@ -254,10 +259,21 @@ def main() -> None:
         print(f"building the models in {tmp} ...", flush=True)
         paths = build_models(Path(tmp), onnx="mote-onnx" in setups)
         port = free_port()
-        ray.init(num_cpus=a.cpus, include_dashboard=False, object_store_memory=128 * 2**20, log_to_driver=False)
+        pair = a.paired.split(",") if a.paired else None
+        # paired: both deployments are resident, one takes traffic at a time (Ray's CPUs are logical: each setup
+        # still gets --cpus threads and --cpus logical CPUs)
+        ray.init(num_cpus=a.cpus * (2 if pair else 1), include_dashboard=False, object_store_memory=128 * 2**20,
+                 log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         base = f"http://127.0.0.1:{port}"
         results: dict[str, dict] = {}
+        if pair:
+            try:
+                paired(pair, paths, a, conc, texts, base, started)
+            finally:
+                serve.shutdown()
+                ray.shutdown()
+            return
         try:
             for setup in setups:
                 routes, apps, tasks = deploy(setup, paths, a.cpus, a.max_batch_size, a.replicas)
@@ -282,6 +298,38 @@ def main() -> None:
             serve.shutdown()
             ray.shutdown()
     report(results, conc, a, started)
+
+
+def paired(pair: list[str], paths: dict[str, Path], a, conc: list[int], texts: list[str], base: str,
+           started: str) -> None:
+    """Deploy both setups of ``pair``, then per round and concurrency measure A then B (B then A on odd rounds);
+    print each round's A/B throughput ratio and their median and range."""
+    deployed = {}
+    for setup in pair:
+        routes, _, tasks = deploy(setup, paths, a.cpus, a.max_batch_size, a.replicas)
+        deployed[setup] = ({t: base + r for t, r in routes.items()}, tasks)
+        asyncio.run(closed_loop(deployed[setup][0], texts, 4, 1.0, tasks))  # warm-up
+    ratios: dict[int, list[float]] = {c: [] for c in conc}
+    for rnd in range(a.rounds):
+        for c in conc:
+            rps = {}
+            for setup in (pair if rnd % 2 == 0 else pair[::-1]):
+                routes, tasks = deployed[setup]
+                r = asyncio.run(closed_loop(routes, texts, c, a.seconds, tasks, a.texts_per_request))
+                rps[setup] = r["rps"]
+                if r["errors"]:
+                    raise SystemExit(f"{setup} answered {r['errors']} errors at c={c}")
+            ratios[c].append(rps[pair[0]] / rps[pair[1]])
+            print(f"  round {rnd + 1} c={c:<3d} " + "  ".join(f"{k} {v:7.1f} req/s" for k, v in rps.items())
+                  + f"  ratio {ratios[c][-1]:.3f}", flush=True)
+    print()
+    print(f"# mote serve benchmark, paired, {started}; {pair[0]} / {pair[1]}, CPU budget {a.cpus} each, "
+          f"{a.rounds} rounds alternating, {a.seconds:g} s per point, max batch {a.max_batch_size}, "
+          f"{a.texts_per_request} text(s) per request")
+    for c in conc:
+        xs = ratios[c]
+        print(f"c={c:<3d} {pair[0]}/{pair[1]} throughput: median {statistics.median(xs):.3f}x "
+              f"(range {min(xs):.3f}-{max(xs):.3f}; rounds {', '.join(f'{x:.3f}' for x in xs)})")
 
 
 def report(results: dict[str, dict], conc: list[int], a, started: str) -> None:
