@@ -71,6 +71,35 @@ def minilm() -> SentenceTransformer:
     return SentenceTransformer(MINILM, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def perturbed_mote(tmp_path_factory, minilm_tokenizer):
+    """``(model, root)``: a tiny MoTE model (experts in layers 0 and 2) whose experts are perturbed so that every
+    task's embedding differs, saved to ``root/"mote"``. Shared by test_onnx_multitask.py and test_serve.py, which
+    only read it (built once per session: the ONNX export below is the expensive part)."""
+    from mote.experts import expert_modules
+
+    root = tmp_path_factory.mktemp("perturbed-mote")
+    model = mote.convert(make_tiny_st(root, minilm_tokenizer), placement="0,2")
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for m in expert_modules(model[0].auto_model):
+            m.weight.add_(torch.randn_like(m.weight) * 0.3)
+    model.save(str(root / "mote"))
+    return model, root
+
+
+@pytest.fixture(scope="session")
+def perturbed_mote_onnx(perturbed_mote):
+    """`mote export MODEL --onnx --all-tasks OUT` (the CLI verb) of :func:`perturbed_mote`, once per session; the
+    multi-task ONNX tests read it and the serve tests serve it (nothing writes to it)."""
+    from mote.cli import main
+
+    _, root = perturbed_mote
+    out = root / "onnx-all"
+    assert main(["export", str(root / "mote"), "--onnx", "--all-tasks", str(out)]) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a test module (tiny models: more threads only add overhead on a 2-core machine)."""

@@ -13,14 +13,11 @@ import sys
 import numpy as np
 import onnx
 import pytest
-import torch
-from conftest import make_tiny_st
 from test_onnx import NO_TORCH, assert_exact, cosines, sample_texts, src_env
 
 import mote
 from mote.ablations.tlr import to_token_routing
 from mote.cli import main as cli_main
-from mote.experts import expert_modules
 from mote.export import export_dense
 from mote.onnx import MultiTaskOnnxEncoder, OnnxVerificationError, UnknownTaskIdError, export_multitask
 
@@ -28,24 +25,15 @@ TASKS = ["query", "document", "classification", "clustering"]
 
 
 @pytest.fixture(scope="module")
-def tiny_mote(tmp_path_factory, minilm_tokenizer):
-    tmp = tmp_path_factory.mktemp("mt")
-    model = mote.convert(make_tiny_st(tmp, minilm_tokenizer), placement="0,2")
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for m in expert_modules(model[0].auto_model):
-            m.weight.add_(torch.randn_like(m.weight) * 0.3)
-    model.save(str(tmp / "mote"))
-    return model, tmp
+def tiny_mote(perturbed_mote):
+    """A tiny MoTE model with perturbed experts and its saved folder (conftest: shared with test_serve.py)."""
+    return perturbed_mote
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_mote):
-    """`mote export MODEL --onnx --all-tasks OUT` (the CLI verb), once for the module."""
-    _, tmp = tiny_mote
-    out = tmp / "onnx-all"
-    assert cli_main(["export", str(tmp / "mote"), "--onnx", "--all-tasks", str(out)]) == 0
-    return out
+def exported(perturbed_mote_onnx):
+    """`mote export MODEL --onnx --all-tasks OUT` (the CLI verb), once (conftest: test_serve.py serves it too)."""
+    return perturbed_mote_onnx
 
 
 def test_graph_has_task_id_input_dynamic_axes_and_weights_once(tiny_mote, exported):

@@ -23,14 +23,11 @@ import numpy as np
 import psutil
 import pytest
 import requests
-import torch
 import yaml
-from conftest import SENTENCES, make_tiny_st, perturbed_routed_models
+from conftest import SENTENCES, perturbed_routed_models
 
 import mote
-from mote.experts import expert_modules
 from mote.export import export_dense
-from mote.onnx import export_multitask
 from mote.serve.api import ApiError, check_dimensions, resolve_task
 from mote.serve.backends import load_backend
 
@@ -64,25 +61,21 @@ def wait_ready(url: str, proc: subprocess.Popen | None = None, limit_s: float = 
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory, minilm_tokenizer):
-    """A perturbed tiny MoTE model, its dense `query` export, its multi-task ONNX export, a TLR and a TSEmbed
-    folder; and the reference: mote.encode of TEXTS per task."""
+def folders(tmp_path_factory, perturbed_mote, perturbed_mote_onnx):
+    """A perturbed tiny MoTE model and its multi-task ONNX export (conftest: built once, shared with
+    test_onnx_multitask.py), its dense `query` export, a TLR and a TSEmbed folder; and the reference: mote.encode of
+    TEXTS per task."""
+    model, shared = perturbed_mote
     root = tmp_path_factory.mktemp("serve")
-    model = mote.convert(make_tiny_st(root, minilm_tokenizer), placement="0,2")
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for m in expert_modules(model[0].auto_model):
-            m.weight.add_(torch.randn_like(m.weight) * 0.3)
-    model.save(str(root / "mote"))
     export_dense(model, "query", root / "dense-query")
-    export_multitask(root / "mote", root / "onnx")
     token, lora = perturbed_routed_models(root)
     ref = {t: mote.encode(model, TEXTS, task=t) for t in TASKS}
     for a in TASKS:  # the perturbed experts really differ
         for b in TASKS:
             if a < b:
                 assert np.abs(ref[a] - ref[b]).max() > 1e-2
-    return {"root": root, "model": model, "ref": ref, "tlr": token, "tsembed": lora}
+    return {"root": root, "mote": shared / "mote", "onnx": perturbed_mote_onnx, "model": model, "ref": ref,
+            "tlr": token, "tsembed": lora}
 
 
 # ------------------------------------------------------------------------------------------------ no Ray
@@ -100,13 +93,13 @@ def test_every_folder_kind_embeds_a_task_mixed_batch_in_one_forward_as_encode_do
         return forward(self, *a, **k)
 
     monkeypatch.setattr(mote.MoTETransformer, "forward", counted)
-    b = load_backend(root / "mote")
+    b = load_backend(folders["mote"])
     assert (b.kind, b.tasks, b.default_task) == ("mote", TASKS, "document")
     got = b.embed(TEXTS, mixed)
     assert len(calls) == 1  # one forward for four tasks: the batch is not split by task
     assert np.abs(got - want).max() <= 1e-5
 
-    onnx = load_backend(root / "onnx")
+    onnx = load_backend(folders["onnx"])
     assert (onnx.kind, onnx.backend, onnx.tasks) == ("onnx-multitask", "onnx", TASKS)
     cos = (onnx.embed(TEXTS, mixed) * want).sum(1)
     assert cos.min() >= 0.9999
@@ -122,8 +115,8 @@ def test_every_folder_kind_embeds_a_task_mixed_batch_in_one_forward_as_encode_do
         expect = np.stack([m.encode([x], task=t)[0] for x, t in zip(TEXTS, mixed)])
         assert np.abs(b.embed(TEXTS, mixed) - expect).max() <= 1e-5, kind
 
-    counts = load_backend(root / "mote").token_counts([LONG, "hi"], ["query", "query"])
-    assert counts[0] > 64 and counts[1] == len(mote.load(root / "mote").tokenizer("search_query: hi")["input_ids"])
+    counts = load_backend(folders["mote"]).token_counts([LONG, "hi"], ["query", "query"])
+    assert counts[0] > 64 and counts[1] == len(mote.load(folders["mote"]).tokenizer("search_query: hi")["input_ids"])
 
 
 def test_task_names_and_dimensions_are_checked():
@@ -148,19 +141,19 @@ def test_write_config_is_a_serve_deploy_config_naming_the_app_builder(folders, t
     from mote.serve.app import ServeArgs, build_app
 
     out = tmp_path / "serve.yaml"
-    assert main(["serve", str(folders["root"] / "mote"), "--write-config", str(out), "--replicas", "3",
+    assert main(["serve", str(folders["mote"]), "--write-config", str(out), "--replicas", "3",
                  "--max-batch-size", "8", "--port", "9000"]) == 0
     config = yaml.safe_load(out.read_text())
     ServeDeploySchema.model_validate(config)
     (app,) = config["applications"]
     assert app["import_path"] == "mote.serve.app:build_app"
     args = ServeArgs.model_validate(app["args"])
-    assert (args.model, args.replicas, args.max_batch_size) == (str(folders["root"] / "mote"), 3, 8)
+    assert (args.model, args.replicas, args.max_batch_size) == (str(folders["mote"]), 3, 8)
     assert config["http_options"]["port"] == 9000
     build_app(app["args"])  # what Ray Serve calls on the cluster (it checks the folder)
     with pytest.raises(ValueError, match="--all-tasks"):  # ONNX from a MoTE folder: export it first
         build_app({**app["args"], "backend": "onnx"})
-    assert main(["serve", str(folders["root"] / "mote"), "--backend", "onnx", "--write-config", str(out)]) != 0
+    assert main(["serve", str(folders["mote"]), "--backend", "onnx", "--write-config", str(out)]) != 0
     capsys.readouterr()
     assert main(["serve", str(tmp_path / "missing"), "--write-config", str(tmp_path / "other.yaml")]) != 0
     assert not (tmp_path / "other.yaml").exists()
@@ -198,15 +191,14 @@ def server(folders, cli_serve):
 
     from mote.serve.app import build_app
 
-    root = folders["root"]
     port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         common = {"num_cpus": 0, "threads": 1, "max_inputs": MAX_INPUTS}
-        serve.run(build_app({"model": str(root / "mote"), "max_batch_size": 16, "batch_wait_timeout_s": 0.01,
+        serve.run(build_app({"model": str(folders["mote"]), "max_batch_size": 16, "batch_wait_timeout_s": 0.01,
                              **common}), name="torch", route_prefix="/torch")
-        serve.run(build_app({"model": str(root / "onnx"), "name": "mote", "max_batch_size": 1,
+        serve.run(build_app({"model": str(folders["onnx"]), "name": "mote", "max_batch_size": 1,
                              "max_ongoing_requests": 1, "max_queued_requests": 1, "retry_after_s": 2, **common}),
                   name="onnx", route_prefix="/onnx")
         yield f"http://127.0.0.1:{port}"
