@@ -167,7 +167,9 @@ def cli_serve(folders):
     """`mote serve` as a user runs it (the TSEmbed folder, torch), started once and early: it comes up while the
     in-process Serve below starts; the last test stops it."""
     port, metrics = free_port(), free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Ray's workers report metrics to its agent every metrics_report_interval_ms (10 s by default); every 1 s, the
+    # first request's Serve metrics reach --metrics-port without the test waiting out a 10 s period.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_metrics_report_interval_ms": "1000"}
     proc = subprocess.Popen(
         [MOTE, "serve", str(folders["root"] / "tsembed"), "--port", str(port), "--num-cpus", "0", "--threads", "1",
          "--max-batch-size", "1",  # one text per forward: a request of 2,048 texts stays in flight a while
