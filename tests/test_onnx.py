@@ -272,23 +272,31 @@ def run_without_mote(folder: str, texts: list[str], tmp_path: Path) -> tuple[str
     return proc.stdout, out
 
 
-def test_dense_export_has_the_layout_sentence_transformers_onnx_backend_loads(tiny_dense, tiny_report, tmp_path):
+@pytest.fixture(scope="module")
+def without_mote(tiny_dense, tiny_report, tmp_path_factory):
+    """``(texts, stdout, npz path)`` of one NO_MOTE run on the tiny export, shared by the two tests below: its
+    backend_should_export checks come first and hold for any texts; the encode (with optimum-onnx) is of ``texts``."""
+    texts = sample_texts(20)
+    return (texts, *run_without_mote(tiny_dense, texts, tmp_path_factory.mktemp("st-onnx")))
+
+
+def test_dense_export_has_the_layout_sentence_transformers_onnx_backend_loads(tiny_dense, without_mote):
     """sentence-transformers' own backend_should_export finds onnx/model.onnx and the int8 file, with no mote."""
-    stdout, _ = run_without_mote(tiny_dense, ["hi"], tmp_path)
+    _, stdout, _ = without_mote
     assert "NO-OPTIMUM" in stdout or "BACKEND-OK" in stdout, stdout
     graph = onnx.load(str(Path(tiny_dense) / "onnx" / "model_qint8_avx512.onnx")).graph
     assert "last_hidden_state" in [o.name for o in graph.output]  # the output the backend reads
 
 
-def test_sentence_transformer_onnx_backend_without_mote_reproduces_the_torch_export(tiny_dense, tiny_report, tmp_path):
+def test_sentence_transformer_onnx_backend_without_mote_reproduces_the_torch_export(tiny_dense, tiny_report,
+                                                                                     without_mote):
     """``SentenceTransformer(export, backend="onnx")``, in a process without mote, == the torch export.
 
     Needs optimum-onnx in that process. optimum-onnx 0.1 pins transformers < 4.58 and so cannot be installed next to
     sentence-transformers 6 (transformers 5; huggingface/optimum-onnx#114); docs/onnx.md shows how to run this test
     against an overlay with sentence-transformers 5.7 + transformers 4.57 + optimum-onnx (MOTE_ST_ONNX_PYTHONPATH).
     """
-    texts = sample_texts(20)
-    stdout, out = run_without_mote(tiny_dense, texts, tmp_path)
+    texts, stdout, out = without_mote
     if "NO-OPTIMUM" in stdout:
         pytest.skip("optimum-onnx is not importable next to transformers 5 (huggingface/optimum-onnx#114); set "
                     "MOTE_ST_ONNX_PYTHONPATH to an overlay that has it (docs/onnx.md)")
