@@ -94,14 +94,16 @@ def test_suite_loads_with_the_harness(suite):
     assert all(pos and neg for pos, neg in zip(qa.positives, qa.negatives, strict=True))
 
 
-def test_suite_is_rebuilt_only_when_its_fraction_changes(suite, real_root):
-    meta = suite / "val-QAReranking" / "meta.json"
+def test_suite_is_rebuilt_only_when_its_fraction_changes(suite, real_root, tmp_path):
+    import shutil
+
+    own = shutil.copytree(suite, tmp_path / "val")  # the module's suite stays at 0.1 for the other tests
+    meta = own / "val-QAReranking" / "meta.json"
     stamp = meta.stat().st_mtime_ns
-    validation.build_validation_suite(real_root, suite, fraction=0.1)
+    validation.build_validation_suite(real_root, own, fraction=0.1)
     assert meta.stat().st_mtime_ns == stamp
-    validation.build_validation_suite(real_root, suite, fraction=0.2)
+    validation.build_validation_suite(real_root, own, fraction=0.2)
     assert json.loads(meta.read_text())["holdout"] == 0.2
-    validation.build_validation_suite(real_root, suite, fraction=0.1)  # back, for the other tests
 
 
 def test_no_validation_text_is_trained_on(suite, real_root):
