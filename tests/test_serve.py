@@ -198,11 +198,14 @@ def server(folders, cli_serve):
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         common = {"num_cpus": 0, "threads": 1, "max_inputs": MAX_INPUTS}
-        serve.run(build_app({"model": str(folders["mote"]), "max_batch_size": 16, "batch_wait_timeout_s": 0.01,
-                             **common}), name="torch", route_prefix="/torch")
-        serve.run(build_app({"model": str(folders["onnx"]), "name": "mote", "max_batch_size": 1,
-                             "max_ongoing_requests": 1, "max_queued_requests": 1, "retry_after_s": 2, **common}),
-                  name="onnx", route_prefix="/onnx")
+        # Both applications in one deploy (serve.run_many): their replicas start side by side, not one after the other.
+        serve.run_many([
+            serve.RunTarget(build_app({"model": str(folders["mote"]), "max_batch_size": 16,
+                                       "batch_wait_timeout_s": 0.01, **common}), name="torch", route_prefix="/torch"),
+            serve.RunTarget(build_app({"model": str(folders["onnx"]), "name": "mote", "max_batch_size": 1,
+                                       "max_ongoing_requests": 1, "max_queued_requests": 1, "retry_after_s": 2,
+                                       **common}), name="onnx", route_prefix="/onnx"),
+        ])
         yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()
