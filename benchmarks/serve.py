@@ -184,8 +184,8 @@ def replica_rss(app_names: list[str]) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ setups
-def deploy(setup: str, paths: dict[str, Path], cpus: int, batch: int,
-           replicas: int = 1) -> tuple[dict[str, str], list[str], list[str]]:
+def deploy(setup: str, paths: dict[str, Path], cpus: int, batch: int, replicas: int = 1,
+           wait_ms: float | None = None) -> tuple[dict[str, str], list[str], list[str]]:
     """Deploy one setup; returns (task -> URL path, app names, the tasks its traffic uses). ``replicas``: of the
     one-deployment setups (each replica a 1/replicas share of the budget); dense4 is four one-replica deployments."""
     from ray import serve
@@ -196,6 +196,8 @@ def deploy(setup: str, paths: dict[str, Path], cpus: int, batch: int,
         args = {"model": str(model), "name": name, "backend": backend, "num_cpus": share / n, "replicas": n,
                 "threads": max(1, int(share / n)), "max_batch_size": batch, "max_queued_requests": -1,
                 "max_ongoing_requests": 4 * batch}
+        if wait_ms is not None:
+            args["batch_wait_timeout_s"] = wait_ms / 1000
         serve.run(build_app(args), name=name, route_prefix=f"/{name}")
 
     if setup == "mote-torch":
@@ -223,6 +225,7 @@ def main() -> None:
     p.add_argument("--rates", default="10,20,40,80,160,320", help="open-loop request rates (req/s), rising")
     p.add_argument("--slo-ms", type=float, default=250.0, help="p99 above this = broken (open loop stops)")
     p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--batch-wait-ms", type=float, default=None, help="mote serve's --batch-wait-ms (default: its own)")
     p.add_argument("--setups", default=",".join(SETUPS))
     p.add_argument("--n-texts", type=int, default=2000)
     p.add_argument("--texts-per-request", type=int, default=1, help="inputs per request (default 1)")
@@ -276,7 +279,7 @@ def main() -> None:
             return
         try:
             for setup in setups:
-                routes, apps, tasks = deploy(setup, paths, a.cpus, a.max_batch_size, a.replicas)
+                routes, apps, tasks = deploy(setup, paths, a.cpus, a.max_batch_size, a.replicas, a.batch_wait_ms)
                 routes = {t: base + r for t, r in routes.items()}
                 asyncio.run(closed_loop(routes, texts, 4, 1.0, tasks))  # warm-up
                 res = {"rss": replica_rss(apps), "closed": {}, "open": []}
@@ -306,7 +309,7 @@ def paired(pair: list[str], paths: dict[str, Path], a, conc: list[int], texts: l
     print each round's A/B throughput ratio and their median and range."""
     deployed = {}
     for setup in pair:
-        routes, _, tasks = deploy(setup, paths, a.cpus, a.max_batch_size, a.replicas)
+        routes, _, tasks = deploy(setup, paths, a.cpus, a.max_batch_size, a.replicas, a.batch_wait_ms)
         deployed[setup] = ({t: base + r for t, r in routes.items()}, tasks)
         asyncio.run(closed_loop(deployed[setup][0], texts, 4, 1.0, tasks))  # warm-up
     ratios: dict[int, list[float]] = {c: [] for c in conc}

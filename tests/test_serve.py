@@ -275,6 +275,62 @@ def test_sixteen_concurrent_clients_with_random_tasks_get_their_own_tasks_embedd
         assert np.abs(got - ref[task][idx]).max() <= 1e-5, task
 
 
+def _probe_deployment():
+    """A replica whose batch (max 32 rows, no wait) takes 0.8 s and records its size, with requests gated by
+    mote's IdleGate or sent straight to Ray Serve's batcher."""
+    import asyncio
+
+    from ray import serve
+
+    from mote.serve.gate import IdleGate
+
+    @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
+    class Probe:
+        def __init__(self) -> None:
+            self.gate, self.sizes = IdleGate(), []
+
+        @serve.batch(max_batch_size=32, batch_wait_timeout_s=0)
+        async def rows(self, xs: list[int]) -> list[int]:
+            async with self.gate.running():
+                self.sizes.append(len(xs))
+                await asyncio.sleep(0.8)  # the forward (mote runs it in a worker thread: the loop goes on)
+            return xs
+
+        async def call(self, x: int, gated: bool) -> int:
+            if gated:
+                await self.gate.wait()
+            return await self.rows(x)
+
+        def batches(self) -> list[int]:
+            out, self.sizes = self.sizes, []
+            return out
+
+    return Probe
+
+
+def test_the_gate_makes_the_next_batch_of_what_came_while_busy(server):
+    """One request starts a batch; five more arrive while it runs. Behind the gate they are the next batch, all
+    five; straight into Ray Serve's batcher each is sealed on its own (Ray Serve 2.60 seals a batch while the one
+    before it runs: if that half fails, Ray Serve now batches what came while busy, and mote.serve.gate can go)."""
+    from ray import serve
+
+    handle = serve.run(_probe_deployment().bind(), name="probe", route_prefix=None)
+    try:
+        sizes = {}
+        for gated in (True, False):
+            calls = [handle.call.remote(0, gated)]
+            time.sleep(0.25)  # the first batch is running
+            for i in range(1, 6):
+                calls.append(handle.call.remote(i, gated))
+                time.sleep(0.04)
+            assert [c.result(timeout_s=60) for c in calls] == list(range(6))
+            sizes[gated] = handle.batches.remote().result(timeout_s=60)
+        assert sizes[True] == [1, 5]
+        assert sizes[False][0] == 1 and len(sizes[False]) >= 4, sizes[False]
+    finally:
+        serve.delete("probe")
+
+
 def test_openai_client_gets_the_tasks_embeddings(server, folders):
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=server + "/torch/v1", api_key="unused")

@@ -8,6 +8,7 @@ One idea per module:
   multi-task / dense ONNX export, each answering ``embed(texts, tasks)`` in ONE forward, whatever the tasks mix;
 * :mod:`mote.serve.app` -- the Ray Serve deployment (FastAPI ingress, ``@serve.batch`` dynamic batching, bounded
   queue) and ``build_app``, the application builder that ``serve deploy`` configs name;
+* :mod:`mote.serve.gate` -- the gate that makes a replica's next batch every request that came while it was busy;
 * :mod:`mote.serve.config` -- the ``serve deploy`` config file ``mote serve --write-config`` writes;
 * :mod:`mote.serve.cli` -- the ``mote serve`` verb (local Ray, signals, clean shutdown).
 

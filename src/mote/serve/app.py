@@ -2,9 +2,10 @@
 
 Each replica holds one :class:`~mote.serve.backends.Backend`. A request is checked (:mod:`mote.serve.api`) and its
 texts enter :meth:`MoteEmbeddings.embed_rows`, a ``@serve.batch`` method: Ray Serve gathers the texts of all the
-requests in flight on the replica (up to ``max_batch_size`` texts, waiting at most ``batch_wait_timeout_s``) and the
-batch runs in ONE forward with one task per row. The batch is never split by task: the MoTE module (or the ONNX
-graph's ``task_id`` input) routes each row to its expert.
+requests in flight on the replica (up to ``max_batch_size`` texts) and the batch runs in ONE forward with one task
+per row. While a batch runs, new requests wait at the replica's :class:`~mote.serve.gate.IdleGate`, so the next batch
+is everything that came meanwhile (continuous batching; ``batch_wait_timeout_s`` adds a wait, default none). The
+batch is never split by task: the MoTE module (or the ONNX graph's ``task_id`` input) routes each row to its expert.
 
 Ray Serve does the rest: replicas (``num_replicas``), a bounded queue at each caller (``max_ongoing_requests`` per
 replica, ``max_queued_requests``; beyond them the proxy answers 503 with ``Retry-After``,
@@ -44,6 +45,7 @@ from mote.serve.api import (
     too_long,
     validation_message,
 )
+from mote.serve.gate import DEFAULT_BATCH_WAIT_S, IdleGate
 
 logger = logging.getLogger("mote.serve")
 
@@ -58,7 +60,7 @@ class ServeArgs(BaseModel):
     name: str | None = None  # the model id clients send (default: the folder's name)
     replicas: int = Field(1, ge=1)
     max_batch_size: int = Field(32, ge=1)
-    batch_wait_timeout_s: float = Field(0.005, ge=0)
+    batch_wait_timeout_s: float = Field(DEFAULT_BATCH_WAIT_S, ge=0)
     max_ongoing_requests: int | None = Field(None, ge=1)  # per replica (default: 2 x max_batch_size)
     max_queued_requests: int = Field(256, ge=-1)  # at each caller; beyond: 503 + Retry-After (-1: unbounded)
     retry_after_s: float = Field(1.0, ge=0)
@@ -95,13 +97,15 @@ class MoteEmbeddings:
         self.embed_rows.set_max_batch_size(self.args.max_batch_size)
         self.embed_rows.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
         self.backend.embed(["warm-up"], [self.backend.default_task])  # ready = the model answered once
+        self.gate = IdleGate()
         self.ready = True
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
     async def embed_rows(self, texts: list[str], tasks: list[str]) -> list[np.ndarray]:
         """One row per call; Ray Serve hands over the rows of every request in flight, and they run as ONE forward
         (in a worker thread, so that the replica keeps taking requests meanwhile)."""
-        out = await asyncio.to_thread(self.backend.embed, list(texts), list(tasks))
+        async with self.gate.running():
+            out = await asyncio.to_thread(self.backend.embed, list(texts), list(tasks))
         return list(out)
 
     @api.post("/v1/embeddings")
@@ -115,6 +119,7 @@ class MoteEmbeddings:
         dim = check_dimensions(body.dimensions, self.backend.dimension, self.backend.matryoshka_dims)
         limit = self.backend.max_seq_length
         texts, counts = self._check_lengths(texts, task, limit, body.truncate)
+        await self.gate.wait()  # while a batch runs: the next batch is every request that came meanwhile
         rows = await asyncio.gather(*(self.embed_rows(t, task) for t in texts))
         vectors = np.stack(rows)
         if dim is not None:

@@ -18,6 +18,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from mote.serve.gate import DEFAULT_BATCH_WAIT_S
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -33,8 +35,9 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     p.add_argument("--replicas", type=int, default=1, help="model replicas (one process each; default 1)")
     p.add_argument("--max-batch-size", type=int, default=32, help="texts per forward, across requests (default 32)")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0,
-                   help="how long a batch waits to fill up, in ms (default 5)")
+    p.add_argument("--batch-wait-ms", type=float, default=DEFAULT_BATCH_WAIT_S * 1000,
+                   help="how long a batch waits to fill up, in ms (default 0: the next batch is every request that "
+                        "came while the last one ran)")
     p.add_argument("--max-ongoing-requests", type=int, default=None,
                    help="requests in flight per replica (default 2 x --max-batch-size)")
     p.add_argument("--max-queued-requests", type=int, default=256,
