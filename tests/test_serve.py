@@ -134,6 +134,33 @@ def test_task_names_and_dimensions_are_checked():
         assert e.value.status == 400
 
 
+def test_the_defaults_docs_serving_md_states_are_the_cli_and_app_defaults():
+    """docs/serving.md names mote serve's defaults; the CLI's flags and ServeArgs (what `serve deploy` builds) have
+    exactly those."""
+    import argparse
+    import re
+
+    from mote.serve.app import ServeArgs
+    from mote.serve.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    cli = vars(parser.parse_args(["serve", "m"]))
+    doc = (Path(__file__).parents[1] / "docs" / "serving.md").read_text(encoding="utf-8")
+    stated = {flag.replace("-", "_"): float(value)
+              for flag, value in re.findall(r"`--([a-z-]+)` \([^)]*?default (\d+)(?![\dx])", doc)}
+    assert {"batch_wait_ms", "max_queued_requests", "max_inputs"} <= set(stated), stated
+    for flag, value in stated.items():
+        assert cli[flag] == value, flag
+    head = re.search(r"127\.0\.0\.1:(\d+), (\d+) replica, batches of up to (\d+) texts", doc)
+    want = ("127.0.0.1", *map(int, head.groups()))
+    assert (cli["host"], cli["port"], cli["replicas"], cli["max_batch_size"]) == want
+    app = {k: f.default for k, f in ServeArgs.model_fields.items()}
+    assert app["batch_wait_timeout_s"] * 1000 == cli["batch_wait_ms"] == 0
+    for k in ("max_batch_size", "max_queued_requests", "max_inputs", "replicas", "num_cpus"):
+        assert app[k] == cli[k], k
+
+
 def test_write_config_is_a_serve_deploy_config_naming_the_app_builder(folders, tmp_path, capsys):
     from ray.serve.schema import ServeDeploySchema
 
