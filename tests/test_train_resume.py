@@ -5,37 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from tiny_train import tiny_config, write_tiny_data, write_tiny_model
+from tiny_train import tiny_config, train_beside_killed, write_tiny_data, write_tiny_model
 from transformers import TrainerCallback
 
 from mote.train.config import load_config
 from mote.train.trainer import run_training
-
-CHILD = textwrap.dedent(
-    """
-    import os, signal, sys, yaml
-    import torch
-    torch.set_num_threads(1)
-    from transformers import TrainerCallback
-    from mote.train.config import load_config
-    from mote.train.trainer import run_training
-
-    class Kill(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == int(sys.argv[3]):
-                os.kill(os.getpid(), signal.SIGKILL)  # no clean-up of any kind
-
-    cfg = load_config(sys.argv[1])
-    run_training(cfg, sys.argv[2], callbacks=[Kill()])
-    """
-)
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only add overhead
 
@@ -50,21 +29,7 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = load_config(tmp_path / "cfg.yaml")
 
-    # The run to be killed (a child process) and the uninterrupted one (here) run side by side, one core each: they
-    # share only their inputs (recipe, data, base model), which neither writes.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path / "cfg.yaml"), str(tmp_path / "killed"), "29"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        whole = run_training(cfg, tmp_path / "whole")
-        _, stderr = child.communicate(timeout=300)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
-    assert child.returncode == -9, stderr[-2000:]
+    whole = train_beside_killed(tmp_path / "cfg.yaml", cfg, tmp_path / "killed", tmp_path / "whole", kill_step=29)
     ckpts = tmp_path / "killed" / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir() if p.name.startswith("checkpoint-")) == [
         "checkpoint-21", "checkpoint-28"]

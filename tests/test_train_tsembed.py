@@ -4,10 +4,6 @@ ablation, exact resume mid-stage-2 after SIGKILL, and the saved model / adapters
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +12,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer
-from tiny_train import tiny_config, write_tiny_data, write_tiny_model
+from tiny_train import tiny_config, train_beside_killed, write_tiny_data, write_tiny_model
 from transformers import TrainerCallback
 
 import mote
@@ -220,25 +216,6 @@ def test_noeans_method_runs_stage_one_for_all_steps(tiny, tmp_path, monkeypatch)
 
 
 # ------------------------------------------------------------------------------------------------ resume
-CHILD = textwrap.dedent(
-    """
-    import os, signal, sys
-    import torch
-    torch.set_num_threads(1)
-    from transformers import TrainerCallback
-    from mote.train.config import load_config
-    from mote.train.trainer import run_training
-
-    class Kill(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if "stage2" in args.output_dir and state.global_step == int(sys.argv[3]):
-                os.kill(os.getpid(), signal.SIGKILL)  # no clean-up of any kind
-
-    run_training(load_config(sys.argv[1]), sys.argv[2], callbacks=[Kill()])
-    """
-)
-
-
 def test_resume_mid_stage_two_after_sigkill_is_bitwise_identical(tiny, tmp_path):
     # stage 2: 7 steps, pools refreshed at 0, 3, 6 from 12 of the candidates; checkpoints at 2, 4; killed at 5.
     # The resumed run restores stage 2's optimizer, schedule, RNG, batch position and the EANS pools of step 3.
@@ -246,19 +223,8 @@ def test_resume_mid_stage_two_after_sigkill_is_bitwise_identical(tiny, tmp_path)
                checkpoint={"every": 2, "keep": 2})
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = load_config(tmp_path / "cfg.yaml")
-    # The run to be killed (a child process) and the uninterrupted one (here) run side by side, one core each: they
-    # share only their inputs (recipe, data, base model), which neither writes.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "cfg.yaml"), str(tmp_path / "killed"), "5"],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        whole = run_training(cfg, tmp_path / "whole")
-        _, stderr = child.communicate(timeout=300)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
-    assert child.returncode == -9, stderr[-2000:]
+    whole = train_beside_killed(tmp_path / "cfg.yaml", cfg, tmp_path / "killed", tmp_path / "whole", kill_step=5,
+                                stage="stage2")
     killed = tmp_path / "killed"
     assert (killed / "stage1" / "model").is_dir() and not (killed / "model").exists()
     ckpts = sorted(p.name for p in (killed / "stage2" / "checkpoints").iterdir())

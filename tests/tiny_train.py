@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +140,43 @@ def tiny_config(base: str, data_root: str | Path, **overrides: Any) -> dict[str,
         else:
             cfg[key] = value
     return cfg
+
+
+_KILLED = textwrap.dedent(
+    """
+    import os, signal, sys
+    import torch
+    torch.set_num_threads(1)
+    from transformers import TrainerCallback
+    from mote.train.config import load_config
+    from mote.train.trainer import run_training
+
+    class Kill(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if sys.argv[4] in args.output_dir and state.global_step == int(sys.argv[3]):
+                os.kill(os.getpid(), signal.SIGKILL)  # no clean-up of any kind
+
+    run_training(load_config(sys.argv[1]), sys.argv[2], callbacks=[Kill()])
+    """
+)
+
+
+def train_beside_killed(cfg_file: Path, cfg: Any, killed: Path, whole: Path, kill_step: int, stage: str = "") -> Any:
+    """Train ``cfg`` into ``whole`` here while a child process trains ``cfg_file`` into ``killed`` and SIGKILLs
+    itself at ``kill_step`` (of the trainer whose output folder holds ``stage``). They run side by side, one core
+    each, sharing only their inputs (recipe, data, base model), which neither writes. Returns the uninterrupted
+    run's result once the child is dead by SIGKILL."""
+    from mote.train.trainer import run_training
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    child = subprocess.Popen([sys.executable, "-c", _KILLED, str(cfg_file), str(killed), str(kill_step), stage],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        result = run_training(cfg, whole)
+        _, stderr = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == -9, stderr[-2000:]
+    return result
